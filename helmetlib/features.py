@@ -1,0 +1,123 @@
+"""Frozen-backbone features computed once per data, weights, preprocessing, size and precision, cached on disk."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from helmetlib.preprocess import Normalization, normalize
+
+PRECISION_ENV = "HELMETLIB_PRECISION"
+PRECISIONS = ("float32", "bfloat16", "float16")
+
+
+def cpu_supports_bfloat16() -> bool:
+    """True when the CPU has native bfloat16 arithmetic (AVX512-BF16 or AMX), where bfloat16 inference pays off."""
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    flags = set(cpuinfo.split())
+    return bool({"avx512_bf16", "amx_bf16"} & flags)
+
+
+def gpu_available() -> bool:
+    """True when TensorFlow sees a GPU."""
+    import tensorflow as tf
+
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
+def backbone_precision() -> str:
+    """The faster precision for backbone inference here: `bfloat16` on a GPU or a bf16-capable CPU, else `float32`.
+
+    The environment variable HELMETLIB_PRECISION overrides the choice.
+    """
+    override = os.environ.get(PRECISION_ENV)
+    if override:
+        if override not in PRECISIONS:
+            raise ValueError(f"{PRECISION_ENV}={override!r}; choose one of {PRECISIONS}")
+        return override
+    return "bfloat16" if gpu_available() or cpu_supports_bfloat16() else "float32"
+
+
+def weights_fingerprint(model: keras.Model) -> str:
+    """Short sha256 of a model's weight values (changes whenever any weight does)."""
+    digest = hashlib.sha256()
+    for weight in model.get_weights():
+        digest.update(np.ascontiguousarray(weight).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def feature_extractor(backbone: keras.Model, precision: str) -> keras.Model:
+    """The backbone itself for float32, else a copy computing in `mixed_<precision>` with the same weights."""
+    if precision == "float32":
+        return backbone
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(f"mixed_{precision}")
+    try:
+        extractor = keras.models.clone_model(backbone)
+    finally:
+        keras.config.set_dtype_policy(previous)
+    extractor.set_weights(backbone.get_weights())
+    return extractor
+
+
+def compute_features(
+    extractor: keras.Model,
+    images_rgb: np.ndarray,
+    *,
+    normalization: Normalization,
+    augmenter: keras.Layer | None = None,
+    batch_size: int = 32,
+) -> np.ndarray:
+    """Backbone outputs (N, ...) as float32 for uint8 RGB images, normalised (and augmented) batch by batch."""
+    outputs = []
+    for start in range(0, len(images_rgb), batch_size):
+        batch = normalize(images_rgb[start : start + batch_size], normalization)
+        if augmenter is not None:
+            batch = augmenter(batch, training=True)
+        outputs.append(np.asarray(extractor(batch, training=False), dtype=np.float32))
+    return np.concatenate(outputs)
+
+
+class FeatureCache:
+    """Feature arrays on disk under `folder`, one `.npy` per key; a changed key part means a recomputation."""
+
+    def __init__(self, folder: str | Path | None):
+        self.folder = Path(folder) if folder is not None else None
+        self.hits = 0
+        self.misses = 0
+
+    def path(self, key: dict) -> Path | None:
+        """Where the features for `key` live (None without a folder)."""
+        if self.folder is None:
+            return None
+        digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
+        return self.folder / f"features-{digest}.npy"
+
+    def get_or_compute(self, key: dict, compute) -> np.ndarray:
+        """Load the array stored for `key`, or call `compute()` and store its result atomically."""
+        path = self.path(key)
+        if path is not None and path.is_file():
+            try:
+                features = np.load(path, allow_pickle=False)
+                self.hits += 1
+                return features
+            except (ValueError, OSError, EOFError):
+                path.unlink(missing_ok=True)  # a damaged cache file is recomputed, never trusted
+        features = compute()
+        self.misses += 1
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            partial = path.with_suffix(f".{os.getpid()}.partial")
+            with partial.open("wb") as f:
+                np.save(f, features, allow_pickle=False)
+            partial.replace(path)
+            path.with_suffix(".json").write_text(json.dumps(key, indent=2, sort_keys=True))
+        return features

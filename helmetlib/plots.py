@@ -1,0 +1,99 @@
+"""Figures over datasets and over the results of `helmetlib.metrics` (each takes `ax=None` and returns the figure)."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import seaborn as sns
+
+from helmetlib.data import CLASS_NAMES
+
+
+def _axes(ax=None, figsize=(5, 4)):
+    if ax is None:
+        fig, ax = plt.subplots(figsize=figsize)
+        return fig, ax
+    return ax.figure, ax
+
+
+def class_balance(labels: np.ndarray, *, ax=None):
+    """Bar chart of image counts per class."""
+    fig, ax = _axes(ax)
+    counts = [int((np.asarray(labels) == label).sum()) for label in (0, 1)]
+    bars = ax.bar(CLASS_NAMES, counts, color=["tab:red", "tab:green"])
+    ax.bar_label(bars)
+    ax.set_ylabel("images")
+    ax.set_title("Class balance")
+    return fig
+
+
+def sample_grid(images: np.ndarray, labels: np.ndarray, *, per_class: int = 6, seed: int = 0, grayscale: bool = False):
+    """A row of random example images per class (RGB uint8, or (N, H, W) grayscale)."""
+    rng = np.random.default_rng(seed)
+    fig, axes = plt.subplots(2, per_class, figsize=(1.8 * per_class, 4.0), squeeze=False)
+    for label in (0, 1):
+        candidates = np.flatnonzero(np.asarray(labels) == label)
+        chosen = rng.choice(candidates, size=min(per_class, len(candidates)), replace=False)
+        for column, ax in enumerate(axes[label]):
+            ax.axis("off")
+            if column < len(chosen):
+                ax.imshow(images[chosen[column]], cmap="gray" if grayscale else None, vmin=0, vmax=255)
+        axes[label][0].set_title(CLASS_NAMES[label], loc="left")
+    fig.tight_layout()
+    return fig
+
+
+def training_curves(history: dict[str, list[float]]):
+    """Loss and accuracy per epoch, train vs validation."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+    for ax, metric in zip(axes, ("loss", "accuracy"), strict=True):
+        epochs = np.arange(1, len(history[metric]) + 1)
+        ax.plot(epochs, history[metric], marker="o", label="train")
+        if f"val_{metric}" in history:
+            ax.plot(epochs, history[f"val_{metric}"], marker="o", label="validation")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric)
+        ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def confusion_heatmap(matrix: np.ndarray, *, title: str = "", ax=None):
+    """Annotated heatmap of a 2x2 confusion matrix (rows true, columns predicted)."""
+    fig, ax = _axes(ax, figsize=(4, 3.4))
+    sns.heatmap(
+        matrix, annot=True, fmt="d", cmap="Blues", cbar=False, xticklabels=CLASS_NAMES, yticklabels=CLASS_NAMES, ax=ax
+    )
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    return fig
+
+
+def prediction_grid(
+    images: np.ndarray,
+    labels: np.ndarray,
+    probabilities: np.ndarray,
+    *,
+    threshold: float = 0.5,
+    n: int = 12,
+    seed: int = 0,
+):
+    """Random images titled with true label, predicted label and P(helmet); wrong predictions in red."""
+    rng = np.random.default_rng(seed)
+    chosen = rng.choice(len(images), size=min(n, len(images)), replace=False)
+    columns = 6
+    rows = -(-len(chosen) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(2.0 * columns, 2.3 * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, index in zip(axes.ravel(), chosen, strict=False):
+        predicted = int(probabilities[index] >= threshold)
+        ax.imshow(images[index])
+        ax.set_title(
+            f"true {CLASS_NAMES[labels[index]]}\npred {CLASS_NAMES[predicted]} ({probabilities[index]:.2f})",
+            fontsize=8,
+            color="black" if predicted == labels[index] else "red",
+        )
+    fig.tight_layout()
+    return fig
