@@ -134,11 +134,11 @@ def _read_labels(path: Path) -> np.ndarray:
     column = frame[LABEL_COLUMN]
     if len(column) == 0:
         raise DatasetError(f"{path}: empty dataset (no labels)")
-    bad = ~column.isin([0, 1])
+    bad = ~pd.to_numeric(column, errors="coerce").isin([0, 1])
     if bad.any():
         examples = sorted({str(value) for value in column[bad].head(5)})
         raise DatasetError(f"{path}: labels must be 0 or 1; {int(bad.sum())} rows are not (e.g. {', '.join(examples)})")
-    labels = column.to_numpy(dtype=np.int64)
+    labels = pd.to_numeric(column).to_numpy(dtype=np.int64)
     if len(np.unique(labels)) < 2:
         raise DatasetError(f"{path}: only one class present (all labels are {labels[0]}); need both 0 and 1")
     return labels

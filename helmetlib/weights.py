@@ -64,19 +64,21 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def resolve_weights(weights: str | Path | None = "imagenet", *, url: str = IMAGENET_NOTOP_URL) -> WeightsChoice:
+def resolve_weights(
+    weights: str | Path | None = "imagenet", *, url: str = IMAGENET_NOTOP_URL, cache_dir: str | Path | None = None
+) -> WeightsChoice:
     """Resolve `imagenet` (download or Keras cache), `None`/`"none"` or a local weights file to a `WeightsChoice`.
 
     A missing local file is an error; ImageNet weights that cannot be downloaded fall back to random
-    initialisation with a `WeightsFallbackWarning` and the reason recorded.
+    initialisation with a `WeightsFallbackWarning` and the reason recorded. `cache_dir` defaults to Keras' (~/.keras).
     """
     if weights is None or str(weights).lower() in ("none", "random"):
         return WeightsChoice(requested="none", used="random")
     if str(weights).lower() == "imagenet":
         try:
-            path = _download_imagenet_notop(url)
+            path = _download_imagenet_notop(url, cache_dir)
         except Exception as error:  # any failure to obtain the file means the same thing: no pretrained weights
-            reason = f"download from {url} failed: {type(error).__name__}: {error}"
+            reason = f"could not download VGG16 ImageNet weights: {error}"
             warnings.warn(
                 f"ImageNet weights for VGG16 unavailable ({reason}); using RANDOM initialisation",
                 WeightsFallbackWarning,
@@ -90,7 +92,7 @@ def resolve_weights(weights: str | Path | None = "imagenet", *, url: str = IMAGE
     return WeightsChoice(requested=str(path), used="file", path=str(path.resolve()), sha256=file_sha256(path))
 
 
-def _download_imagenet_notop(url: str) -> Path:
+def _download_imagenet_notop(url: str, cache_dir: str | Path | None) -> Path:
     """Fetch (or find in the Keras cache) VGG16's ImageNet no-top weights."""
     import keras
 
@@ -99,7 +101,11 @@ def _download_imagenet_notop(url: str) -> Path:
     try:
         return Path(
             keras.utils.get_file(
-                Path(IMAGENET_NOTOP_URL).name, url, cache_subdir="models", file_hash=IMAGENET_NOTOP_HASH
+                Path(IMAGENET_NOTOP_URL).name,
+                url,
+                cache_dir=None if cache_dir is None else str(cache_dir),
+                cache_subdir="models",
+                file_hash=IMAGENET_NOTOP_HASH,
             )
         )
     finally:

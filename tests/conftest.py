@@ -1,0 +1,44 @@
+"""Shared fixtures: small synthetic sets, the optional real photos and stand-in weights beside the repository."""
+
+import os
+from pathlib import Path
+
+import matplotlib
+import pytest
+
+matplotlib.use("Agg")
+
+from helmetlib.data import make_demo_dataset, write_dataset  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("HELMETLIB_SHARED", REPO.parent / "shared"))
+HELMET_DEV = SHARED / "data" / "helmet-dev"
+STAND_IN_WEIGHTS = SHARED / "weights" / "vgg16-hed-notop.weights.h5"
+
+
+def require(path: Path, what: str) -> Path:
+    """Skip the calling test, saying why, when an optional shared file is absent."""
+    if not path.exists():
+        pytest.skip(f"{what} not found at {path} (only present beside a developer checkout; see README)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def demo_small():
+    """48 synthetic images of 48x48 pixels."""
+    return make_demo_dataset(48, seed=3, image_size=48)
+
+
+@pytest.fixture(scope="session")
+def demo_folder(tmp_path_factory, demo_small):
+    """The small demo set written in the study's file format."""
+    return write_dataset(demo_small, tmp_path_factory.mktemp("demo"))
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    """Close every matplotlib figure a test opened."""
+    yield
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
