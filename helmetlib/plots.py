@@ -97,3 +97,14 @@ def prediction_grid(
         )
     fig.tight_layout()
     return fig
+
+
+def statistics_by_class(statistics):
+    """Box plots of brightness, contrast and sharpness per class (a table from `eda.image_statistics`)."""
+    columns = ["brightness", "contrast", "sharpness"]
+    fig, axes = plt.subplots(1, len(columns), figsize=(4 * len(columns), 3.5))
+    for ax, column in zip(axes, columns, strict=True):
+        sns.boxplot(data=statistics, x="class", y=column, hue="class", order=CLASS_NAMES, ax=ax)
+        ax.set_xlabel("")
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,137 @@
+"""The study's steps that the notebooks share: data for a run, per-model results on disk, model selection."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from helmetlib.data import Dataset, load_dataset, make_demo_dataset
+from helmetlib.metrics import HEADLINE_METRICS, performance
+from helmetlib.models import get_spec
+from helmetlib.preprocess import resize
+from helmetlib.split import Split
+from helmetlib.train import TrainedModel, save_trained
+
+MODELS_FOLDER = "models"
+SELECTION_FILE = "selection.json"
+SELECTION_RULE = (
+    "highest validation F1; ties (within 0.001) go to the smaller train-validation F1 gap, then to fewer parameters"
+)
+
+
+def study_dataset(data_dir: str | Path | None, *, image_size: int = 0, demo_size: int = 160) -> Dataset:
+    """The run's data: the validated set in `data_dir` (demo set when empty), resized when `image_size` > 0."""
+    dataset = make_demo_dataset(demo_size) if not data_dir else load_dataset(data_dir)
+    if not image_size or dataset.images.shape[1] == image_size:
+        return dataset
+    resized = resize(dataset.images, image_size)
+    return replace(dataset, images=resized, content_hash=f"{dataset.content_hash}@{image_size}")
+
+
+def model_results(trained: TrainedModel, dataset: Dataset, split: Split, *, threshold: float = 0.5) -> dict:
+    """Train and validation metrics of a trained model, with how it was trained (the comparison's input)."""
+    model = trained.model
+    spec = get_spec(trained.name)
+    return {
+        "name": trained.name,
+        "description": spec.description,
+        "train": performance(dataset.labels[split.train], trained.probabilities["train"], threshold=threshold),
+        "validation": performance(
+            dataset.labels[split.validation], trained.probabilities["validation"], threshold=threshold
+        ),
+        "parameters": int(model.count_params()),
+        "trainable_parameters": int(sum(int(np.prod(w.shape)) for w in model.trainable_weights)),
+        "normalization": spec.normalization,
+        "input_shape": list(model.input_shape[1:]),
+        "epochs_run": len(trained.history.get("loss", [])),
+        "weights": trained.weights.to_dict() if spec.uses_backbone else None,
+        "mode": trained.mode,
+        "precision": trained.precision,
+        "train_seconds": round(trained.seconds, 2),
+        "notes": trained.notes,
+        "threshold": threshold,
+    }
+
+
+def save_model_results(trained: TrainedModel, results: dict, run_dir: str | Path) -> Path:
+    """Write the model, its history, probabilities and `<name>.metrics.json` under `run_dir/models/`."""
+    folder = Path(run_dir) / MODELS_FOLDER
+    save_trained(trained, folder)
+    path = folder / f"{trained.name}.metrics.json"
+    path.write_text(json.dumps(results, indent=2))
+    return path
+
+
+def load_model_results(run_dir: str | Path, names: list[str]) -> dict[str, dict]:
+    """The saved `<name>.metrics.json` of each model, by name; a clear error for a model not trained yet."""
+    folder = Path(run_dir) / MODELS_FOLDER
+    results = {}
+    for name in names:
+        path = folder / f"{name}.metrics.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no results for model {name!r}; run its model notebook first")
+        results[name] = json.loads(path.read_text())
+    return results
+
+
+def select_model(results: dict[str, dict]) -> str:
+    """Pick a model by the documented rule (`SELECTION_RULE`), looking at train and validation only."""
+
+    def gap(name: str) -> float:
+        return abs(results[name]["train"]["f1"] - results[name]["validation"]["f1"])
+
+    best_f1 = max(result["validation"]["f1"] for result in results.values())
+    tied = [name for name, result in results.items() if result["validation"]["f1"] >= best_f1 - 1e-3]
+    return min(tied, key=lambda name: (round(gap(name), 3), results[name]["parameters"]))
+
+
+def comparison_tables(results: dict[str, dict]) -> dict:
+    """The study's train, validation and train-minus-validation tables (models as rows)."""
+    import pandas as pd
+
+    tables = {
+        part: pd.DataFrame({name: {k: r[part][k] for k in HEADLINE_METRICS} for name, r in results.items()}).T
+        for part in ("train", "validation")
+    }
+    tables["difference"] = tables["train"] - tables["validation"]
+    return tables
+
+
+def observation(results: dict) -> str:
+    """A short generated reading of a model's train/validation numbers."""
+    train, validation = results["train"], results["validation"]
+    gap = train["accuracy"] - validation["accuracy"]
+    missed = 1 - validation["per_class"]["no helmet"]["recall"]
+    fit = (
+        "overfits (train accuracy well above validation)"
+        if gap > 0.1
+        else "underfits or has not converged (accuracy below 70 %)"
+        if validation["accuracy"] < 0.7
+        else "generalises to the validation set about as well as it fits the training set"
+    )
+    return (
+        f"**{results['name']}** reaches {train['accuracy']:.1%} accuracy on train and {validation['accuracy']:.1%} on "
+        f"validation (weighted F1 {validation['f1']:.3f}) after {results['epochs_run']} epochs: it {fit}. "
+        f"It misses {missed:.1%} of the bare heads in validation (recall on 'no helmet' "
+        f"{validation['per_class']['no helmet']['recall']:.1%}); a missed bare head is the costly error."
+    )
+
+
+def save_selection(run_dir: str | Path, selected: str, test: dict, results: dict[str, dict]) -> Path:
+    """Write `selection.json`: the selected model, the rule, and its test metrics (the only test evaluation)."""
+    path = Path(run_dir) / SELECTION_FILE
+    path.write_text(
+        json.dumps(
+            {
+                "selected_model": selected,
+                "rule": SELECTION_RULE,
+                "candidates": sorted(results),
+                "test": test,
+            },
+            indent=2,
+        )
+    )
+    return path

@@ -1,0 +1,83 @@
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: tags,-all
+#     notebook_metadata_filter: kernelspec,jupytext,-jupytext.text_representation.jupytext_version
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Helmet study: exploring the data
+#
+# **Description:** what the dataset holds, whether it is valid, how the classes look and how it is split.
+# Run by `helmet-reports`; runs unchanged in JupyterLab on the built-in synthetic demo set.
+
+# %% tags=["parameters"]
+DATA_DIR = ""  # folder with images_proj.npy and Labels_proj.csv, "" = synthetic demo set
+RUN_DIR = "../reports/interactive"
+IMAGE_SIZE = 0  # resize to N x N pixels for the models, 0 = keep 200 x 200
+SPLIT_SEED = 42
+SAMPLES_PER_CLASS = 6
+
+# %%
+from IPython.display import Markdown, display
+
+from helmetlib import plots, split, to_grayscale
+from helmetlib.eda import image_statistics, split_table
+from helmetlib.study import study_dataset
+
+# %% [markdown]
+# ## The dataset and its validation
+# `study_dataset` validates the files (shape, dtype, labels, counts) and raises a `DatasetError` naming the file
+# and the problem; the images are converted from the files' BGR to RGB once, here.
+
+# %%
+dataset = study_dataset(DATA_DIR, image_size=IMAGE_SIZE)
+source = dataset.images_path or "synthetic demo set (helmetlib.make_demo_dataset)"
+display(
+    Markdown(
+        f"Validation passed: **{len(dataset)} images** of {dataset.images.shape[1]}x{dataset.images.shape[2]} "
+        f"RGB uint8 from `{source}`, content hash `{dataset.content_hash}`."
+    )
+)
+
+# %% [markdown]
+# ## Class balance
+# Label 1 = helmet worn, label 0 = bare head (the safety violation).
+
+# %%
+figure = plots.class_balance(dataset.labels)
+# %% [markdown]
+# ## Examples per class, in colour and in grayscale
+
+# %%
+figure = plots.sample_grid(dataset.images, dataset.labels, per_class=SAMPLES_PER_CLASS)
+# %%
+grayscale = to_grayscale(dataset.images)
+figure = plots.sample_grid(grayscale, dataset.labels, per_class=SAMPLES_PER_CLASS, grayscale=True)
+# %% [markdown]
+# ## Image statistics by class
+# Brightness is the mean grayscale value; sharpness the variance of the Laplacian (blurry crops score low).
+# A large difference between the classes is a shortcut a model may learn instead of the helmet.
+
+# %%
+statistics = image_statistics(dataset.images, dataset.labels)
+display(statistics.groupby("class")[["brightness", "contrast", "sharpness"]].describe().T.round(1))
+
+# %%
+figure = plots.statistics_by_class(statistics)
+# %% [markdown]
+# ## The split
+# Stratified 70 / 15 / 15 with `random_state` = SPLIT_SEED, as in the study. The test part is looked at once,
+# in the comparison notebook, for the selected model only.
+
+# %%
+parts = split(dataset.labels, random_state=SPLIT_SEED)
+split_table(parts, dataset.labels)

@@ -1,0 +1,116 @@
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: tags,-all
+#     notebook_metadata_filter: kernelspec,jupytext,-jupytext.text_representation.jupytext_version
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Helmet study: comparison and selection
+#
+# **Description:** the study's train / validation / difference tables across models, the selection of one model
+# on validation, and the test-set evaluation of the selected model only.
+
+# %% tags=["parameters"]
+DATA_DIR = ""  # folder with images_proj.npy and Labels_proj.csv, "" = synthetic demo set
+RUN_DIR = "../reports/interactive"
+MODELS = "cnn,vgg16_linear,vgg16_mlp,vgg16_mlp_aug"
+SPLIT_SEED = 42
+THRESHOLD = 0.5
+IMAGE_SIZE = 0
+
+# %%
+from pathlib import Path
+
+import keras
+from IPython.display import Markdown, display
+
+from helmetlib import confusion, performance, plots, predict_proba, split
+from helmetlib.metrics import per_class_table
+from helmetlib.study import (
+    MODELS_FOLDER,
+    SELECTION_RULE,
+    comparison_tables,
+    load_model_results,
+    save_selection,
+    select_model,
+    study_dataset,
+)
+
+# %% [markdown]
+# ## The models' numbers
+
+# %%
+results = load_model_results(RUN_DIR, MODELS.split(","))
+tables = comparison_tables(results)
+for name, result in results.items():
+    if result["weights"] and result["weights"]["fallback_reason"]:
+        display(
+            Markdown(
+                f'<div style="background:#fdd;border:3px solid #c00;padding:1em"><b>{name}: '
+                f"{result['weights']['fallback_reason']} - its backbone is RANDOM.</b></div>"
+            )
+        )
+
+# %% [markdown]
+# ### Train
+
+# %%
+tables["train"].round(3)
+
+# %% [markdown]
+# ### Validation
+
+# %%
+tables["validation"].round(3)
+
+# %% [markdown]
+# ### Train minus validation (a large positive gap means overfitting)
+
+# %%
+tables["difference"].round(3)
+
+# %% [markdown]
+# ## Selection
+
+# %%
+selected = select_model(results)
+display(
+    Markdown(
+        f"Rule: {SELECTION_RULE}.\n\n**Selected model: {selected}** "
+        f"(validation F1 {results[selected]['validation']['f1']:.3f})."
+    )
+)
+
+# %% [markdown]
+# ## Test set: the selected model only
+# The test part is evaluated once, here, with the saved image-to-probability model.
+
+# %%
+dataset = study_dataset(DATA_DIR, image_size=IMAGE_SIZE)
+parts = split(dataset.labels, random_state=SPLIT_SEED)
+model = keras.saving.load_model(Path(RUN_DIR) / MODELS_FOLDER / f"{selected}.keras", safe_mode=True)
+test_probabilities = predict_proba(model, dataset.images[parts.test], normalization=results[selected]["normalization"])
+test = performance(dataset.labels[parts.test], test_probabilities, threshold=THRESHOLD)
+display(
+    Markdown(
+        f"**{selected} on test**: accuracy {test['accuracy']:.3f}, recall {test['recall']:.3f}, "
+        f"precision {test['precision']:.3f}, F1 {test['f1']:.3f} ({test['n']} images)."
+    )
+)
+per_class_table(test).round(3)
+
+# %%
+figure = plots.confusion_heatmap(
+    confusion(dataset.labels[parts.test], test_probabilities, threshold=THRESHOLD), title=f"{selected}, test"
+)
+# %%
+save_selection(RUN_DIR, selected, test, results)
