@@ -20,9 +20,9 @@
 # Run by `helmet-reports`; runs unchanged in JupyterLab on the built-in synthetic demo set.
 
 # %% tags=["parameters"]
-DATA_DIR = ""  # folder with images_proj.npy and Labels_proj.csv, "" = synthetic demo set
+DATA_DIR = ""  # folder with images_proj.npy and Labels_proj.csv, or "" for the synthetic demo set
 RUN_DIR = "../reports/interactive"
-IMAGE_SIZE = 0  # resize to N x N pixels for the models, 0 = keep 200 x 200
+IMAGE_SIZE = 0  # resize to N x N pixels for the models, 0 keeps 200 x 200
 SPLIT_SEED = 42
 SAMPLES_PER_CLASS = 6
 

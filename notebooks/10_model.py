@@ -20,7 +20,7 @@
 # train and validation, and saves the model and its numbers for the comparison. One template, run once per model.
 
 # %% tags=["parameters"]
-DATA_DIR = ""  # folder with images_proj.npy and Labels_proj.csv, "" = synthetic demo set
+DATA_DIR = ""  # folder with images_proj.npy and Labels_proj.csv, or "" for the synthetic demo set
 RUN_DIR = "../reports/interactive"
 MODEL_NAME = "cnn"  # cnn | vgg16_linear | vgg16_mlp | vgg16_mlp_aug
 EPOCHS = 20
@@ -29,7 +29,7 @@ SEED = 812
 SPLIT_SEED = 42
 WEIGHTS = "imagenet"  # imagenet | none | path to a VGG16 no-top weights file
 THRESHOLD = 0.5
-IMAGE_SIZE = 0  # resize to N x N pixels for the models, 0 = keep 200 x 200
+IMAGE_SIZE = 0  # resize to N x N pixels for the models, 0 keeps 200 x 200
 FAITHFUL = False  # True: the study's computation (backbone every epoch, augmentation on the fly)
 AUGMENTED_VIEWS = 4  # fast mode of the augmented model: pre-drawn augmented views per training image
 CACHE_DIR = "../reports/.cache/features"

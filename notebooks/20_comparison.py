@@ -20,7 +20,7 @@
 # on validation, and the test-set evaluation of the selected model only.
 
 # %% tags=["parameters"]
-DATA_DIR = ""  # folder with images_proj.npy and Labels_proj.csv, "" = synthetic demo set
+DATA_DIR = ""  # folder with images_proj.npy and Labels_proj.csv, or "" for the synthetic demo set
 RUN_DIR = "../reports/interactive"
 MODELS = "cnn,vgg16_linear,vgg16_mlp,vgg16_mlp_aug"
 SPLIT_SEED = 42

@@ -50,8 +50,8 @@ def test_html_reports_have_sections_and_figures(finished_run):
     ):
         assert section in model
     assert model.count("<img") >= 4  # curves, two confusion matrices, prediction grid
-    assert "jp-InputArea" not in model  # the reader version hides code cells
-    assert "jp-InputArea" in (run / "10_model_cnn.code.html").read_text()
+    assert 'class="highlight' not in model  # the reader version hides code cells
+    assert 'class="highlight' in (run / "10_model_cnn.code.html").read_text()
     comparison = (run / "20_comparison.html").read_text()
     assert "Selected model" in comparison and comparison.count("<img") >= 1
     index = (run / "index.html").read_text()
