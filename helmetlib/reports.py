@@ -233,7 +233,7 @@ def run(args: argparse.Namespace) -> int:
             "EPOCHS": args.epochs,
             "BATCH_SIZE": args.batch_size,
             "SEED": args.seed,
-            "WEIGHTS": args.weights,
+            "WEIGHTS": weights.path if weights.used == "file" else args.weights,  # absolute: kernels run elsewhere
             "THRESHOLD": args.threshold,
             "FAITHFUL": args.faithful,
             "AUGMENTED_VIEWS": args.augmented_views,

@@ -1,0 +1,117 @@
+"""Benchmark the full helmet-reports pipeline against one backbone pass over the same images.
+
+Prints: the backbone's images/second (float32 and the run's faster precision, measured in this process),
+one backbone pass over the data, the pipeline's wall time with a cold feature cache, seconds per stage,
+peak memory (RSS summed over the runner and its kernels), the ratio pipeline / one pass, and validation metrics.
+With --faithful and --epochs below 20 it also extrapolates the 20-epoch cost from the per-epoch backbone cost.
+
+    python benchmarks/pipeline.py --data ../shared/data/helmet-dev --weights ../shared/weights/vgg16-hed-notop.weights.h5
+    python benchmarks/pipeline.py --data ... --weights ... --faithful --epochs 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+from helmetlib.features import backbone_precision, compute_features, feature_extractor
+from helmetlib.models import vgg16_backbone
+from helmetlib.study import study_dataset
+from helmetlib.weights import resolve_weights
+
+STUDY_EPOCHS = 20
+
+
+def backbone_images_per_second(images, weights, precision: str, *, sample: int = 64) -> float:
+    """Throughput of the frozen VGG16 on `sample` images (after one warm-up batch)."""
+    extractor = feature_extractor(vgg16_backbone(resolve_weights(weights), images.shape[1:]), precision)
+    compute_features(extractor, images[:32], normalization="unit")
+    started = time.perf_counter()
+    compute_features(extractor, images[:sample], normalization="unit")
+    return sample / (time.perf_counter() - started)
+
+
+class PeakMemory:
+    """Polls the RSS of a process and all its descendants; keeps the peak of the sum."""
+
+    def __init__(self, pid: int, interval: float = 0.25):
+        self.process, self.interval, self.peak = psutil.Process(pid), interval, 0
+        self.thread = threading.Thread(target=self._poll, daemon=True)
+        self.thread.start()
+
+    def _poll(self):
+        while self.process.is_running():
+            try:
+                tree = [self.process, *self.process.children(recursive=True)]
+                self.peak = max(self.peak, sum(p.memory_info().rss for p in tree if p.is_running()))
+            except psutil.Error:
+                pass
+            time.sleep(self.interval)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--weights", default="none")
+    parser.add_argument("--faithful", action="store_true")
+    parser.add_argument("--epochs", type=int, default=STUDY_EPOCHS)
+    parser.add_argument("--models", default="cnn,vgg16_linear,vgg16_mlp,vgg16_mlp_aug")
+    parser.add_argument("--out", help="report folder (default: a temporary one)")
+    args, passthrough = parser.parse_known_args()
+
+    dataset = study_dataset(args.data)
+    precision = backbone_precision()
+    ips = {"float32": backbone_images_per_second(dataset.images, args.weights, "float32")}
+    if precision != "float32":
+        ips[precision] = backbone_images_per_second(dataset.images, args.weights, precision)
+    fastest = max(ips.values())
+    one_pass = len(dataset) / fastest
+    print(f"backbone images/s: {', '.join(f'{k} {v:.2f}' for k, v in ips.items())}")
+    print(f"one backbone pass over {len(dataset)} images at the faster precision: {one_pass:.1f}s")
+
+    out = Path(args.out or tempfile.mkdtemp(prefix="helmet-bench-"))
+    cache = Path(tempfile.mkdtemp(prefix="helmet-bench-cache-"))  # cold cache: features are computed in the run
+    command = [sys.executable, "-m", "helmetlib.reports", "--data", args.data, "--weights", args.weights, "--out",
+               str(out), "--run-id", "bench", "--epochs", str(args.epochs), "--models", args.models,
+               "--cache-dir", str(cache), *(["--faithful"] if args.faithful else []), *passthrough]
+    started = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    memory = PeakMemory(process.pid)
+    _, errors = process.communicate()
+    wall = time.perf_counter() - started
+    if process.returncode != 0:
+        print(errors[-3000:], file=sys.stderr)
+        return process.returncode
+    record = json.loads((out / "bench" / "run.json").read_text())
+
+    print(f"pipeline ({'faithful' if args.faithful else 'fast'}, {args.epochs} epochs, precision "
+          f"{record['precision']}): {wall:.1f}s wall")
+    for stage, seconds in record["stage_seconds"].items():
+        print(f"  {stage:40s} {seconds:8.1f}s")
+    print(f"peak RSS (runner + kernels): {memory.peak / 2**30:.2f} GiB")
+    print(f"ratio pipeline / one backbone pass: {wall / one_pass:.1f}")
+    if args.faithful and args.epochs < STUDY_EPOCHS:
+        backbone_models = [name for name in args.models.split(",") if name != "cnn"]
+        per_epoch = len(backbone_models) * (record["split"]["train"] + record["split"]["validation"]) / ips["float32"]
+        estimate = wall + (STUDY_EPOCHS - args.epochs) * per_epoch
+        print(f"extrapolated faithful {STUDY_EPOCHS}-epoch wall time: {estimate:.0f}s "
+              f"(+{per_epoch:.0f}s per epoch: train + validation images through float32 VGG16 for "
+              f"{len(backbone_models)} models; the CNN's extra epochs not counted)")
+    for name, result in record["models"].items():
+        validation = result["validation"]
+        print(f"  {name:15s} validation accuracy {validation['accuracy']:.3f} f1 {validation['f1']:.3f} "
+              f"({result['mode']}, {result['train_seconds']:.0f}s)")
+    print(f"selected {record['selected_model']}: test {record['test']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
