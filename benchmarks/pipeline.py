@@ -5,7 +5,8 @@ one backbone pass over the data, the pipeline's wall time with a cold feature ca
 peak memory (RSS summed over the runner and its kernels), the ratio pipeline / one pass, and validation metrics.
 With --faithful and --epochs below 20 it also extrapolates the 20-epoch cost from the per-epoch backbone cost.
 
-    python benchmarks/pipeline.py --data ../shared/data/helmet-dev --weights ../shared/weights/vgg16-hed-notop.weights.h5
+    python benchmarks/pipeline.py --data ../shared/data/helmet-dev \
+        --weights ../shared/weights/vgg16-hed-notop.weights.h5
     python benchmarks/pipeline.py --data ... --weights ... --faithful --epochs 1
 """
 
@@ -79,9 +80,27 @@ def main() -> int:
 
     out = Path(args.out or tempfile.mkdtemp(prefix="helmet-bench-"))
     cache = Path(tempfile.mkdtemp(prefix="helmet-bench-cache-"))  # cold cache: features are computed in the run
-    command = [sys.executable, "-m", "helmetlib.reports", "--data", args.data, "--weights", args.weights, "--out",
-               str(out), "--run-id", "bench", "--epochs", str(args.epochs), "--models", args.models,
-               "--cache-dir", str(cache), *(["--faithful"] if args.faithful else []), *passthrough]
+    command = [
+        sys.executable,
+        "-m",
+        "helmetlib.reports",
+        "--data",
+        args.data,
+        "--weights",
+        args.weights,
+        "--out",
+        str(out),
+        "--run-id",
+        "bench",
+        "--epochs",
+        str(args.epochs),
+        "--models",
+        args.models,
+        "--cache-dir",
+        str(cache),
+        *(["--faithful"] if args.faithful else []),
+        *passthrough,
+    ]
     started = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     memory = PeakMemory(process.pid)
@@ -92,8 +111,10 @@ def main() -> int:
         return process.returncode
     record = json.loads((out / "bench" / "run.json").read_text())
 
-    print(f"pipeline ({'faithful' if args.faithful else 'fast'}, {args.epochs} epochs, precision "
-          f"{record['precision']}): {wall:.1f}s wall")
+    print(
+        f"pipeline ({'faithful' if args.faithful else 'fast'}, {args.epochs} epochs, precision "
+        f"{record['precision']}): {wall:.1f}s wall"
+    )
     for stage, seconds in record["stage_seconds"].items():
         print(f"  {stage:40s} {seconds:8.1f}s")
     print(f"peak RSS (runner + kernels): {memory.peak / 2**30:.2f} GiB")
@@ -102,13 +123,17 @@ def main() -> int:
         backbone_models = [name for name in args.models.split(",") if name != "cnn"]
         per_epoch = len(backbone_models) * (record["split"]["train"] + record["split"]["validation"]) / ips["float32"]
         estimate = wall + (STUDY_EPOCHS - args.epochs) * per_epoch
-        print(f"extrapolated faithful {STUDY_EPOCHS}-epoch wall time: {estimate:.0f}s "
-              f"(+{per_epoch:.0f}s per epoch: train + validation images through float32 VGG16 for "
-              f"{len(backbone_models)} models; the CNN's extra epochs not counted)")
+        print(
+            f"extrapolated faithful {STUDY_EPOCHS}-epoch wall time: {estimate:.0f}s "
+            f"(+{per_epoch:.0f}s per epoch: train + validation images through float32 VGG16 for "
+            f"{len(backbone_models)} models; the CNN's extra epochs not counted)"
+        )
     for name, result in record["models"].items():
         validation = result["validation"]
-        print(f"  {name:15s} validation accuracy {validation['accuracy']:.3f} f1 {validation['f1']:.3f} "
-              f"({result['mode']}, {result['train_seconds']:.0f}s)")
+        print(
+            f"  {name:15s} validation accuracy {validation['accuracy']:.3f} f1 {validation['f1']:.3f} "
+            f"({result['mode']}, {result['train_seconds']:.0f}s)"
+        )
     print(f"selected {record['selected_model']}: test {record['test']}")
     return 0
 

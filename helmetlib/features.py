@@ -55,13 +55,13 @@ def weights_fingerprint(model: keras.Model) -> str:
 
 
 def feature_extractor(backbone: keras.Model, precision: str) -> keras.Model:
-    """The backbone itself for float32, else a copy computing in `mixed_<precision>` with the same weights."""
+    """The VGG16 backbone itself for float32, else a VGG16 computing in `mixed_<precision>` with the same weights."""
     if precision == "float32":
         return backbone
     previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(f"mixed_{precision}")
+    keras.config.set_dtype_policy(f"mixed_{precision}")  # clone_model would keep each layer's saved float32 policy
     try:
-        extractor = keras.models.clone_model(backbone)
+        extractor = keras.applications.VGG16(include_top=False, weights=None, input_shape=backbone.input_shape[1:])
     finally:
         keras.config.set_dtype_policy(previous)
     extractor.set_weights(backbone.get_weights())

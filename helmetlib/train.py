@@ -27,7 +27,7 @@ from helmetlib.weights import WeightsChoice, resolve_weights
 EPOCHS = 20
 BATCH_SIZE = 128
 SEED = 812
-AUGMENTED_VIEWS = 4
+AUGMENTED_VIEWS = 2
 
 
 @dataclass

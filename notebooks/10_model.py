@@ -31,7 +31,7 @@ WEIGHTS = "imagenet"  # imagenet | none | path to a VGG16 no-top weights file
 THRESHOLD = 0.5
 IMAGE_SIZE = 0  # resize to N x N pixels for the models, 0 keeps 200 x 200
 FAITHFUL = False  # True: the study's computation (backbone every epoch, augmentation on the fly)
-AUGMENTED_VIEWS = 4  # fast mode of the augmented model: pre-drawn augmented views per training image
+AUGMENTED_VIEWS = 2  # fast mode of the augmented model: pre-drawn augmented views per training image
 CACHE_DIR = "../reports/.cache/features"
 
 # %%

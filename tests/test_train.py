@@ -8,7 +8,10 @@ import pytest
 from conftest import HELMET_DEV, STAND_IN_WEIGHTS, require
 
 from helmetlib import Dataset, load_dataset, make_demo_dataset, performance, predict_proba, split, train_model
+from helmetlib.features import compute_features, feature_extractor
+from helmetlib.models import vgg16_backbone
 from helmetlib.train import save_trained
+from helmetlib.weights import resolve_weights
 
 
 @pytest.fixture(scope="module")
@@ -104,3 +107,14 @@ def test_transfer_head_learns_real_photos_with_stand_in_weights(tmp_path):
     trained = train_model("vgg16_linear", subset, parts, weights=weights, epochs=40, batch_size=16, cache_dir=tmp_path)
     assert performance(subset.labels[parts.train], trained.probabilities["train"])["accuracy"] > 0.8
     assert performance(subset.labels[parts.validation], trained.probabilities["validation"])["accuracy"] > 0.75
+
+
+def test_bfloat16_extractor_computes_in_bfloat16_with_the_same_weights(demo_small):
+    backbone = vgg16_backbone(resolve_weights(None), demo_small.images.shape[1:])
+    extractor = feature_extractor(backbone, "bfloat16")
+    assert {layer.compute_dtype for layer in extractor.layers if layer.weights} == {"bfloat16"}
+    assert all(np.array_equal(a, b) for a, b in zip(backbone.get_weights(), extractor.get_weights(), strict=True))
+    reference = compute_features(backbone, demo_small.images[:4], normalization="unit")
+    reduced = compute_features(extractor, demo_small.images[:4], normalization="unit")
+    assert reduced.dtype == np.float32 and reduced.shape == reference.shape
+    assert np.abs(reduced - reference).max() <= 0.05 * np.abs(reference).max() + 1e-6
