@@ -1,34 +1,33 @@
-"""helmetlib: train, compare and audit helmet / no-helmet image classifiers (label 1 = helmet worn)."""
+"""helmetlib: train, compare and audit helmet / no-helmet image classifiers (label 1 = helmet worn).
 
-from helmetlib.data import CLASS_NAMES, Dataset, DatasetError, load_dataset, make_demo_dataset, write_dataset
-from helmetlib.metrics import confusion, performance, performance_table
-from helmetlib.models import MODEL_NAMES, augmentation, build_model
-from helmetlib.preprocess import normalize, to_grayscale, to_rgb
-from helmetlib.split import Split, split
-from helmetlib.train import TrainedModel, predict_proba, train_model
-from helmetlib.weights import WeightsChoice, resolve_weights
+Public names are imported on first use, so that `import helmetlib` (and the report runner) does not load
+TensorFlow until a model is needed.
+"""
 
-__all__ = [
-    "CLASS_NAMES",
-    "MODEL_NAMES",
-    "Dataset",
-    "DatasetError",
-    "Split",
-    "TrainedModel",
-    "WeightsChoice",
-    "augmentation",
-    "build_model",
-    "confusion",
-    "load_dataset",
-    "make_demo_dataset",
-    "normalize",
-    "performance",
-    "performance_table",
-    "predict_proba",
-    "resolve_weights",
-    "split",
-    "to_grayscale",
-    "to_rgb",
-    "train_model",
-    "write_dataset",
-]
+from importlib import import_module
+
+_EXPORTS = {
+    "data": ["CLASS_NAMES", "Dataset", "DatasetError", "load_dataset", "make_demo_dataset", "write_dataset"],
+    "metrics": ["confusion", "performance", "performance_table"],
+    "models": ["augmentation", "build_model"],
+    "preprocess": ["normalize", "to_grayscale", "to_rgb"],
+    "specs": ["MODEL_NAMES"],
+    "splits": ["Split", "split"],
+    "train": ["TrainedModel", "predict_proba", "train_model"],
+    "weights": ["WeightsChoice", "resolve_weights"],
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+__all__ = sorted(_MODULE_OF)
+
+
+def __getattr__(name: str):
+    if name in _MODULE_OF:
+        return getattr(import_module(f"helmetlib.{_MODULE_OF[name]}"), name)
+    try:
+        return import_module(f"helmetlib.{name}")  # submodules, e.g. helmetlib.plots
+    except ModuleNotFoundError:
+        raise AttributeError(f"module 'helmetlib' has no attribute {name!r}") from None
+
+
+def __dir__():
+    return __all__

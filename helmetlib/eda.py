@@ -8,7 +8,7 @@ import pandas as pd
 
 from helmetlib.data import CLASS_NAMES
 from helmetlib.preprocess import to_grayscale
-from helmetlib.split import Split
+from helmetlib.splits import Split
 
 
 def image_statistics(images_rgb: np.ndarray, labels: np.ndarray) -> pd.DataFrame:

@@ -6,11 +6,14 @@ import hashlib
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import keras
 import numpy as np
 
 from helmetlib.preprocess import Normalization, normalize
+
+if TYPE_CHECKING:
+    import keras
 
 PRECISION_ENV = "HELMETLIB_PRECISION"
 PRECISIONS = ("float32", "bfloat16", "float16")
@@ -58,6 +61,8 @@ def feature_extractor(backbone: keras.Model, precision: str) -> keras.Model:
     """The VGG16 backbone itself for float32, else a VGG16 computing in `mixed_<precision>` with the same weights."""
     if precision == "float32":
         return backbone
+    import keras
+
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(f"mixed_{precision}")  # clone_model would keep each layer's saved float32 policy
     try:

@@ -21,12 +21,10 @@ from importlib import metadata
 from pathlib import Path
 
 from helmetlib.data import DatasetError, load_dataset, make_demo_dataset, write_dataset
-from helmetlib.features import backbone_precision
 from helmetlib.metrics import HEADLINE_METRICS
-from helmetlib.models import MODEL_NAMES, get_spec
-from helmetlib.split import split
+from helmetlib.specs import AUGMENTED_VIEWS, BATCH_SIZE, EPOCHS, MODEL_NAMES, SEED, get_spec
+from helmetlib.splits import split
 from helmetlib.study import MODELS_FOLDER, SELECTION_FILE, SELECTION_RULE
-from helmetlib.train import AUGMENTED_VIEWS, BATCH_SIZE, EPOCHS, SEED
 from helmetlib.weights import resolve_weights
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
@@ -212,7 +210,6 @@ def run(args: argparse.Namespace) -> int:
                 "augmented_views": args.augmented_views,
             },
             "weights": {**weights.to_dict(), "needed": uses_backbone, "banner": weights.banner()},
-            "precision": "float32" if args.faithful else backbone_precision(),
             "versions": package_versions(),
             "git_commit": git_commit(),
             "host": {"machine": platform.machine(), "cpus": os.cpu_count()},
@@ -290,8 +287,10 @@ def collect_results(run_dir: Path, names: list[str]) -> dict:
             models[name] = {key: result[key] for key in keep} | {"notes": result["notes"], "weights": result["weights"]}
     selection_path = run_dir / SELECTION_FILE
     selection = json.loads(selection_path.read_text()) if selection_path.is_file() else {}
+    precisions = sorted({result["precision"] for result in models.values() if result["mode"] != "direct"})
     return {
         "models": models,
+        "backbone_precision": precisions[0] if len(precisions) == 1 else precisions or None,
         "selected_model": selection.get("selected_model"),
         "selection_rule": SELECTION_RULE,
         "test": selection.get("test"),

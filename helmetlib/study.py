@@ -5,15 +5,18 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from helmetlib.data import Dataset, load_dataset, make_demo_dataset
 from helmetlib.metrics import HEADLINE_METRICS, performance
-from helmetlib.models import get_spec
 from helmetlib.preprocess import resize
-from helmetlib.split import Split
-from helmetlib.train import TrainedModel, save_trained
+from helmetlib.specs import get_spec
+from helmetlib.splits import Split
+
+if TYPE_CHECKING:
+    from helmetlib.train import TrainedModel
 
 MODELS_FOLDER = "models"
 SELECTION_FILE = "selection.json"
@@ -58,6 +61,8 @@ def model_results(trained: TrainedModel, dataset: Dataset, split: Split, *, thre
 
 def save_model_results(trained: TrainedModel, results: dict, run_dir: str | Path) -> Path:
     """Write the model, its history, probabilities and `<name>.metrics.json` under `run_dir/models/`."""
+    from helmetlib.train import save_trained
+
     folder = Path(run_dir) / MODELS_FOLDER
     save_trained(trained, folder)
     path = folder / f"{trained.name}.metrics.json"

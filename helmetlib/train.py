@@ -19,15 +19,11 @@ from helmetlib.features import (
     feature_extractor,
     weights_fingerprint,
 )
-from helmetlib.models import BACKBONE_LAYER, HEAD_LAYER, augmentation, build_model, compile_model, get_spec
+from helmetlib.models import BACKBONE_LAYER, HEAD_LAYER, augmentation, build_model, compile_model
 from helmetlib.preprocess import normalize
-from helmetlib.split import Split
+from helmetlib.specs import AUGMENTED_VIEWS, BATCH_SIZE, EPOCHS, SEED, get_spec
+from helmetlib.splits import Split
 from helmetlib.weights import WeightsChoice, resolve_weights
-
-EPOCHS = 20
-BATCH_SIZE = 128
-SEED = 812
-AUGMENTED_VIEWS = 2
 
 
 @dataclass

@@ -39,7 +39,7 @@ from IPython.display import Markdown, display
 
 from helmetlib import confusion, plots, resolve_weights, split, train_model
 from helmetlib.metrics import per_class_table, performance_table
-from helmetlib.models import get_spec
+from helmetlib.specs import get_spec
 from helmetlib.study import model_results, observation, save_model_results, study_dataset
 
 # %% [markdown]

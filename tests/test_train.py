@@ -8,7 +8,7 @@ import pytest
 from conftest import HELMET_DEV, STAND_IN_WEIGHTS, require
 
 from helmetlib import Dataset, load_dataset, make_demo_dataset, performance, predict_proba, split, train_model
-from helmetlib.features import compute_features, feature_extractor
+from helmetlib.features import FeatureCache, compute_features, feature_extractor
 from helmetlib.models import vgg16_backbone
 from helmetlib.train import save_trained
 from helmetlib.weights import resolve_weights
@@ -118,3 +118,23 @@ def test_bfloat16_extractor_computes_in_bfloat16_with_the_same_weights(demo_smal
     reduced = compute_features(extractor, demo_small.images[:4], normalization="unit")
     assert reduced.dtype == np.float32 and reduced.shape == reference.shape
     assert np.abs(reduced - reference).max() <= 0.05 * np.abs(reference).max() + 1e-6
+
+
+def test_feature_cache_keys_and_damaged_files(tmp_path):
+    cache = FeatureCache(tmp_path)
+    key = {"data": "abc", "weights": "w", "normalization": "unit", "input_shape": [48, 48, 3], "precision": "float32"}
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return np.full((2, 3), len(calls), dtype=np.float32)
+
+    first = cache.get_or_compute(key, compute)
+    np.testing.assert_array_equal(cache.get_or_compute(key, compute), first)
+    assert len(calls) == 1 and (cache.hits, cache.misses) == (1, 1)
+    cache.get_or_compute({**key, "normalization": "vgg16"}, compute)  # changed preprocessing
+    cache.get_or_compute({**key, "input_shape": [64, 64, 3]}, compute)  # changed input size
+    assert len(calls) == 3 and len(list(tmp_path.glob("features-*.npy"))) == 3
+    cache.path(key).write_bytes(b"damaged")
+    assert cache.get_or_compute(key, compute)[0, 0] == 4  # a damaged file is recomputed, not trusted
+    assert not list(tmp_path.glob("*.partial"))
