@@ -113,7 +113,7 @@ def main() -> int:
 
     print(
         f"pipeline ({'faithful' if args.faithful else 'fast'}, {args.epochs} epochs, precision "
-        f"{record['precision']}): {wall:.1f}s wall"
+        f"{record['backbone_precision']}): {wall:.1f}s wall"
     )
     for stage, seconds in record["stage_seconds"].items():
         print(f"  {stage:40s} {seconds:8.1f}s")

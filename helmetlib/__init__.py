@@ -9,6 +9,7 @@ from importlib import import_module
 _EXPORTS = {
     "data": ["CLASS_NAMES", "Dataset", "DatasetError", "load_dataset", "make_demo_dataset", "write_dataset"],
     "metrics": ["confusion", "performance", "performance_table"],
+    "inference": ["load_model", "predict", "export_tflite", "ModelError"],
     "models": ["augmentation", "build_model"],
     "preprocess": ["normalize", "to_grayscale", "to_rgb"],
     "specs": ["MODEL_NAMES"],

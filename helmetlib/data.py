@@ -69,7 +69,7 @@ def load_dataset(
     else:
         images_path, labels_path = path, Path(labels_path)
 
-    images_bgr = _read_images(images_path, image_size)
+    images_bgr = read_image_array(images_path, image_size)
     labels = _read_labels(labels_path)
     if len(labels) != len(images_bgr):
         raise DatasetError(
@@ -86,8 +86,8 @@ def load_dataset(
     )
 
 
-def _read_images(path: Path, image_size: tuple[int, int] | None) -> np.ndarray:
-    """Read and check the BGR image array without ever unpickling."""
+def read_image_array(path: Path, image_size: tuple[int, int] | None) -> np.ndarray:
+    """Read and check a BGR uint8 image array (N, H, W, 3) without ever unpickling; `DatasetError` when bad."""
     if not path.is_file():
         raise DatasetError(f"{path}: image file not found")
     if path.suffix != ".npy":

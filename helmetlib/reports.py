@@ -17,21 +17,19 @@ import subprocess
 import sys
 import time
 from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 
 from helmetlib.data import DatasetError, load_dataset, make_demo_dataset, write_dataset
 from helmetlib.metrics import HEADLINE_METRICS
 from helmetlib.specs import AUGMENTED_VIEWS, BATCH_SIZE, EPOCHS, MODEL_NAMES, SEED, get_spec
 from helmetlib.splits import split
-from helmetlib.study import MODELS_FOLDER, SELECTION_FILE, SELECTION_RULE
+from helmetlib.study import MODELS_FOLDER, SELECTION_FILE, SELECTION_RULE, package_versions
 from helmetlib.weights import resolve_weights
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 KERNEL_NAME = "helmetlib"
 RUN_FILE = "run.json"
 LATEST_FILE = "latest.json"
-PACKAGES = ("helmetlib", "tensorflow", "keras", "numpy", "pandas", "scikit-learn", "papermill", "nbconvert", "jupytext")
 EDA, MODEL, COMPARISON = "00_eda", "10_model", "20_comparison"
 
 
@@ -56,6 +54,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--faithful", action="store_true", help="the study's computation: backbone every epoch")
     parser.add_argument("--augmented-views", type=int, default=AUGMENTED_VIEWS, help="fast mode of model 4")
     parser.add_argument("--demo-size", type=int, default=160, help="images in the demo set when --data is absent")
+    parser.add_argument("--no-export", action="store_true", help="skip the TensorFlow Lite export of the selection")
     parser.add_argument("--cache-dir", help="backbone feature cache (default: OUT/.cache/features)")
     parser.add_argument("--notebooks", default=str(NOTEBOOKS_DIR), help=argparse.SUPPRESS)
     parser.add_argument("--timeout", type=int, default=3600, help="seconds allowed per notebook cell")
@@ -133,17 +132,6 @@ def to_html(notebook: Path) -> None:
         exporter = HTMLExporter(exclude_input=exclude, exclude_input_prompt=exclude, exclude_output_prompt=exclude)
         body, _ = exporter.from_notebook_node(node)
         notebook.with_suffix(suffix).write_text(body, encoding="utf-8")
-
-
-def package_versions() -> dict[str, str | None]:
-    versions = {}
-    for package in PACKAGES:
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = None
-    versions["python"] = platform.python_version()
-    return versions
 
 
 def git_commit() -> str | None:
@@ -239,7 +227,12 @@ def run(args: argparse.Namespace) -> int:
         steps.append(
             (f"notebook {MODEL} [{name}]", notebooks / f"{MODEL}.py", work / f"{MODEL}_{name}.ipynb", model_parameters)
         )
-    comparison = {**common, "MODELS": ",".join(args.models), "THRESHOLD": args.threshold}
+    comparison = {
+        **common,
+        "MODELS": ",".join(args.models),
+        "THRESHOLD": args.threshold,
+        "EXPORT_TFLITE": not args.no_export,
+    }
     steps.append((f"notebook {COMPARISON}", notebooks / f"{COMPARISON}.py", work / f"{COMPARISON}.ipynb", comparison))
 
     failures: list[str] = []
@@ -294,6 +287,7 @@ def collect_results(run_dir: Path, names: list[str]) -> dict:
         "selected_model": selection.get("selected_model"),
         "selection_rule": SELECTION_RULE,
         "test": selection.get("test"),
+        "export": selection.get("export"),
     }
 
 

@@ -30,8 +30,7 @@ def study_dataset(data_dir: str | Path | None, *, image_size: int = 0, demo_size
     dataset = make_demo_dataset(demo_size) if not data_dir else load_dataset(data_dir)
     if not image_size or dataset.images.shape[1] == image_size:
         return dataset
-    resized = resize(dataset.images, image_size)
-    return replace(dataset, images=resized, content_hash=f"{dataset.content_hash}@{image_size}")
+    return replace(dataset, images=resize(dataset.images, image_size))  # the hash still names the source files
 
 
 def model_results(trained: TrainedModel, dataset: Dataset, split: Split, *, threshold: float = 0.5) -> dict:
@@ -56,15 +55,25 @@ def model_results(trained: TrainedModel, dataset: Dataset, split: Split, *, thre
         "train_seconds": round(trained.seconds, 2),
         "notes": trained.notes,
         "threshold": threshold,
+        "data": {
+            "content_hash": dataset.content_hash,
+            "images": len(dataset),
+            "class_counts": {str(label): count for label, count in dataset.class_counts.items()},
+            "path": str(dataset.images_path.parent) if dataset.images_path else "synthetic demo set",
+        },
+        "split": split.sizes(),
     }
 
 
 def save_model_results(trained: TrainedModel, results: dict, run_dir: str | Path) -> Path:
-    """Write the model, its history, probabilities and `<name>.metrics.json` under `run_dir/models/`."""
+    """Write the model, its card, history, probabilities and `<name>.metrics.json` under `run_dir/models/`."""
+    from helmetlib.inference import card_path, make_card
     from helmetlib.train import save_trained
 
     folder = Path(run_dir) / MODELS_FOLDER
-    save_trained(trained, folder)
+    model_file = save_trained(trained, folder)["model"]
+    card = make_card(results, versions=package_versions(), model_file=model_file.name)
+    card_path(model_file).write_text(json.dumps(card, indent=2))
     path = folder / f"{trained.name}.metrics.json"
     path.write_text(json.dumps(results, indent=2))
     return path
@@ -125,18 +134,37 @@ def observation(results: dict) -> str:
     )
 
 
-def save_selection(run_dir: str | Path, selected: str, test: dict, results: dict[str, dict]) -> Path:
-    """Write `selection.json`: the selected model, the rule, and its test metrics (the only test evaluation)."""
+def save_selection(
+    run_dir: str | Path, selected: str, test: dict, results: dict[str, dict], export: dict | None = None
+) -> Path:
+    """Write `selection.json` (selected model, rule, its test metrics, exports) and mark the model's card selected."""
+    from helmetlib.inference import card_path
+
     path = Path(run_dir) / SELECTION_FILE
-    path.write_text(
-        json.dumps(
-            {
-                "selected_model": selected,
-                "rule": SELECTION_RULE,
-                "candidates": sorted(results),
-                "test": test,
-            },
-            indent=2,
-        )
-    )
+    selection = {"selected_model": selected, "rule": SELECTION_RULE, "candidates": sorted(results), "test": test}
+    path.write_text(json.dumps({**selection, "export": export}, indent=2))
+    card_file = card_path(Path(run_dir) / MODELS_FOLDER / f"{selected}.keras")
+    card = json.loads(card_file.read_text())
+    card["selected"] = True
+    card["metrics"]["test"] = {key: test[key] for key in ("accuracy", "recall", "precision", "f1", "per_class")}
+    card["export"] = export
+    card_file.write_text(json.dumps(card, indent=2))
     return path
+
+
+PACKAGES = ("helmetlib", "tensorflow", "keras", "numpy", "pandas", "scikit-learn", "papermill", "nbconvert", "jupytext")
+
+
+def package_versions() -> dict[str, str | None]:
+    """Installed versions of the packages a result depends on, and Python's."""
+    import platform
+    from importlib import metadata
+
+    versions = {}
+    for package in PACKAGES:
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    versions["python"] = platform.python_version()
+    return versions

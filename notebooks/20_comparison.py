@@ -26,14 +26,17 @@ MODELS = "cnn,vgg16_linear,vgg16_mlp,vgg16_mlp_aug"
 SPLIT_SEED = 42
 THRESHOLD = 0.5
 IMAGE_SIZE = 0
+EXPORT_TFLITE = True  # write the selected model as float32 and quantised TensorFlow Lite files
 
 # %%
 from pathlib import Path
 
 import keras
+import pandas as pd
 from IPython.display import Markdown, display
 
-from helmetlib import confusion, performance, plots, predict_proba, split
+from helmetlib import confusion, export_tflite, performance, plots, predict_proba, split
+from helmetlib.inference import card_path
 from helmetlib.metrics import per_class_table
 from helmetlib.study import (
     MODELS_FOLDER,
@@ -97,7 +100,8 @@ display(
 # %%
 dataset = study_dataset(DATA_DIR, image_size=IMAGE_SIZE)
 parts = split(dataset.labels, random_state=SPLIT_SEED)
-model = keras.saving.load_model(Path(RUN_DIR) / MODELS_FOLDER / f"{selected}.keras", safe_mode=True)
+model_file = Path(RUN_DIR) / MODELS_FOLDER / f"{selected}.keras"
+model = keras.saving.load_model(model_file, safe_mode=True)
 test_probabilities = predict_proba(model, dataset.images[parts.test], normalization=results[selected]["normalization"])
 test = performance(dataset.labels[parts.test], test_probabilities, threshold=THRESHOLD)
 display(
@@ -112,5 +116,21 @@ per_class_table(test).round(3)
 figure = plots.confusion_heatmap(
     confusion(dataset.labels[parts.test], test_probabilities, threshold=THRESHOLD), title=f"{selected}, test"
 )
+# %% [markdown]
+# ## Export for deployment
+# The selected model as TensorFlow Lite, float32 and with int8-quantised weights, next to its `.keras` file;
+# agreement is measured against the Keras model on the validation images.
+
 # %%
-save_selection(RUN_DIR, selected, test, results)
+export = export_tflite(model_file, dataset.images[parts.validation]) if EXPORT_TFLITE else None
+pd.DataFrame(export).T if export else Markdown("Export skipped (EXPORT_TFLITE is False).")
+
+# %%
+save_selection(RUN_DIR, selected, test, results, export)
+
+# %% [markdown]
+# ## Model card of the selected model
+# What `helmet-predict` reads to prepare images and apply the threshold.
+
+# %%
+display(Markdown(f"```json\n{card_path(model_file).read_text()}\n```"))

@@ -42,3 +42,16 @@ def close_figures():
     import matplotlib.pyplot as plt
 
     plt.close("all")
+
+
+TINY = ["--epochs", "1", "--weights", "none", "--demo-size", "40", "--image-size", "48", "--augmented-views", "1"]
+
+
+@pytest.fixture(scope="session")
+def finished_run(tmp_path_factory):
+    """(exit status, output folder) of one tiny helmet-reports run on the demo set, shared by the tests."""
+    from helmetlib.reports import main
+
+    out = tmp_path_factory.mktemp("reports")
+    status = main(["--out", str(out), "--run-id", "tiny", *TINY])
+    return status, out

@@ -4,20 +4,12 @@ import json
 import shutil
 from pathlib import Path
 
-import pytest
+from conftest import TINY
 
 from helmetlib import MODEL_NAMES
 from helmetlib.reports import main
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
-TINY = ["--epochs", "1", "--weights", "none", "--demo-size", "40", "--image-size", "48", "--augmented-views", "1"]
-
-
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("reports")
-    status = main(["--out", str(out), "--run-id", "tiny", *TINY])
-    return status, out
 
 
 def test_run_succeeds_and_writes_every_file(finished_run):
