@@ -1,9 +1,12 @@
 """Benchmark: do bfloat16 backbone features change the VGG16 models' validation metrics?
 
-Trains the heads of `vgg16_linear` and `vgg16_mlp` (study defaults: 20 epochs, batch 128, seed 812) on features
-computed in float32 and in bfloat16, and prints validation accuracy / F1 for both with the difference in
-percentage points, plus the feature time of each precision. Fast mode in float32 is the study's computation
-(tests/test_train.py checks fast == faithful to 1e-4), so this difference is also fast-vs-faithful.
+Trains the heads of `vgg16_linear` and `vgg16_mlp` (study defaults: 20 epochs, batch 128) for several seeds on
+features computed in float32 and in bfloat16, and prints validation accuracy / F1 for each, the bfloat16 - float32
+difference in percentage points per seed and on average, the seed-to-seed spread in float32, and a control: float32
+features plus Gaussian noise as large as the bfloat16 rounding error (how much a perturbation of that size moves
+the metric by itself).
+Fast mode in float32 is the study's computation (tests/test_train.py checks fast == faithful to 1e-4), so this
+difference is also fast-vs-faithful.
 
     python benchmarks/precision.py --data ../shared/data/helmet-dev \\
         --weights ../shared/weights/vgg16-hed-notop.weights.h5
@@ -12,9 +15,13 @@ percentage points, plus the feature time of each precision. Fast mode in float32
 from __future__ import annotations
 
 import argparse
+import contextlib
 import tempfile
 
+import numpy as np
+
 from helmetlib import performance, split, train_model
+from helmetlib import train as train_module
 from helmetlib.study import study_dataset
 from helmetlib.weights import resolve_weights
 
@@ -24,25 +31,60 @@ def main() -> None:
     parser.add_argument("--data", required=True)
     parser.add_argument("--weights", default="none")
     parser.add_argument("--models", default="vgg16_linear,vgg16_mlp")
+    parser.add_argument("--seeds", default="812,813,814")
+    parser.add_argument("--cache-dir", help="feature cache to reuse between runs (default: a temporary folder)")
     args = parser.parse_args()
 
     dataset = study_dataset(args.data)
     parts = split(dataset.labels)
     weights = resolve_weights(args.weights)
     validation_labels = dataset.labels[parts.validation]
-    with tempfile.TemporaryDirectory() as cache:
+    with tempfile.TemporaryDirectory() as temporary:
+        cache = args.cache_dir or temporary
         for name in args.models.split(","):
-            scores = {}
-            for precision in ("float32", "bfloat16"):
-                trained = train_model(name, dataset, parts, weights=weights, precision=precision, cache_dir=cache)
-                scores[precision] = performance(validation_labels, trained.probabilities["validation"])
+            accuracy = {"float32": [], "bfloat16": [], "float32+noise": []}
+            for seed in [int(seed) for seed in args.seeds.split(",")]:
+                for precision in accuracy:
+                    if precision == "float32+noise":
+                        with features_perturbed_like_bfloat16(seed):
+                            trained = train_model(
+                                name, dataset, parts, weights=weights, seed=seed, precision="float32", cache_dir=None
+                            )
+                    else:
+                        trained = train_model(
+                            name, dataset, parts, weights=weights, seed=seed, precision=precision, cache_dir=cache
+                        )
+                    score = performance(validation_labels, trained.probabilities["validation"])
+                    accuracy[precision].append(score["accuracy"])
+                    print(
+                        f"{name:13s} seed {seed} {precision:8s} validation accuracy {score['accuracy']:.3f} "
+                        f"f1 {score['f1']:.3f} ({trained.seconds:.0f}s, features included when not cached)"
+                    )
+            spread = 100 * (max(accuracy["float32"]) - min(accuracy["float32"]))
+            for variant in ("bfloat16", "float32+noise"):
+                differences = 100 * (np.array(accuracy[variant]) - np.array(accuracy["float32"]))
                 print(
-                    f"{name:13s} {precision:8s} validation accuracy {scores[precision]['accuracy']:.3f} "
-                    f"f1 {scores[precision]['f1']:.3f} ({trained.seconds:.0f}s incl. features when not cached)"
+                    f"{name:13s} {variant} - float32 validation accuracy: "
+                    f"{', '.join(f'{d:+.1f}' for d in differences)} pp (mean {differences.mean():+.1f} pp)"
                 )
-            for metric in ("accuracy", "f1"):
-                difference = 100 * (scores["bfloat16"][metric] - scores["float32"][metric])
-                print(f"{name:13s} bfloat16 - float32 validation {metric}: {difference:+.1f} pp")
+            print(f"{name:13s} float32 seed-to-seed range {spread:.1f} pp")
+
+
+@contextlib.contextmanager
+def features_perturbed_like_bfloat16(seed: int):
+    """Make `compute_features` (as used by train_model) add noise of bfloat16's relative rounding error (2^-9)."""
+    original = train_module.compute_features
+    rng = np.random.default_rng(seed)
+
+    def perturbed(*args, **kwargs):
+        features = original(*args, **kwargs)
+        return features * (1 + rng.normal(0, 2**-9 / np.sqrt(3), features.shape)).astype(np.float32)
+
+    train_module.compute_features = perturbed
+    try:
+        yield
+    finally:
+        train_module.compute_features = original
 
 
 if __name__ == "__main__":

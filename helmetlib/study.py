@@ -16,6 +16,8 @@ from helmetlib.specs import get_spec
 from helmetlib.splits import Split
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from helmetlib.train import TrainedModel
 
 MODELS_FOLDER = "models"
@@ -112,6 +114,27 @@ def comparison_tables(results: dict[str, dict]) -> dict:
     }
     tables["difference"] = tables["train"] - tables["validation"]
     return tables
+
+
+def training_table(results: dict[str, dict]) -> pd.DataFrame:
+    """How each model was trained: mode (fast / faithful / direct), backbone weights and precision, size, time."""
+    import pandas as pd
+
+    return pd.DataFrame(
+        {
+            name: {
+                "mode": result["mode"],
+                "weights": result["weights"]["used"] if result["weights"] else "-",
+                "precision": result["precision"],
+                "epochs": result["epochs_run"],
+                "parameters": result["parameters"],
+                "trainable": result["trainable_parameters"],
+                "seconds": result["train_seconds"],
+                "notes": "; ".join(result["notes"]),
+            }
+            for name, result in results.items()
+        }
+    ).T
 
 
 def observation(results: dict) -> str:

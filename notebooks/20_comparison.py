@@ -46,6 +46,7 @@ from helmetlib.study import (
     save_selection,
     select_model,
     study_dataset,
+    training_table,
 )
 
 # %% [markdown]
@@ -62,6 +63,14 @@ for name, result in results.items():
                 f"{result['weights']['fallback_reason']} - its backbone is RANDOM.</b></div>"
             )
         )
+
+# %% [markdown]
+# ### How each model was trained
+# `fast`: head trained on backbone features computed once (model 4 on pre-drawn augmented views);
+# `faithful`: the study's computation; `direct`: the CNN, trained on images.
+
+# %%
+training_table(results)
 
 # %% [markdown]
 # ### Train

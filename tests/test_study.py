@@ -1,0 +1,63 @@
+"""The selection rule and the comparison tables."""
+
+import pytest
+
+from helmetlib.study import comparison_tables, observation, select_model, training_table
+
+
+def result(name, train_f1, validation_f1, parameters, validation_accuracy=None):
+    def part(f1, accuracy=None):
+        per_class = {"no helmet": {"recall": 0.8}, "helmet": {"recall": 0.9}}
+        return {"accuracy": accuracy or f1, "recall": f1, "precision": f1, "f1": f1, "per_class": per_class}
+
+    return {
+        "name": name,
+        "train": part(train_f1),
+        "validation": part(validation_f1, validation_accuracy),
+        "parameters": parameters,
+        "epochs_run": 20,
+    }
+
+
+def test_best_validation_f1_wins():
+    results = {"a": result("a", 0.99, 0.80, 10), "b": result("b", 0.90, 0.85, 1000)}
+    assert select_model(results) == "b"
+
+
+def test_ties_go_to_the_smaller_gap_then_to_fewer_parameters():
+    results = {"a": result("a", 1.00, 0.85, 10), "b": result("b", 0.90, 0.8495, 1000), "c": result("c", 0.90, 0.85, 99)}
+    assert select_model(results) == "c"  # b and c tie on F1 (within 0.001) and gap; c is smaller
+    results["c"] = result("c", 0.95, 0.85, 99)
+    assert select_model(results) == "b"  # now b has the smaller gap
+
+
+def test_comparison_tables_and_observation():
+    results = {"a": result("a", 0.99, 0.80, 10), "b": result("b", 0.90, 0.85, 1000)}
+    tables = comparison_tables(results)
+    assert tables["difference"].loc["a", "f1"] == pytest.approx(0.19)
+    assert list(tables["validation"].index) == ["a", "b"]
+    text = observation(result("m", 0.99, 0.70, 1, validation_accuracy=0.70))
+    assert "overfits" in text and "misses 20.0% of the bare heads" in text
+
+
+def test_training_table_says_how_each_model_ran():
+    results = {"a": result("a", 0.9, 0.8, 10), "b": result("b", 0.9, 0.8, 20)}
+    results["a"] |= {
+        "mode": "direct",
+        "weights": None,
+        "precision": "float32",
+        "trainable_parameters": 10,
+        "train_seconds": 1.5,
+        "notes": [],
+    }
+    results["b"] |= {
+        "mode": "fast",
+        "weights": {"used": "file"},
+        "precision": "bfloat16",
+        "trainable_parameters": 5,
+        "train_seconds": 2.0,
+        "notes": ["x", "y"],
+    }
+    table = training_table(results)
+    assert table.loc["a", "weights"] == "-" and table.loc["b", "weights"] == "file"
+    assert table.loc["b", "notes"] == "x; y" and table.loc["b", "precision"] == "bfloat16"
