@@ -276,14 +276,18 @@ def collect_results(run_dir: Path, names: list[str]) -> dict:
         path = run_dir / MODELS_FOLDER / f"{name}.metrics.json"
         if path.is_file():
             result = json.loads(path.read_text())
-            keep = ("train", "validation", "parameters", "trainable_parameters", "mode", "precision", "train_seconds")
-            models[name] = {key: result[key] for key in keep} | {"notes": result["notes"], "weights": result["weights"]}
+            keep = ("train", "validation", "parameters", "trainable_parameters", "mode", "precision", "view_precision")
+            models[name] = {key: result[key] for key in keep} | {
+                key: result[key] for key in ("train_seconds", "notes", "weights")
+            }
     selection_path = run_dir / SELECTION_FILE
     selection = json.loads(selection_path.read_text()) if selection_path.is_file() else {}
-    precisions = sorted({result["precision"] for result in models.values() if result["mode"] != "direct"})
     return {
         "models": models,
-        "backbone_precision": precisions[0] if len(precisions) == 1 else precisions or None,
+        "backbone_precision": {
+            "features": sorted({r["precision"] for r in models.values() if r["mode"] != "direct"}),
+            "augmented_views": sorted({r["view_precision"] for r in models.values() if r["view_precision"]}),
+        },
         "selected_model": selection.get("selected_model"),
         "selection_rule": SELECTION_RULE,
         "test": selection.get("test"),

@@ -54,6 +54,7 @@ def model_results(trained: TrainedModel, dataset: Dataset, split: Split, *, thre
         "weights": trained.weights.to_dict() if spec.uses_backbone else None,
         "mode": trained.mode,
         "precision": trained.precision,
+        "view_precision": trained.view_precision,
         "train_seconds": round(trained.seconds, 2),
         "notes": trained.notes,
         "threshold": threshold,
@@ -125,7 +126,8 @@ def training_table(results: dict[str, dict]) -> pd.DataFrame:
             name: {
                 "mode": result["mode"],
                 "weights": result["weights"]["used"] if result["weights"] else "-",
-                "precision": result["precision"],
+                "precision": result["precision"]
+                + (f", views {result['view_precision']}" if result.get("view_precision") else ""),
                 "epochs": result["epochs_run"],
                 "parameters": result["parameters"],
                 "trainable": result["trainable_parameters"],

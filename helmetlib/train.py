@@ -38,6 +38,7 @@ class TrainedModel:
     mode: str
     precision: str
     seconds: float
+    view_precision: str | None = None
     notes: list[str] = field(default_factory=list)
 
 
@@ -59,7 +60,8 @@ def train_model(
     """Build `name`, train it on `split.train` with `split.validation` for validation, predict both parts.
 
     Fast mode (default) trains a VGG16 model's head on backbone features computed once (cached in `cache_dir`),
-    and model 4 on `augmented_views` pre-drawn augmented views per training image. `faithful=True` runs the
+    in float32 unless `precision` says otherwise, and model 4 on `augmented_views` pre-drawn augmented views per
+    training image, computed in the faster `backbone_precision()` (bfloat16 on capable CPUs). `faithful=True` runs the
     study's computation instead: the frozen backbone on every batch of every epoch, augmentation on the fly.
     The test part is never touched.
     """
@@ -72,6 +74,7 @@ def train_model(
     y = {part: dataset.labels[indices] for part, indices in parts.items()}
     fit_options = {"epochs": epochs, "batch_size": batch_size, "verbose": verbose}
     notes: list[str] = []
+    view_precision = None  # set when model 4 trains on pre-drawn augmented views
 
     if faithful or not spec.uses_backbone:
         x = {part: normalize(dataset.images[indices], spec.normalization) for part, indices in parts.items()}
@@ -86,34 +89,39 @@ def train_model(
         probabilities = {part: _predict(model, x[part], batch_size) for part in parts}
         mode, used_precision = ("faithful" if spec.uses_backbone else "direct"), "float32"
     else:
-        used_precision = precision or backbone_precision()
+        used_precision = precision or "float32"  # models 2 and 3 stay the study's float32 computation
         backbone, head = model.get_layer(BACKBONE_LAYER), model.get_layer(HEAD_LAYER)
-        extractor = feature_extractor(backbone, used_precision)
         cache = FeatureCache(cache_dir)
         key = {
             "data": dataset.content_hash,
             "weights": weights_fingerprint(backbone),
             "normalization": spec.normalization,
             "input_shape": list(dataset.images.shape[1:]),
-            "precision": used_precision,
         }
-        features = cache.get_or_compute(
-            {**key, "view": "original"},
-            lambda: compute_features(extractor, dataset.images, normalization=spec.normalization),
-        )
+
+        def features_of(images, feature_precision, view, augmenter=None):
+            view_key = {**key, "precision": feature_precision, "view": view}
+            if augmenter is not None:
+                view_key |= {"seed": seed, "indices": _digest(split.train)}
+            return cache.get_or_compute(
+                view_key,
+                lambda: compute_features(
+                    feature_extractor(backbone, feature_precision),
+                    images,
+                    normalization=spec.normalization,
+                    augmenter=augmenter,
+                ),
+            )
+
+        features = features_of(dataset.images, used_precision, "original")
         f = {part: features[indices] for part, indices in parts.items()}
         compile_model(head, spec.learning_rate)
         if spec.augmented:
+            view_precision = precision or backbone_precision()  # views approximate anyway: take the fast path
             views = np.stack(
                 [
-                    cache.get_or_compute(
-                        {**key, "view": f"augmented-{view}", "seed": seed, "indices": _digest(split.train)},
-                        lambda view=view: compute_features(
-                            extractor,
-                            dataset.images[split.train],
-                            normalization=spec.normalization,
-                            augmenter=augmentation(seed + view),
-                        ),
+                    features_of(
+                        dataset.images[split.train], view_precision, f"augmented-{view}", augmentation(seed + view)
                     )
                     for view in range(augmented_views)
                 ]
@@ -123,8 +131,9 @@ def train_model(
                 train_data, validation_data=(f["validation"], y["validation"]), epochs=epochs, verbose=verbose
             )
             notes.append(
-                f"augmentation approximated by {augmented_views} pre-drawn augmented views per training image, "
-                "one drawn at random per image and epoch (fast mode; --faithful augments every batch on the fly)"
+                f"augmentation approximated by {augmented_views} pre-drawn augmented views per training image "
+                f"(features in {view_precision}), one drawn at random per image and epoch "
+                "(fast mode; --faithful augments every batch on the fly)"
             )
         else:
             history = head.fit(
@@ -144,6 +153,7 @@ def train_model(
         weights=choice,
         mode=mode,
         precision=used_precision,
+        view_precision=view_precision,
         seconds=time.perf_counter() - started,
         notes=notes,
     )

@@ -69,7 +69,8 @@ def test_run_json_keys_and_values(finished_run):
             assert all(0 <= metrics[key] <= 1 for key in ("accuracy", "recall", "precision", "f1"))
         assert "test" not in result
     assert record["selected_model"] in MODEL_NAMES
-    assert record["backbone_precision"] in ("float32", "bfloat16")
+    assert record["backbone_precision"]["features"] == ["float32"]
+    assert record["backbone_precision"]["augmented_views"][0] in ("float32", "bfloat16")
     assert record["test"]["n"] == 6 and 0 <= record["test"]["accuracy"] <= 1
 
 
