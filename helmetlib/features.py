@@ -36,17 +36,17 @@ def gpu_available() -> bool:
     return bool(tf.config.list_physical_devices("GPU"))
 
 
-def backbone_precision() -> str:
-    """The faster precision for backbone inference here: `bfloat16` on a GPU or a bf16-capable CPU, else `float32`.
-
-    The environment variable HELMETLIB_PRECISION overrides the choice.
-    """
+def precision_override() -> str | None:
+    """The precision forced by the environment variable HELMETLIB_PRECISION, if set (for all backbone features)."""
     override = os.environ.get(PRECISION_ENV)
-    if override:
-        if override not in PRECISIONS:
-            raise ValueError(f"{PRECISION_ENV}={override!r}; choose one of {PRECISIONS}")
-        return override
-    return "bfloat16" if gpu_available() or cpu_supports_bfloat16() else "float32"
+    if override and override not in PRECISIONS:
+        raise ValueError(f"{PRECISION_ENV}={override!r}; choose one of {PRECISIONS}")
+    return override or None
+
+
+def backbone_precision() -> str:
+    """The faster precision for backbone inference here: `bfloat16` on a GPU or a bf16-capable CPU, else `float32`."""
+    return precision_override() or ("bfloat16" if gpu_available() or cpu_supports_bfloat16() else "float32")
 
 
 def weights_fingerprint(model: keras.Model) -> str:

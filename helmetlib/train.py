@@ -17,6 +17,7 @@ from helmetlib.features import (
     backbone_precision,
     compute_features,
     feature_extractor,
+    precision_override,
     weights_fingerprint,
 )
 from helmetlib.models import BACKBONE_LAYER, HEAD_LAYER, augmentation, build_model, compile_model
@@ -89,7 +90,7 @@ def train_model(
         probabilities = {part: _predict(model, x[part], batch_size) for part in parts}
         mode, used_precision = ("faithful" if spec.uses_backbone else "direct"), "float32"
     else:
-        used_precision = precision or "float32"  # models 2 and 3 stay the study's float32 computation
+        used_precision = precision or precision_override() or "float32"  # float32: the study's computation
         backbone, head = model.get_layer(BACKBONE_LAYER), model.get_layer(HEAD_LAYER)
         cache = FeatureCache(cache_dir)
         key = {

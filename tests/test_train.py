@@ -8,7 +8,15 @@ import pytest
 from conftest import HELMET_DEV, STAND_IN_WEIGHTS, require
 
 from helmetlib import Dataset, load_dataset, make_demo_dataset, performance, predict_proba, split, train_model
-from helmetlib.features import FeatureCache, compute_features, feature_extractor
+from helmetlib.features import (
+    FeatureCache,
+    backbone_precision,
+    compute_features,
+    cpu_supports_bfloat16,
+    feature_extractor,
+    gpu_available,
+    precision_override,
+)
 from helmetlib.models import vgg16_backbone
 from helmetlib.train import save_trained
 from helmetlib.weights import resolve_weights
@@ -138,3 +146,14 @@ def test_feature_cache_keys_and_damaged_files(tmp_path):
     cache.path(key).write_bytes(b"damaged")
     assert cache.get_or_compute(key, compute)[0, 0] == 4  # a damaged file is recomputed, not trusted
     assert not list(tmp_path.glob("*.partial"))
+
+
+def test_precision_environment_override(monkeypatch):
+    monkeypatch.setenv("HELMETLIB_PRECISION", "float32")
+    assert backbone_precision() == "float32" and precision_override() == "float32"
+    monkeypatch.setenv("HELMETLIB_PRECISION", "int4")
+    with pytest.raises(ValueError, match="HELMETLIB_PRECISION='int4'; choose one of"):
+        backbone_precision()
+    monkeypatch.delenv("HELMETLIB_PRECISION")
+    assert precision_override() is None
+    assert backbone_precision() == ("bfloat16" if cpu_supports_bfloat16() or gpu_available() else "float32")
