@@ -145,10 +145,14 @@ def _selected_model_file(run_dir: Path) -> Path:
 
 
 def _tflite_interpreter(path: Path):
+    import warnings
+
     import tensorflow as tf
 
     try:
-        interpreter = tf.lite.Interpreter(model_path=str(path))
+        with warnings.catch_warnings():  # tf.lite.Interpreter announces its move to ai-edge-litert on every load
+            warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated", category=UserWarning)
+            interpreter = tf.lite.Interpreter(model_path=str(path))
     except ValueError as error:
         raise ModelError(f"{path}: not a loadable TensorFlow Lite model ({error})") from None
     interpreter.allocate_tensors()
@@ -278,6 +282,7 @@ def export_tflite(keras_path: str | Path, validation_images: np.ndarray | None =
     """
     import tensorflow as tf
 
+    tf.get_logger().setLevel("ERROR")  # the exporter logs every asset it writes
     keras_path = Path(keras_path)
     keras_model = load_model(keras_path)
     name = keras_path.name.split(".")[0]

@@ -31,6 +31,7 @@ KERNEL_NAME = "helmetlib"
 RUN_FILE = "run.json"
 LATEST_FILE = "latest.json"
 EDA, MODEL, COMPARISON = "00_eda", "10_model", "20_comparison"
+DEMO_BATCH_SIZE = 16
 
 
 class NotebookFailed(RuntimeError):
@@ -45,7 +46,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", default="reports", help="output folder holding one folder per run (default: reports)")
     parser.add_argument("--models", default=",".join(MODEL_NAMES), help="comma-separated models (default: all four)")
     parser.add_argument("--epochs", type=int, default=EPOCHS)
-    parser.add_argument("--batch-size", type=int, default=BATCH_SIZE)
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        help=f"default {BATCH_SIZE} (the study's); {DEMO_BATCH_SIZE} on the demo set, whose ~112 training images "
+        f"would make one step per epoch at {BATCH_SIZE}",
+    )
     parser.add_argument("--weights", default="imagenet", help="imagenet | none | PATH to VGG16 no-top weights")
     parser.add_argument("--seed", type=int, default=SEED, help="training seed (the split keeps the study's 42)")
     parser.add_argument("--run-id", help="name of the run folder (default: UTC date-time)")
@@ -59,6 +65,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--notebooks", default=str(NOTEBOOKS_DIR), help=argparse.SUPPRESS)
     parser.add_argument("--timeout", type=int, default=3600, help="seconds allowed per notebook cell")
     args = parser.parse_args(argv)
+    args.batch_size = args.batch_size or (BATCH_SIZE if args.data else DEMO_BATCH_SIZE)
     args.models = [name.strip() for name in args.models.split(",") if name.strip()]
     for name in args.models:
         try:
@@ -71,10 +78,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def ensure_kernel() -> str:
-    """Install (idempotently) a kernelspec named `helmetlib` that runs this very Python, and return its name."""
+    """Install (idempotently) a kernelspec named `helmetlib` that runs this very Python, and return its name.
+
+    Its kernels keep TensorFlow's C++ log lines (written straight to file descriptor 2) out of the notebooks:
+    they go to the runner's terminal instead.
+    """
     from ipykernel.kernelspec import install
 
-    install(kernel_name=KERNEL_NAME, display_name=f"helmetlib ({platform.python_version()})", prefix=sys.prefix)
+    folder = Path(
+        install(kernel_name=KERNEL_NAME, display_name=f"helmetlib ({platform.python_version()})", prefix=sys.prefix)
+    )
+    spec = json.loads((folder / "kernel.json").read_text())
+    spec["argv"].append("--IPKernelApp.capture_fd_output=False")
+    spec["env"] = {"TF_CPP_MIN_LOG_LEVEL": "2"}
+    (folder / "kernel.json").write_text(json.dumps(spec, indent=1))
     return KERNEL_NAME
 
 
@@ -209,7 +226,6 @@ def run(args: argparse.Namespace) -> int:
     cache_dir = Path(args.cache_dir).resolve() if args.cache_dir else out / ".cache" / "features"
     notebooks = Path(args.notebooks)
     kernel = ensure_kernel()
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # inherited by the kernels: keep TF's C++ logs out of reports
     steps = [(f"notebook {EDA}", notebooks / f"{EDA}.py", work / f"{EDA}.ipynb", common)]
     for name in args.models:
         model_parameters = {
@@ -345,8 +361,8 @@ def run_index_html(record: dict, run_dir: Path) -> str:
         parts.append(f"<p class='banner'>{esc(weights['banner'])}</p>")
     if record["data"]["demo"]:
         parts.append(
-            "<p class='banner' style='background:#ffd;border-color:#aa0'>Synthetic demo data: "
-            "these numbers say nothing about real photos.</p>"
+            "<p class='banner' style='background:#ffd;border-color:#aa0'>Synthetic demo data (batch size "
+            f"{record['parameters']['batch_size']}): these numbers say nothing about real photos.</p>"
         )
     parts.append("<h2>Reports</h2><ul>")
     for notebook in sorted(run_dir.glob("*.ipynb")):

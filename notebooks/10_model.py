@@ -89,7 +89,7 @@ trained.model.summary(expand_nested=True)
 # %%
 figure = plots.training_curves(trained.history)
 # %% [markdown]
-# ## Performance on train and validation (threshold `THRESHOLD`)
+# ## Performance on train and validation, at the decision threshold
 # Accuracy and weighted recall / precision / F1 as in the study, then per class: recall on bare heads is the
 # share of safety violations the model catches.
 
@@ -125,4 +125,4 @@ figure = plots.prediction_grid(
 display(Markdown(observation(results)))
 
 # %%
-save_model_results(trained, results, RUN_DIR)
+metrics_file = save_model_results(trained, results, RUN_DIR)

@@ -135,7 +135,7 @@ export = export_tflite(model_file, dataset.images[parts.validation]) if EXPORT_T
 pd.DataFrame(export).T if export else Markdown("Export skipped (EXPORT_TFLITE is False).")
 
 # %%
-save_selection(RUN_DIR, selected, test, results, export)
+selection_file = save_selection(RUN_DIR, selected, test, results, export)
 
 # %% [markdown]
 # ## Model card of the selected model
