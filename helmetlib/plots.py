@@ -108,3 +108,39 @@ def statistics_by_class(statistics):
         ax.set_xlabel("")
     fig.tight_layout()
     return fig
+
+
+def roc_pr_curves(curves_by_model: dict):
+    """ROC and precision-recall curves of several models (`uncertainty.Curves` by name), areas in the legend."""
+    fig, (roc_ax, pr_ax) = plt.subplots(1, 2, figsize=(11, 4.5))
+    for name, result in curves_by_model.items():
+        roc_ax.plot(result.fpr, result.tpr, label=f"{name} (AUC {result.roc_auc:.3f})")
+        pr_ax.plot(result.recall, result.precision, label=f"{name} (AP {result.average_precision:.3f})")
+    roc_ax.plot([0, 1], [0, 1], color="grey", linestyle=":")
+    roc_ax.set(xlabel="false positive rate (bare heads called helmets)", ylabel="true positive rate", title="ROC")
+    pr_ax.set(xlabel="recall (helmets)", ylabel="precision (helmets)", title="Precision-recall")
+    roc_ax.legend(fontsize=8)
+    pr_ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def calibration(y_true: np.ndarray, probabilities: np.ndarray, reliability: dict, *, title: str = ""):
+    """Reliability diagram (from `uncertainty.reliability`) and histogram of P(helmet) by true class."""
+    fig, (diagram, histogram) = plt.subplots(1, 2, figsize=(11, 4))
+    diagram.plot([0, 1], [0, 1], color="grey", linestyle=":", label="perfectly calibrated")
+    diagram.plot(reliability["predicted"], reliability["observed"], marker="o", label=f"ECE {reliability['ece']:.3f}")
+    diagram.set(xlabel="mean predicted P(helmet)", ylabel="observed share of helmets", title=f"Reliability {title}")
+    diagram.legend()
+    for label in (0, 1):
+        histogram.hist(
+            np.asarray(probabilities)[np.asarray(y_true) == label],
+            bins=20,
+            range=(0, 1),
+            alpha=0.6,
+            label=CLASS_NAMES[label],
+        )
+    histogram.set(xlabel="P(helmet)", ylabel="images", title="Predicted probabilities by true class")
+    histogram.legend()
+    fig.tight_layout()
+    return fig

@@ -307,6 +307,7 @@ def collect_results(run_dir: Path, names: list[str]) -> dict:
         "selected_model": selection.get("selected_model"),
         "selection_rule": SELECTION_RULE,
         "test": selection.get("test"),
+        "evaluation": selection.get("evaluation"),
         "export": selection.get("export"),
     }
 

@@ -94,6 +94,18 @@ def load_model_results(run_dir: str | Path, names: list[str]) -> dict[str, dict]
     return results
 
 
+def load_probabilities(run_dir: str | Path, name: str) -> dict[str, np.ndarray]:
+    """The saved train and validation P(helmet) of a model, by part."""
+    with np.load(Path(run_dir) / MODELS_FOLDER / f"{name}.probabilities.npz") as saved:
+        return {part: saved[part] for part in saved.files}
+
+
+def runner_up(results: dict[str, dict], selected: str) -> str | None:
+    """The best of the other models by the same rule, or None when there is only one model."""
+    others = {name: result for name, result in results.items() if name != selected}
+    return select_model(others) if others else None
+
+
 def select_model(results: dict[str, dict]) -> str:
     """Pick a model by the documented rule (`SELECTION_RULE`), looking at train and validation only."""
 
@@ -160,14 +172,19 @@ def observation(results: dict) -> str:
 
 
 def save_selection(
-    run_dir: str | Path, selected: str, test: dict, results: dict[str, dict], export: dict | None = None
+    run_dir: str | Path,
+    selected: str,
+    test: dict,
+    results: dict[str, dict],
+    export: dict | None = None,
+    evaluation: dict | None = None,
 ) -> Path:
-    """Write `selection.json` (selected model, rule, its test metrics, exports) and mark the model's card selected."""
+    """Write `selection.json` (selected model, rule, test metrics, evaluation, exports); mark its card selected."""
     from helmetlib.inference import card_path
 
     path = Path(run_dir) / SELECTION_FILE
     selection = {"selected_model": selected, "rule": SELECTION_RULE, "candidates": sorted(results), "test": test}
-    path.write_text(json.dumps({**selection, "export": export}, indent=2))
+    path.write_text(json.dumps({**selection, "evaluation": evaluation, "export": export}, indent=2))
     card_file = card_path(Path(run_dir) / MODELS_FOLDER / f"{selected}.keras")
     card = json.loads(card_file.read_text())
     card["selected"] = True

@@ -45,7 +45,9 @@ def test_html_reports_have_sections_and_figures(finished_run):
     assert 'class="highlight' not in model  # the reader version hides code cells
     assert 'class="highlight' in (run / "10_model_cnn.code.html").read_text()
     comparison = (run / "20_comparison.html").read_text()
-    assert "Selected model" in comparison and comparison.count("<img") >= 1
+    assert "Selected model" in comparison and comparison.count("<img") >= 3  # curves, calibration, confusion
+    for section in ("ROC and precision-recall", "bootstrap 95 % intervals", "Calibration and threshold"):
+        assert section in comparison
     index = (run / "index.html").read_text()
     for stem in ("00_eda", "20_comparison", *(f"10_model_{name}" for name in MODEL_NAMES)):
         assert f"href='{stem}.html'" in index
@@ -73,6 +75,11 @@ def test_run_json_keys_and_values(finished_run):
     assert record["backbone_precision"]["features"] == ["float32"]
     assert record["backbone_precision"]["augmented_views"][0] in ("float32", "bfloat16")
     assert record["test"]["n"] == 6 and 0 <= record["test"]["accuracy"] <= 1
+    evaluation = record["evaluation"]
+    intervals = evaluation["test_intervals"]["0.5000"]["accuracy"]
+    assert intervals["low"] <= intervals["value"] == record["test"]["accuracy"] <= intervals["high"]
+    assert evaluation["runner_up"] in MODEL_NAMES and evaluation["runner_up"] != record["selected_model"]
+    assert 0 <= evaluation["validation_ece"] <= 1
 
 
 def test_bad_data_fails_fast_and_leaves_no_run(tmp_path, capsys):
