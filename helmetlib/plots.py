@@ -144,3 +144,16 @@ def calibration(y_true: np.ndarray, probabilities: np.ndarray, reliability: dict
     histogram.legend()
     fig.tight_layout()
     return fig
+
+
+def image_pairs(images: np.ndarray, pairs, *, title_columns=("parts", "distance")):
+    """Pairs of images side by side (a table with `first` and `second` row indices), one pair per row."""
+    fig, axes = plt.subplots(len(pairs), 2, figsize=(4.4, 2.2 * max(len(pairs), 1)), squeeze=False)
+    for row, pair in enumerate(pairs.itertuples()):
+        caption = ", ".join(f"{column} {getattr(pair, column)}" for column in title_columns)
+        for column, index in enumerate((pair.first, pair.second)):
+            axes[row][column].imshow(images[index])
+            axes[row][column].set_title(f"#{index}" + (f"  ({caption})" if column == 0 else ""), fontsize=8, loc="left")
+            axes[row][column].axis("off")
+    fig.tight_layout()
+    return fig

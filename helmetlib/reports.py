@@ -60,6 +60,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--faithful", action="store_true", help="the study's computation: backbone every epoch")
     parser.add_argument("--augmented-views", type=int, default=AUGMENTED_VIEWS, help="fast mode of model 4")
     parser.add_argument("--demo-size", type=int, default=160, help="images in the demo set when --data is absent")
+    parser.add_argument("--groups", help="CSV naming each image's group (e.g. provenance.csv), shown in the EDA")
+    parser.add_argument("--group-column", default="path")
     parser.add_argument("--no-export", action="store_true", help="skip the TensorFlow Lite export of the selection")
     parser.add_argument("--cache-dir", help="backbone feature cache (default: OUT/.cache/features)")
     parser.add_argument("--notebooks", default=str(NOTEBOOKS_DIR), help=argparse.SUPPRESS)
@@ -226,7 +228,12 @@ def run(args: argparse.Namespace) -> int:
     cache_dir = Path(args.cache_dir).resolve() if args.cache_dir else out / ".cache" / "features"
     notebooks = Path(args.notebooks)
     kernel = ensure_kernel()
-    steps = [(f"notebook {EDA}", notebooks / f"{EDA}.py", work / f"{EDA}.ipynb", common)]
+    eda = {
+        **common,
+        "GROUPS_CSV": str(Path(args.groups).resolve()) if args.groups else "",
+        "GROUP_COLUMN": args.group_column,
+    }
+    steps = [(f"notebook {EDA}", notebooks / f"{EDA}.py", work / f"{EDA}.ipynb", eda)]
     for name in args.models:
         model_parameters = {
             **common,

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from sklearn.model_selection import train_test_split
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 SPLIT_NAMES = ("train", "validation", "test")
 
@@ -45,3 +50,58 @@ def split(
         random_state=random_state,
     )
     return Split(train=train, validation=validation, test=test)
+
+
+def grouped_split(
+    labels: np.ndarray,
+    groups: np.ndarray,
+    *,
+    validation_size: float = 0.15,
+    test_size: float = 0.15,
+    random_state: int = 42,
+) -> Split:
+    """Split so that no group (e.g. the photo of a crop) lands in two parts, stratified as far as groups allow.
+
+    Sizes are close to, not exactly, 70/15/15: whole groups move together.
+    """
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    labels, groups = np.asarray(labels), np.asarray(groups)
+    if len(groups) != len(labels):
+        raise ValueError(f"{len(groups)} groups for {len(labels)} labels; they must match row for row")
+    indices = np.arange(len(labels))
+    outer = StratifiedGroupKFold(n_splits=round(1 / test_size), shuffle=True, random_state=random_state)
+    train_val, test = next(outer.split(indices, labels, groups))
+    inner_splits = round((1 - test_size) / validation_size)
+    inner = StratifiedGroupKFold(n_splits=inner_splits, shuffle=True, random_state=random_state)
+    train, validation = next(inner.split(train_val, labels[train_val], groups[train_val]))
+    return Split(train=train_val[train], validation=train_val[validation], test=test)
+
+
+def read_groups(csv_path: str | Path, column: str = "path") -> np.ndarray:
+    """Group ids, one per dataset row, from a column of a CSV in dataset order (e.g. helmet-dev's provenance.csv)."""
+    import pandas as pd
+
+    frame = pd.read_csv(csv_path)
+    if column not in frame.columns:
+        raise ValueError(f"{csv_path}: no {column!r} column (columns: {list(frame.columns)})")
+    return frame[column].astype(str).to_numpy()
+
+
+def shared_groups(split: Split, groups: np.ndarray) -> pd.DataFrame:
+    """For each pair of parts: groups present in both, and images of the later part whose group is in the earlier."""
+    import pandas as pd
+
+    groups = np.asarray(groups)
+    parts = split.parts()
+    rows = {}
+    for first, second in (("train", "validation"), ("train", "test"), ("validation", "test")):
+        earlier = set(groups[parts[first]])
+        rows[f"{first} / {second}"] = {
+            "shared groups": len(earlier & set(groups[parts[second]])),
+            "images of the second part with a group in the first": int(
+                sum(group in earlier for group in groups[parts[second]])
+            ),
+            "images of the second part": len(parts[second]),
+        }
+    return pd.DataFrame(rows).T

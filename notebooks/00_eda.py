@@ -25,12 +25,16 @@ RUN_DIR = "../reports/interactive"
 IMAGE_SIZE = 0  # resize to N x N pixels for the models, 0 keeps 200 x 200
 SPLIT_SEED = 42
 SAMPLES_PER_CLASS = 6
+GROUPS_CSV = ""  # CSV with one row per image naming its group (e.g. provenance.csv), or "" for none
+GROUP_COLUMN = "path"
 
 # %%
 from IPython.display import Markdown, display
 
 from helmetlib import plots, split, to_grayscale
+from helmetlib.audit import closest_cross_split_pairs, leakage_summary, near_duplicate_pairs, verdict
 from helmetlib.eda import image_statistics, split_table
+from helmetlib.splits import grouped_split, read_groups, shared_groups
 from helmetlib.study import study_dataset
 
 # %% [markdown]
@@ -81,3 +85,36 @@ figure = plots.statistics_by_class(statistics)
 # %%
 parts = split(dataset.labels, random_state=SPLIT_SEED)
 split_table(parts, dataset.labels)
+
+# %% [markdown]
+# ## Leakage audit: duplicate images across the split
+# Exact copies and near duplicates (shifted, re-encoded or rescaled copies: DCT perceptual hashes within a few of
+# 64 bits) that land in two parts let a model be tested on what it trained on.
+
+# %%
+duplicates = near_duplicate_pairs(dataset.images, parts)
+display(Markdown(f"**Verdict:** {verdict(duplicates)}"))
+leakage_summary(duplicates)
+
+# %% [markdown]
+# The most similar pairs that straddle the split, duplicates or not (distance in hash bits):
+
+# %%
+figure = plots.image_pairs(dataset.images, closest_cross_split_pairs(dataset.images, parts, n=4))
+
+# %% [markdown]
+# ## Related images across the split
+# Crops cut from one photo share background, light and people. When a group column is given (GROUPS_CSV), this
+# counts the groups that the random split puts on two sides, and shows a grouped split that keeps every group on
+# one side (stratified as far as groups allow). Scores measured on a split with shared groups are optimistic.
+
+# %%
+if GROUPS_CSV:
+    groups = read_groups(GROUPS_CSV, GROUP_COLUMN)
+    display(Markdown(f"**{len(set(groups))} groups** for {len(groups)} images. Random split:"))
+    display(shared_groups(parts, groups))
+    grouped = grouped_split(dataset.labels, groups, random_state=SPLIT_SEED)
+    display(Markdown("Grouped split (no group on two sides):"))
+    display(split_table(grouped, dataset.labels))
+else:
+    display(Markdown("No group column given (GROUPS_CSV is empty): related images are not checked here."))

@@ -31,7 +31,7 @@ def test_run_succeeds_and_writes_every_file(finished_run):
 def test_html_reports_have_sections_and_figures(finished_run):
     run = finished_run[1] / "tiny"
     eda = (run / "00_eda.html").read_text()
-    for section in ("Class balance", "Examples per class", "Image statistics by class", "The split"):
+    for section in ("Class balance", "Examples per class", "Image statistics by class", "The split", "Leakage audit"):
         assert section in eda
     model = (run / "10_model_vgg16_mlp.html").read_text()
     for section in (
