@@ -157,3 +157,17 @@ def image_pairs(images: np.ndarray, pairs, *, title_columns=("parts", "distance"
             axes[row][column].axis("off")
     fig.tight_layout()
     return fig
+
+
+def heat_map_grid(images: np.ndarray, maps: np.ndarray, titles: list[str], *, columns: int = 4):
+    """Images with their Grad-CAM maps laid over them (jet colour map, half transparent)."""
+    rows = -(-len(images) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(2.6 * columns, 2.8 * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, image, heat, title in zip(axes.ravel(), images, maps, titles, strict=False):
+        ax.imshow(image)
+        ax.imshow(heat, cmap="jet", alpha=0.45, vmin=0, vmax=1)
+        ax.set_title(title, fontsize=8)
+    fig.tight_layout()
+    return fig

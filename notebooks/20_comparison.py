@@ -34,10 +34,12 @@ EXPORT_TFLITE = True  # write the selected model as float32 and quantised Tensor
 from pathlib import Path
 
 import keras
+import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
 
-from helmetlib import confusion, export_tflite, performance, plots, predict_proba, split
+from helmetlib import confusion, export_tflite, normalize, performance, plots, predict_proba, split
+from helmetlib.explain import explanation_examples, grad_cam
 from helmetlib.inference import card_path
 from helmetlib.metrics import per_class_table
 from helmetlib.study import (
@@ -104,6 +106,26 @@ parts = split(dataset.labels, random_state=SPLIT_SEED)
 validation_labels = dataset.labels[parts.validation]
 validation = {name: load_probabilities(RUN_DIR, name)["validation"] for name in results}
 figure = plots.roc_pr_curves({name: curves(validation_labels, p) for name, p in validation.items()})
+
+# %% [markdown]
+# ### Where the models look (Grad-CAM on validation)
+# For each model: its most confident correct predictions, then its most confident mistakes. Red is where the
+# prediction's evidence lies: on the head, or on clothing and background?
+
+# %%
+validation_images = dataset.images[parts.validation]
+for name in results:
+    rows = explanation_examples(validation_labels, validation[name], threshold=THRESHOLD)
+    saved = keras.saving.load_model(Path(RUN_DIR) / MODELS_FOLDER / f"{name}.keras", safe_mode=True)
+    maps = grad_cam(saved, normalize(validation_images[rows], results[name]["normalization"]), threshold=THRESHOLD)
+    titles = [
+        f"{'OK' if (validation[name][r] >= THRESHOLD) == validation_labels[r] else 'WRONG'} "
+        f"P(helmet) {validation[name][r]:.2f}"
+        for r in rows
+    ]
+    display(Markdown(f"**{name}**"))
+    figure = plots.heat_map_grid(validation_images[rows], maps, titles)
+    plt.show()
 
 # %% [markdown]
 # ## Selection

@@ -45,8 +45,9 @@ def test_html_reports_have_sections_and_figures(finished_run):
     assert 'class="highlight' not in model  # the reader version hides code cells
     assert 'class="highlight' in (run / "10_model_cnn.code.html").read_text()
     comparison = (run / "20_comparison.html").read_text()
-    assert "Selected model" in comparison and comparison.count("<img") >= 3  # curves, calibration, confusion
-    for section in ("ROC and precision-recall", "bootstrap 95 % intervals", "Calibration and threshold"):
+    assert "Selected model" in comparison and comparison.count("<img") >= 7  # curves, 4 Grad-CAM grids, ...
+    assert comparison.count("Grad-CAM") >= 1
+    for section in ("ROC and precision-recall", "bootstrap 95 % intervals", "Calibration and threshold", "Grad-CAM"):
         assert section in comparison
     index = (run / "index.html").read_text()
     for stem in ("00_eda", "20_comparison", *(f"10_model_{name}" for name in MODEL_NAMES)):
