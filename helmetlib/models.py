@@ -35,7 +35,7 @@ def build_model(
     spec = get_spec(name)
     if spec.uses_backbone:
         choice = weights if isinstance(weights, WeightsChoice) else resolve_weights(weights)
-        model = vgg16_model(name, vgg16_backbone(choice, input_shape), dense_head=name != "vgg16_linear")
+        model = vgg16_model(name, vgg16_backbone(choice, input_shape), head=spec.head)
     else:
         model = simple_cnn(input_shape)
     compile_model(model, spec.learning_rate)
@@ -79,19 +79,28 @@ def vgg16_backbone(weights: WeightsChoice, input_shape: tuple[int, int, int] = I
     return backbone
 
 
-def vgg16_model(name: str, backbone: keras.Model, *, dense_head: bool) -> keras.Model:
-    """Models 2-4: image -> frozen backbone -> head (Flatten -> [Dense 256 -> Dropout -> Dense 128] -> Dense 1)."""
-    head_layers = [layers.Flatten(name="flatten")]  # (6, 6, 512) -> (18432,)
-    if dense_head:
+def vgg16_model(name: str, backbone: keras.Model, *, head: str) -> keras.Model:
+    """Models 2-5: image -> frozen backbone -> head.
+
+    `linear`: Flatten -> Dense 1; `mlp`: Flatten -> Dense 256 -> Dropout 0.5 -> Dense 128 -> Dense 1;
+    `gap`: GlobalAveragePooling -> Dropout 0.2 -> Dense 1.
+    """
+    if head == "gap":
+        head_layers = [layers.GlobalAveragePooling2D(name="pooling"), layers.Dropout(0.2, name="dropout")]  # (512,)
+    else:
+        head_layers = [layers.Flatten(name="flatten")]  # (6, 6, 512) -> (18432,)
+    if head == "mlp":
         head_layers += [
             layers.Dense(256, activation="relu"),
             layers.Dropout(0.5, name="dropout"),
             layers.Dense(128, activation="relu"),
         ]
     head_layers.append(layers.Dense(1, activation="sigmoid", name="prediction"))
-    head = keras.Sequential([keras.Input(backbone.output_shape[1:], name="features"), *head_layers], name=HEAD_LAYER)
+    head_model = keras.Sequential(
+        [keras.Input(backbone.output_shape[1:], name="features"), *head_layers], name=HEAD_LAYER
+    )
     inputs = keras.Input(backbone.input_shape[1:], name="image")
-    return keras.Model(inputs, head(backbone(inputs)), name=name)
+    return keras.Model(inputs, head_model(backbone(inputs)), name=name)
 
 
 def augmentation(seed: int | None = None) -> keras.Sequential:

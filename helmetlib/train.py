@@ -75,6 +75,16 @@ def train_model(
     y = {part: dataset.labels[indices] for part, indices in parts.items()}
     fit_options = {"epochs": epochs, "batch_size": batch_size, "verbose": verbose}
     notes: list[str] = []
+    if spec.early_stopping:
+        fit_options["callbacks"] = [
+            keras.callbacks.EarlyStopping(monitor="val_loss", patience=5, restore_best_weights=True),
+            keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=2, min_lr=1e-6),
+        ]
+        fit_options["class_weight"] = balanced_class_weights(y["train"])
+        notes.append(
+            "early stopping on validation loss (patience 5, best weights kept), learning rate halved on plateau"
+            + (f", class weights {fit_options['class_weight']}" if fit_options["class_weight"] else "")
+        )
     view_precision = None  # set when model 4 trains on pre-drawn augmented views
 
     if faithful or not spec.uses_backbone:
@@ -158,6 +168,14 @@ def train_model(
         seconds=time.perf_counter() - started,
         notes=notes,
     )
+
+
+def balanced_class_weights(labels: np.ndarray, *, tolerance: float = 0.1) -> dict[int, float] | None:
+    """Weights n / (2 n_class) when the smaller class is more than `tolerance` below the larger, else None."""
+    counts = np.bincount(np.asarray(labels), minlength=2)
+    if counts.min() >= (1 - tolerance) * counts.max():
+        return None
+    return {label: float(len(labels) / (2 * count)) for label, count in enumerate(counts)}
 
 
 def predict_proba(

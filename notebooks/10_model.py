@@ -22,7 +22,7 @@
 # %% tags=["parameters"]
 DATA_DIR = ""  # folder with images_proj.npy and Labels_proj.csv, or "" for the synthetic demo set
 RUN_DIR = "../reports/interactive"
-MODEL_NAME = "cnn"  # cnn | vgg16_linear | vgg16_mlp | vgg16_mlp_aug
+MODEL_NAME = "cnn"  # cnn | vgg16_linear | vgg16_mlp | vgg16_mlp_aug | vgg16_gap
 EPOCHS = 20
 BATCH_SIZE = 128
 SEED = 812

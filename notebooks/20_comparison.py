@@ -22,7 +22,7 @@
 # %% tags=["parameters"]
 DATA_DIR = ""  # folder with images_proj.npy and Labels_proj.csv, or "" for the synthetic demo set
 RUN_DIR = "../reports/interactive"
-MODELS = "cnn,vgg16_linear,vgg16_mlp,vgg16_mlp_aug"
+MODELS = "cnn,vgg16_linear,vgg16_mlp,vgg16_mlp_aug,vgg16_gap"
 SPLIT_SEED = 42
 THRESHOLD = 0.5
 IMAGE_SIZE = 0

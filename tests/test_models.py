@@ -23,6 +23,7 @@ def trainable_count(model):
         ("vgg16_linear", 14_733_121, 18_433, 1e-4),
         ("vgg16_mlp", 19_466_561, 4_751_873, 1e-4),
         ("vgg16_mlp_aug", 19_466_561, 4_751_873, 1e-4),
+        ("vgg16_gap", 14_715_201, 513, 1e-3),
     ],
 )
 def test_study_parameter_counts(name, total, trainable, learning_rate):

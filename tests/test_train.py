@@ -157,3 +157,22 @@ def test_precision_environment_override(monkeypatch):
     monkeypatch.delenv("HELMETLIB_PRECISION")
     assert precision_override() is None
     assert backbone_precision() == ("bfloat16" if cpu_supports_bfloat16() or gpu_available() else "float32")
+
+
+def test_balanced_class_weights_only_when_imbalanced():
+    from helmetlib.train import balanced_class_weights
+
+    assert balanced_class_weights(np.array([0, 1] * 10)) is None
+    weights = balanced_class_weights(np.array([0] * 30 + [1] * 10))
+    assert weights == pytest.approx({0: 40 / 60, 1: 40 / 20})
+
+
+def test_recommended_model_stops_early_on_its_own_features(demo_small, tmp_path):
+    parts = split(demo_small.labels)
+    trained = train_model(
+        "vgg16_gap", demo_small, parts, weights=None, epochs=30, batch_size=8, precision="float32", cache_dir=tmp_path
+    )
+    key = json.loads(next(tmp_path.glob("features-*.json")).read_text())
+    assert key["normalization"] == "vgg16"  # its own preprocessing, so its own cached features
+    assert any("early stopping" in note for note in trained.notes)
+    assert 1 <= len(trained.history["loss"]) <= 30 and "learning_rate" in trained.history
