@@ -22,8 +22,7 @@ from pathlib import Path
 from helmetlib.data import DatasetError, load_dataset, make_demo_dataset, write_dataset
 from helmetlib.metrics import HEADLINE_METRICS
 from helmetlib.specs import AUGMENTED_VIEWS, BATCH_SIZE, EPOCHS, MODEL_NAMES, SEED, get_spec
-from helmetlib.splits import split
-from helmetlib.study import MODELS_FOLDER, SELECTION_FILE, SELECTION_RULE, package_versions
+from helmetlib.study import MODELS_FOLDER, SELECTION_FILE, SELECTION_RULE, package_versions, study_split
 from helmetlib.weights import resolve_weights
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
@@ -62,6 +61,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--demo-size", type=int, default=160, help="images in the demo set when --data is absent")
     parser.add_argument("--groups", help="CSV naming each image's group (e.g. provenance.csv), shown in the EDA")
     parser.add_argument("--group-column", default="path")
+    parser.add_argument(
+        "--split", choices=("random", "grouped"), default="random", help="grouped: keep --groups together"
+    )
     parser.add_argument("--no-export", action="store_true", help="skip the TensorFlow Lite export of the selection")
     parser.add_argument("--cache-dir", help="backbone feature cache (default: OUT/.cache/features)")
     parser.add_argument("--notebooks", default=str(NOTEBOOKS_DIR), help=argparse.SUPPRESS)
@@ -194,7 +196,17 @@ def run(args: argparse.Namespace) -> int:
         print(f"helmet-reports: error: {error}", file=sys.stderr)
         return 2
 
-    parts = split(dataset.labels)
+    try:
+        parts = study_split(
+            dataset.labels,
+            groups_csv=args.groups or "",
+            group_column=args.group_column,
+            grouped=args.split == "grouped",
+        )
+    except (ValueError, OSError) as error:
+        shutil.rmtree(work, ignore_errors=True)
+        print(f"helmet-reports: error: {error}", file=sys.stderr)
+        return 2
     uses_backbone = any(get_spec(name).uses_backbone for name in args.models)
     record.update(
         {
@@ -205,7 +217,7 @@ def run(args: argparse.Namespace) -> int:
                 "images": len(dataset),
                 "class_counts": {str(k): v for k, v in dataset.class_counts.items()},
             },
-            "split": {**parts.sizes(), "random_state": 42, "stratified": True},
+            "split": {**parts.sizes(), "random_state": 42, "stratified": True, "kind": args.split},
             "parameters": {
                 "models": args.models,
                 "epochs": args.epochs,
@@ -224,16 +236,19 @@ def run(args: argparse.Namespace) -> int:
     )
     # notebooks run inside the run folder: relative paths stay valid after it is renamed into place
     notebook_data = str(data_dir) if args.data else "data"
-    common = {"DATA_DIR": notebook_data, "RUN_DIR": ".", "SPLIT_SEED": 42, "IMAGE_SIZE": args.image_size or 0}
+    common = {
+        "DATA_DIR": notebook_data,
+        "RUN_DIR": ".",
+        "SPLIT_SEED": 42,
+        "IMAGE_SIZE": args.image_size or 0,
+        "GROUPS_CSV": str(Path(args.groups).resolve()) if args.groups else "",
+        "GROUP_COLUMN": args.group_column,
+        "GROUPED_SPLIT": args.split == "grouped",
+    }
     cache_dir = Path(args.cache_dir).resolve() if args.cache_dir else out / ".cache" / "features"
     notebooks = Path(args.notebooks)
     kernel = ensure_kernel()
-    eda = {
-        **common,
-        "GROUPS_CSV": str(Path(args.groups).resolve()) if args.groups else "",
-        "GROUP_COLUMN": args.group_column,
-    }
-    steps = [(f"notebook {EDA}", notebooks / f"{EDA}.py", work / f"{EDA}.ipynb", eda)]
+    steps = [(f"notebook {EDA}", notebooks / f"{EDA}.py", work / f"{EDA}.ipynb", common)]
     for name in args.models:
         model_parameters = {
             **common,

@@ -35,6 +35,24 @@ def study_dataset(data_dir: str | Path | None, *, image_size: int = 0, demo_size
     return replace(dataset, images=resize(dataset.images, image_size))  # the hash still names the source files
 
 
+def study_split(
+    labels: np.ndarray,
+    *,
+    groups_csv: str | Path = "",
+    group_column: str = "path",
+    grouped: bool = False,
+    random_state: int = 42,
+) -> Split:
+    """The run's split: the study's stratified random split, or with `grouped` a split that keeps groups together."""
+    from helmetlib.splits import grouped_split, read_groups, split
+
+    if not grouped:
+        return split(labels, random_state=random_state)
+    if not groups_csv:
+        raise ValueError("a grouped split needs a groups CSV (GROUPS_CSV / --groups)")
+    return grouped_split(labels, read_groups(groups_csv, group_column), random_state=random_state)
+
+
 def model_results(trained: TrainedModel, dataset: Dataset, split: Split, *, threshold: float = 0.5) -> dict:
     """Train and validation metrics of a trained model, with how it was trained (the comparison's input)."""
     model = trained.model

@@ -27,6 +27,7 @@ SPLIT_SEED = 42
 SAMPLES_PER_CLASS = 6
 GROUPS_CSV = ""  # CSV with one row per image naming its group (e.g. provenance.csv), or "" for none
 GROUP_COLUMN = "path"
+GROUPED_SPLIT = False  # True: split by group (needs GROUPS_CSV) instead of the study's random split
 
 # %%
 from IPython.display import Markdown, display
@@ -35,7 +36,7 @@ from helmetlib import plots, split, to_grayscale
 from helmetlib.audit import closest_cross_split_pairs, leakage_summary, near_duplicate_pairs, verdict
 from helmetlib.eda import image_statistics, split_table
 from helmetlib.splits import grouped_split, read_groups, shared_groups
-from helmetlib.study import study_dataset
+from helmetlib.study import study_dataset, study_split
 
 # %% [markdown]
 # ## The dataset and its validation
@@ -79,11 +80,18 @@ display(statistics.groupby("class")[["brightness", "contrast", "sharpness"]].des
 figure = plots.statistics_by_class(statistics)
 # %% [markdown]
 # ## The split
-# Stratified 70 / 15 / 15 with `random_state` = SPLIT_SEED, as in the study. The test part is looked at once,
+# Stratified 70 / 15 / 15 with `random_state` = SPLIT_SEED, as in the study (by group when GROUPED_SPLIT).
+# The test part is looked at once,
 # in the comparison notebook, for the selected model only.
 
 # %%
-parts = split(dataset.labels, random_state=SPLIT_SEED)
+parts = study_split(
+    dataset.labels,
+    groups_csv=GROUPS_CSV,
+    group_column=GROUP_COLUMN,
+    grouped=GROUPED_SPLIT,
+    random_state=SPLIT_SEED,
+)
 split_table(parts, dataset.labels)
 
 # %% [markdown]
@@ -112,7 +120,7 @@ figure = plots.image_pairs(dataset.images, closest_cross_split_pairs(dataset.ima
 if GROUPS_CSV:
     groups = read_groups(GROUPS_CSV, GROUP_COLUMN)
     display(Markdown(f"**{len(set(groups))} groups** for {len(groups)} images. Random split:"))
-    display(shared_groups(parts, groups))
+    display(shared_groups(split(dataset.labels, random_state=SPLIT_SEED), groups))
     grouped = grouped_split(dataset.labels, groups, random_state=SPLIT_SEED)
     display(Markdown("Grouped split (no group on two sides):"))
     display(split_table(grouped, dataset.labels))

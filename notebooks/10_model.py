@@ -27,6 +27,9 @@ EPOCHS = 20
 BATCH_SIZE = 128
 SEED = 812
 SPLIT_SEED = 42
+GROUPS_CSV = ""  # CSV with one row per image naming its group (e.g. provenance.csv), or "" for none
+GROUP_COLUMN = "path"
+GROUPED_SPLIT = False  # True: split by group (needs GROUPS_CSV) instead of the study's random split
 WEIGHTS = "imagenet"  # imagenet | none | path to a VGG16 no-top weights file
 THRESHOLD = 0.5
 IMAGE_SIZE = 0  # resize to N x N pixels for the models, 0 keeps 200 x 200
@@ -37,17 +40,23 @@ CACHE_DIR = "../reports/.cache/features"
 # %%
 from IPython.display import Markdown, display
 
-from helmetlib import confusion, plots, resolve_weights, split, train_model
+from helmetlib import confusion, plots, resolve_weights, train_model
 from helmetlib.metrics import per_class_table, performance_table
 from helmetlib.specs import get_spec
-from helmetlib.study import model_results, observation, save_model_results, study_dataset
+from helmetlib.study import model_results, observation, save_model_results, study_dataset, study_split
 
 # %% [markdown]
 # ## Data, split and weights
 
 # %%
 dataset = study_dataset(DATA_DIR, image_size=IMAGE_SIZE)
-parts = split(dataset.labels, random_state=SPLIT_SEED)
+parts = study_split(
+    dataset.labels,
+    groups_csv=GROUPS_CSV,
+    group_column=GROUP_COLUMN,
+    grouped=GROUPED_SPLIT,
+    random_state=SPLIT_SEED,
+)
 spec = get_spec(MODEL_NAME)
 weights = resolve_weights(WEIGHTS) if spec.uses_backbone else None
 if weights is not None and weights.is_fallback:

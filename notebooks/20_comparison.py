@@ -24,6 +24,9 @@ DATA_DIR = ""  # folder with images_proj.npy and Labels_proj.csv, or "" for the 
 RUN_DIR = "../reports/interactive"
 MODELS = "cnn,vgg16_linear,vgg16_mlp,vgg16_mlp_aug,vgg16_gap"
 SPLIT_SEED = 42
+GROUPS_CSV = ""  # CSV with one row per image naming its group (e.g. provenance.csv), or "" for none
+GROUP_COLUMN = "path"
+GROUPED_SPLIT = False  # True: split by group (needs GROUPS_CSV) instead of the study's random split
 THRESHOLD = 0.5
 IMAGE_SIZE = 0
 TARGET_BARE_HEAD_RECALL = 0.0  # above 0: choose the threshold that catches this share of bare heads, else max F1
@@ -38,7 +41,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
 
-from helmetlib import confusion, export_tflite, normalize, performance, plots, predict_proba, split
+from helmetlib import confusion, export_tflite, normalize, performance, plots, predict_proba
 from helmetlib.explain import explanation_examples, grad_cam
 from helmetlib.inference import card_path
 from helmetlib.metrics import per_class_table
@@ -52,6 +55,7 @@ from helmetlib.study import (
     save_selection,
     select_model,
     study_dataset,
+    study_split,
     training_table,
 )
 from helmetlib.uncertainty import bootstrap_intervals, brier_score, choose_threshold, curves, reliability
@@ -102,7 +106,13 @@ tables["difference"].round(3)
 
 # %%
 dataset = study_dataset(DATA_DIR, image_size=IMAGE_SIZE)
-parts = split(dataset.labels, random_state=SPLIT_SEED)
+parts = study_split(
+    dataset.labels,
+    groups_csv=GROUPS_CSV,
+    group_column=GROUP_COLUMN,
+    grouped=GROUPED_SPLIT,
+    random_state=SPLIT_SEED,
+)
 validation_labels = dataset.labels[parts.validation]
 validation = {name: load_probabilities(RUN_DIR, name)["validation"] for name in results}
 figure = plots.roc_pr_curves({name: curves(validation_labels, p) for name, p in validation.items()})

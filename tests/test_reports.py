@@ -116,3 +116,10 @@ def test_failing_notebook_gives_a_failed_run_with_its_html(tmp_path, capsys):
     assert not (failed / "20_comparison.ipynb").exists()
     assert not (out / "broken").exists() and not (out / "latest.json").exists()
     assert "broken.failed/index.html" in (out / "index.html").read_text()
+
+
+def test_grouped_split_without_groups_fails_before_any_notebook(tmp_path, capsys):
+    out = tmp_path / "reports"
+    assert main(["--out", str(out), "--run-id", "g", "--split", "grouped", *TINY]) == 2
+    assert "a grouped split needs a groups CSV" in capsys.readouterr().err
+    assert not list(out.glob("g*")) and not list(out.glob(".tmp-*"))

@@ -61,3 +61,21 @@ def test_training_table_says_how_each_model_ran():
     table = training_table(results)
     assert table.loc["a", "weights"] == "-" and table.loc["b", "weights"] == "file"
     assert table.loc["b", "notes"] == "x; y" and table.loc["b", "precision"] == "bfloat16"
+
+
+def test_study_split_random_or_grouped(tmp_path):
+    import numpy as np
+    import pandas as pd
+
+    from helmetlib.study import study_split
+
+    labels = np.tile([0, 1], 60)
+    groups = np.repeat(np.arange(30), 4)
+    pd.DataFrame({"path": groups}).to_csv(tmp_path / "groups.csv", index=False)
+    random = study_split(labels)
+    assert random.sizes() == {"train": 84, "validation": 18, "test": 18}
+    grouped = study_split(labels, groups_csv=tmp_path / "groups.csv", grouped=True)
+    train, validation, test = (set(groups[i]) for i in grouped.parts().values())
+    assert not (train & validation or train & test or validation & test)
+    with pytest.raises(ValueError, match="a grouped split needs a groups CSV"):
+        study_split(labels, grouped=True)
