@@ -81,3 +81,32 @@ def verdict(pairs: pd.DataFrame) -> str:
         f"LEAKAGE: {len(across)} image pairs straddle the split ({exact} exact copies, {len(across) - exact} near "
         f"duplicates within {NEAR_DUPLICATE_BITS} of 64 hash bits); validation and test scores are optimistic."
     )
+
+
+EMBEDDING_SIMILARITY = 0.95  # cosine similarity of pooled backbone features above which two crops look alike
+
+
+def embedding_neighbours(
+    features: np.ndarray, split: Split, *, similarity: float = EMBEDDING_SIMILARITY
+) -> pd.DataFrame:
+    """Cross-split pairs whose pooled backbone features (N, h, w, c) have cosine similarity >= `similarity`.
+
+    Catches what pixel hashes miss: crops that show the same scene, person or background. Sorted most similar first.
+    """
+    pooled = features.reshape(len(features), -1, features.shape[-1]).mean(axis=1)
+    pooled = pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+    part_of = np.empty(len(features), dtype=object)
+    for name, indices in split.parts().items():
+        part_of[indices] = name
+    cosine = pooled @ pooled.T
+    first, second = np.nonzero(np.triu(cosine >= similarity, k=1))
+    across = part_of[first] != part_of[second]
+    first, second = first[across], second[across]
+    return pd.DataFrame(
+        {
+            "first": first,
+            "second": second,
+            "similarity": cosine[first, second].round(4),
+            "parts": ["/".join(sorted((part_of[a], part_of[b]))) for a, b in zip(first, second, strict=True)],
+        }
+    ).sort_values("similarity", ascending=False, ignore_index=True)

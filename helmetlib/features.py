@@ -91,6 +91,34 @@ def compute_features(
     return np.concatenate(outputs)
 
 
+def feature_key(data_hash: str, backbone: keras.Model, normalization: str, precision: str, view: str) -> dict:
+    """What identifies a feature array: data, backbone weights, preprocessing, input size, precision and view."""
+    return {
+        "data": data_hash,
+        "weights": weights_fingerprint(backbone),
+        "normalization": normalization,
+        "input_shape": list(backbone.input_shape[1:]),
+        "precision": precision,
+        "view": view,
+    }
+
+
+def cached_features(
+    images_rgb: np.ndarray,
+    data_hash: str,
+    backbone: keras.Model,
+    cache: FeatureCache,
+    *,
+    normalization: Normalization = "unit",
+    precision: str = "float32",
+) -> np.ndarray:
+    """Backbone features of all images, from `cache` when the same data, weights and settings were seen before."""
+    return cache.get_or_compute(
+        feature_key(data_hash, backbone, normalization, precision, "original"),
+        lambda: compute_features(feature_extractor(backbone, precision), images_rgb, normalization=normalization),
+    )
+
+
 class FeatureCache:
     """Feature arrays on disk under `folder`, one `.npy` per key; a changed key part means a recomputation."""
 

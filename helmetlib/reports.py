@@ -248,7 +248,9 @@ def run(args: argparse.Namespace) -> int:
     cache_dir = Path(args.cache_dir).resolve() if args.cache_dir else out / ".cache" / "features"
     notebooks = Path(args.notebooks)
     kernel = ensure_kernel()
-    steps = [(f"notebook {EDA}", notebooks / f"{EDA}.py", work / f"{EDA}.ipynb", common)]
+    weights_parameter = weights.path if weights.used == "file" else args.weights  # absolute: kernels run elsewhere
+    eda = {**common, "WEIGHTS": weights_parameter, "CACHE_DIR": str(cache_dir)}
+    steps = [(f"notebook {EDA}", notebooks / f"{EDA}.py", work / f"{EDA}.ipynb", eda)]
     for name in args.models:
         model_parameters = {
             **common,
@@ -256,7 +258,7 @@ def run(args: argparse.Namespace) -> int:
             "EPOCHS": args.epochs,
             "BATCH_SIZE": args.batch_size,
             "SEED": args.seed,
-            "WEIGHTS": weights.path if weights.used == "file" else args.weights,  # absolute: kernels run elsewhere
+            "WEIGHTS": weights_parameter,
             "THRESHOLD": args.threshold,
             "FAITHFUL": args.faithful,
             "AUGMENTED_VIEWS": args.augmented_views,

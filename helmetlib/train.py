@@ -15,10 +15,11 @@ from helmetlib.data import Dataset
 from helmetlib.features import (
     FeatureCache,
     backbone_precision,
+    cached_features,
     compute_features,
     feature_extractor,
+    feature_key,
     precision_override,
-    weights_fingerprint,
 )
 from helmetlib.models import BACKBONE_LAYER, HEAD_LAYER, augmentation, build_model, compile_model
 from helmetlib.preprocess import normalize
@@ -103,40 +104,35 @@ def train_model(
         used_precision = precision or precision_override() or "float32"  # float32: the study's computation
         backbone, head = model.get_layer(BACKBONE_LAYER), model.get_layer(HEAD_LAYER)
         cache = FeatureCache(cache_dir)
-        key = {
-            "data": dataset.content_hash,
-            "weights": weights_fingerprint(backbone),
-            "normalization": spec.normalization,
-            "input_shape": list(dataset.images.shape[1:]),
-        }
-
-        def features_of(images, feature_precision, view, augmenter=None):
-            view_key = {**key, "precision": feature_precision, "view": view}
-            if augmenter is not None:
-                view_key |= {"seed": seed, "indices": _digest(split.train)}
-            return cache.get_or_compute(
-                view_key,
-                lambda: compute_features(
-                    feature_extractor(backbone, feature_precision),
-                    images,
-                    normalization=spec.normalization,
-                    augmenter=augmenter,
-                ),
-            )
-
-        features = features_of(dataset.images, used_precision, "original")
+        features = cached_features(
+            dataset.images,
+            dataset.content_hash,
+            backbone,
+            cache,
+            normalization=spec.normalization,
+            precision=used_precision,
+        )
         f = {part: features[indices] for part, indices in parts.items()}
         compile_model(head, spec.learning_rate)
         if spec.augmented:
             view_precision = precision or backbone_precision()  # views approximate anyway: take the fast path
-            views = np.stack(
-                [
-                    features_of(
-                        dataset.images[split.train], view_precision, f"augmented-{view}", augmentation(seed + view)
-                    )
-                    for view in range(augmented_views)
-                ]
-            )
+            train_images = dataset.images[split.train]
+
+            def view_features(view: int) -> np.ndarray:
+                key = feature_key(
+                    dataset.content_hash, backbone, spec.normalization, view_precision, f"augmented-{view}"
+                )
+                return cache.get_or_compute(
+                    key | {"seed": seed, "indices": _digest(split.train)},
+                    lambda: compute_features(
+                        feature_extractor(backbone, view_precision),
+                        train_images,
+                        normalization=spec.normalization,
+                        augmenter=augmentation(seed + view),
+                    ),
+                )
+
+            views = np.stack([view_features(view) for view in range(augmented_views)])
             train_data = _ViewBatches(views, y["train"], batch_size, seed)
             history = head.fit(
                 train_data, validation_data=(f["validation"], y["validation"]), epochs=epochs, verbose=verbose

@@ -28,13 +28,24 @@ SAMPLES_PER_CLASS = 6
 GROUPS_CSV = ""  # CSV with one row per image naming its group (e.g. provenance.csv), or "" for none
 GROUP_COLUMN = "path"
 GROUPED_SPLIT = False  # True: split by group (needs GROUPS_CSV) instead of the study's random split
+WEIGHTS = "imagenet"  # VGG16 weights for the embedding audit: imagenet, none or a weights file
+CACHE_DIR = "../reports/.cache/features"  # shared with the model notebooks: the features are computed once
 
 # %%
 from IPython.display import Markdown, display
 
-from helmetlib import plots, split, to_grayscale
-from helmetlib.audit import closest_cross_split_pairs, leakage_summary, near_duplicate_pairs, verdict
+from helmetlib import plots, resolve_weights, split, to_grayscale
+from helmetlib.audit import (
+    EMBEDDING_SIMILARITY,
+    closest_cross_split_pairs,
+    embedding_neighbours,
+    leakage_summary,
+    near_duplicate_pairs,
+    verdict,
+)
 from helmetlib.eda import image_statistics, split_table
+from helmetlib.features import FeatureCache, cached_features
+from helmetlib.models import vgg16_backbone
 from helmetlib.splits import grouped_split, read_groups, shared_groups
 from helmetlib.study import study_dataset, study_split
 
@@ -109,6 +120,30 @@ leakage_summary(duplicates)
 
 # %%
 figure = plots.image_pairs(dataset.images, closest_cross_split_pairs(dataset.images, parts, n=4))
+
+# %% [markdown]
+# ### Look-alikes in the backbone's eyes
+# Pixel hashes miss crops of the same scene or person. Cosine similarity of the frozen VGG16's pooled features
+# (the features models 2 and 3 train on, computed once and cached) finds pairs across the split that the
+# backbone sees as near-identical.
+
+# %%
+weights = resolve_weights(WEIGHTS)
+if weights.is_fallback:
+    display(Markdown(f"**{weights.banner()}** Similarities below come from a random network."))
+backbone = vgg16_backbone(weights, dataset.images.shape[1:])
+features = cached_features(dataset.images, dataset.content_hash, backbone, FeatureCache(CACHE_DIR))
+look_alikes = embedding_neighbours(features, parts)
+display(
+    Markdown(
+        f"**{len(look_alikes)} cross-split pairs** with cosine similarity ≥ {EMBEDDING_SIMILARITY} "
+        f"({look_alikes['parts'].value_counts().to_dict() if len(look_alikes) else 'none'})."
+    )
+)
+
+# %%
+if len(look_alikes):
+    figure = plots.image_pairs(dataset.images, look_alikes.head(4), title_columns=("parts", "similarity"))
 
 # %% [markdown]
 # ## Related images across the split

@@ -5,6 +5,7 @@ import numpy as np
 
 from helmetlib.audit import (
     closest_cross_split_pairs,
+    embedding_neighbours,
     leakage_summary,
     near_duplicate_pairs,
     perceptual_hashes,
@@ -58,3 +59,14 @@ def test_closest_cross_split_pairs_are_across_and_sorted():
     assert len(closest) == 4
     assert all(first != second for first, second in closest["parts"].str.split("/"))
     assert closest["distance"].is_monotonic_increasing
+
+
+def test_embedding_neighbours_find_similar_features_across_parts_only():
+    rng = np.random.default_rng(1)
+    features = rng.random((12, 2, 2, 8)).astype(np.float32)
+    features[9] = features[2] * 1.01  # the same scene, a little brighter, in test
+    features[3] = features[1]  # a look-alike inside train only
+    parts = three_parts(12)  # train 0-5, validation 6-8, test 9-11
+    neighbours = embedding_neighbours(features, parts, similarity=0.999)
+    assert list(zip(neighbours["first"], neighbours["second"], strict=True)) == [(2, 9)]
+    assert neighbours.loc[0, "parts"] == "test/train" and neighbours.loc[0, "similarity"] >= 0.999

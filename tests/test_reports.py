@@ -60,7 +60,14 @@ def test_run_json_keys_and_values(finished_run):
     assert record["started"] <= record["finished"]
     assert record["data"]["images"] == 40 and len(record["data"]["content_hash"]) == 16
     assert record["parameters"]["batch_size"] == 16  # the demo default
-    assert record["split"] == {"train": 28, "validation": 6, "test": 6, "random_state": 42, "stratified": True}
+    assert record["split"] == {
+        "train": 28,
+        "validation": 6,
+        "test": 6,
+        "random_state": 42,
+        "stratified": True,
+        "kind": "random",
+    }
     assert record["weights"]["requested"] == "none" and record["weights"]["used"] == "random"
     assert record["versions"]["tensorflow"] and record["versions"]["papermill"]
     assert set(record["stage_seconds"]) >= {"validate data", "notebook 00_eda", "notebook 20_comparison"}
