@@ -110,3 +110,18 @@ def embedding_neighbours(
             "parts": ["/".join(sorted((part_of[a], part_of[b]))) for a, b in zip(first, second, strict=True)],
         }
     ).sort_values("similarity", ascending=False, ignore_index=True)
+
+
+def duplicate_groups(n_images: int, pairs: pd.DataFrame) -> np.ndarray:
+    """Group ids (N,) joining every image to its near duplicates (connected components of `pairs`)."""
+    parent = list(range(n_images))
+
+    def root(index: int) -> int:
+        while parent[index] != index:
+            parent[index] = parent[parent[index]]
+            index = parent[index]
+        return index
+
+    for first, second in zip(pairs["first"], pairs["second"], strict=True):
+        parent[root(int(first))] = root(int(second))
+    return np.array([root(index) for index in range(n_images)])

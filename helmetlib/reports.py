@@ -202,6 +202,7 @@ def run(args: argparse.Namespace) -> int:
             groups_csv=args.groups or "",
             group_column=args.group_column,
             grouped=args.split == "grouped",
+            images=dataset.images,
         )
     except (ValueError, OSError) as error:
         shutil.rmtree(work, ignore_errors=True)

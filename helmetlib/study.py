@@ -41,16 +41,46 @@ def study_split(
     groups_csv: str | Path = "",
     group_column: str = "path",
     grouped: bool = False,
+    images: np.ndarray | None = None,
     random_state: int = 42,
 ) -> Split:
-    """The run's split: the study's stratified random split, or with `grouped` a split that keeps groups together."""
+    """The run's split: the study's stratified random split, or with `grouped` one that keeps groups together.
+
+    Groups come from `groups_csv`; without one, from clusters of near-duplicate images (which needs `images`).
+    """
     from helmetlib.splits import grouped_split, read_groups, split
 
     if not grouped:
         return split(labels, random_state=random_state)
-    if not groups_csv:
-        raise ValueError("a grouped split needs a groups CSV (GROUPS_CSV / --groups)")
-    return grouped_split(labels, read_groups(groups_csv, group_column), random_state=random_state)
+    if groups_csv:
+        groups = read_groups(groups_csv, group_column)
+    elif images is not None:
+        from helmetlib.audit import duplicate_groups, near_duplicate_pairs
+
+        pairs = near_duplicate_pairs(images, split(labels, random_state=random_state))
+        groups = duplicate_groups(len(labels), pairs)
+    else:
+        raise ValueError("a grouped split needs a groups CSV (GROUPS_CSV / --groups) or the images")
+    return grouped_split(labels, groups, random_state=random_state)
+
+
+def split_score_change(
+    dataset: Dataset, splits: dict[str, Split], *, model_name: str = "vgg16_linear", **train_options
+) -> pd.DataFrame:
+    """Validation scores of one reference model trained on each split (e.g. random vs grouped), side by side."""
+    import pandas as pd
+
+    from helmetlib.train import train_model
+
+    rows = {}
+    for kind, parts in splits.items():
+        trained = train_model(model_name, dataset, parts, **train_options)
+        scores = performance(dataset.labels[parts.validation], trained.probabilities["validation"])
+        rows[kind] = {key: scores[key] for key in HEADLINE_METRICS} | {
+            "bare-head recall": scores["per_class"]["no helmet"]["recall"],
+            "validation images": len(parts.validation),
+        }
+    return pd.DataFrame(rows).T
 
 
 def model_results(trained: TrainedModel, dataset: Dataset, split: Split, *, threshold: float = 0.5) -> dict:

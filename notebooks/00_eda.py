@@ -27,9 +27,11 @@ SPLIT_SEED = 42
 SAMPLES_PER_CLASS = 6
 GROUPS_CSV = ""  # CSV with one row per image naming its group (e.g. provenance.csv), or "" for none
 GROUP_COLUMN = "path"
-GROUPED_SPLIT = False  # True: split by group (needs GROUPS_CSV) instead of the study's random split
+GROUPED_SPLIT = False  # True: split by group (GROUPS_CSV, else near-duplicate clusters), not at random
 WEIGHTS = "imagenet"  # VGG16 weights for the embedding audit: imagenet, none or a weights file
 CACHE_DIR = "../reports/.cache/features"  # shared with the model notebooks: the features are computed once
+REFERENCE_MODEL = "vgg16_linear"  # trained on the random and the grouped split to show the difference
+REFERENCE_EPOCHS = 20
 
 # %%
 from IPython.display import Markdown, display
@@ -47,7 +49,7 @@ from helmetlib.eda import image_statistics, split_table
 from helmetlib.features import FeatureCache, cached_features
 from helmetlib.models import vgg16_backbone
 from helmetlib.splits import grouped_split, read_groups, shared_groups
-from helmetlib.study import study_dataset, study_split
+from helmetlib.study import split_score_change, study_dataset, study_split
 
 # %% [markdown]
 # ## The dataset and its validation
@@ -101,6 +103,7 @@ parts = study_split(
     groups_csv=GROUPS_CSV,
     group_column=GROUP_COLUMN,
     grouped=GROUPED_SPLIT,
+    images=dataset.images,
     random_state=SPLIT_SEED,
 )
 split_table(parts, dataset.labels)
@@ -149,7 +152,8 @@ if len(look_alikes):
 # ## Related images across the split
 # Crops cut from one photo share background, light and people. When a group column is given (GROUPS_CSV), this
 # counts the groups that the random split puts on two sides, and shows a grouped split that keeps every group on
-# one side (stratified as far as groups allow). Scores measured on a split with shared groups are optimistic.
+# one side (stratified as far as groups allow), and how a reference model's validation scores change when groups
+# no longer straddle the split. Scores measured on a split with shared groups are optimistic.
 
 # %%
 if GROUPS_CSV:
@@ -159,5 +163,17 @@ if GROUPS_CSV:
     grouped = grouped_split(dataset.labels, groups, random_state=SPLIT_SEED)
     display(Markdown("Grouped split (no group on two sides):"))
     display(split_table(grouped, dataset.labels))
+    display(Markdown(f"Validation scores of {REFERENCE_MODEL} ({REFERENCE_EPOCHS} epochs) trained on each split:"))
+    random_parts = split(dataset.labels, random_state=SPLIT_SEED)
+    display(
+        split_score_change(
+            dataset,
+            {"random split": random_parts, "grouped split": grouped},
+            model_name=REFERENCE_MODEL,
+            weights=weights,
+            epochs=REFERENCE_EPOCHS,
+            cache_dir=CACHE_DIR,
+        ).round(3)
+    )
 else:
     display(Markdown("No group column given (GROUPS_CSV is empty): related images are not checked here."))

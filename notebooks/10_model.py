@@ -29,7 +29,7 @@ SEED = 812
 SPLIT_SEED = 42
 GROUPS_CSV = ""  # CSV with one row per image naming its group (e.g. provenance.csv), or "" for none
 GROUP_COLUMN = "path"
-GROUPED_SPLIT = False  # True: split by group (needs GROUPS_CSV) instead of the study's random split
+GROUPED_SPLIT = False  # True: split by group (GROUPS_CSV, else near-duplicate clusters), not at random
 WEIGHTS = "imagenet"  # imagenet | none | path to a VGG16 no-top weights file
 THRESHOLD = 0.5
 IMAGE_SIZE = 0  # resize to N x N pixels for the models, 0 keeps 200 x 200
@@ -55,6 +55,7 @@ parts = study_split(
     groups_csv=GROUPS_CSV,
     group_column=GROUP_COLUMN,
     grouped=GROUPED_SPLIT,
+    images=dataset.images,
     random_state=SPLIT_SEED,
 )
 spec = get_spec(MODEL_NAME)

@@ -26,7 +26,7 @@ MODELS = "cnn,vgg16_linear,vgg16_mlp,vgg16_mlp_aug,vgg16_gap"
 SPLIT_SEED = 42
 GROUPS_CSV = ""  # CSV with one row per image naming its group (e.g. provenance.csv), or "" for none
 GROUP_COLUMN = "path"
-GROUPED_SPLIT = False  # True: split by group (needs GROUPS_CSV) instead of the study's random split
+GROUPED_SPLIT = False  # True: split by group (GROUPS_CSV, else near-duplicate clusters), not at random
 THRESHOLD = 0.5
 IMAGE_SIZE = 0
 TARGET_BARE_HEAD_RECALL = 0.0  # above 0: choose the threshold that catches this share of bare heads, else max F1
@@ -111,6 +111,7 @@ parts = study_split(
     groups_csv=GROUPS_CSV,
     group_column=GROUP_COLUMN,
     grouped=GROUPED_SPLIT,
+    images=dataset.images,
     random_state=SPLIT_SEED,
 )
 validation_labels = dataset.labels[parts.validation]

@@ -53,5 +53,7 @@ def finished_run(tmp_path_factory):
     from helmetlib.reports import main
 
     out = tmp_path_factory.mktemp("reports")
-    status = main(["--out", str(out), "--run-id", "tiny", *TINY])
+    groups = tmp_path_factory.mktemp("groups") / "groups.csv"
+    groups.write_text("path\n" + "".join(f"photo{row // 2}.png\n" for row in range(40)))  # two crops per photo
+    status = main(["--out", str(out), "--run-id", "tiny", "--groups", str(groups), *TINY])
     return status, out

@@ -70,3 +70,14 @@ def test_embedding_neighbours_find_similar_features_across_parts_only():
     neighbours = embedding_neighbours(features, parts, similarity=0.999)
     assert list(zip(neighbours["first"], neighbours["second"], strict=True)) == [(2, 9)]
     assert neighbours.loc[0, "parts"] == "test/train" and neighbours.loc[0, "similarity"] >= 0.999
+
+
+def test_duplicate_groups_join_chains_of_copies():
+    import pandas as pd
+
+    from helmetlib.audit import duplicate_groups
+
+    pairs = pd.DataFrame({"first": [0, 1, 4], "second": [1, 2, 5]})
+    groups = duplicate_groups(6, pairs)
+    assert groups[0] == groups[1] == groups[2] and groups[4] == groups[5]
+    assert len({groups[0], groups[3], groups[4]}) == 3

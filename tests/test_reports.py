@@ -33,6 +33,7 @@ def test_html_reports_have_sections_and_figures(finished_run):
     eda = (run / "00_eda.html").read_text()
     for section in ("Class balance", "Examples per class", "Image statistics by class", "The split", "Leakage audit"):
         assert section in eda
+    assert "20 groups" in eda and "Validation scores of vgg16_linear" in eda and "grouped split" in eda
     model = (run / "10_model_vgg16_mlp.html").read_text()
     for section in (
         "Training curves",
@@ -125,8 +126,9 @@ def test_failing_notebook_gives_a_failed_run_with_its_html(tmp_path, capsys):
     assert "broken.failed/index.html" in (out / "index.html").read_text()
 
 
-def test_grouped_split_without_groups_fails_before_any_notebook(tmp_path, capsys):
+def test_grouped_split_with_a_missing_groups_file_fails_before_any_notebook(tmp_path, capsys):
     out = tmp_path / "reports"
-    assert main(["--out", str(out), "--run-id", "g", "--split", "grouped", *TINY]) == 2
-    assert "a grouped split needs a groups CSV" in capsys.readouterr().err
+    missing = tmp_path / "nope.csv"
+    assert main(["--out", str(out), "--run-id", "g", "--split", "grouped", "--groups", str(missing), *TINY]) == 2
+    assert "nope.csv" in capsys.readouterr().err
     assert not list(out.glob("g*")) and not list(out.glob(".tmp-*"))

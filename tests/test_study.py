@@ -79,3 +79,23 @@ def test_study_split_random_or_grouped(tmp_path):
     assert not (train & validation or train & test or validation & test)
     with pytest.raises(ValueError, match="a grouped split needs a groups CSV"):
         study_split(labels, grouped=True)
+    images = np.random.default_rng(0).integers(0, 256, (120, 32, 32, 3), dtype=np.uint8)
+    images[60] = images[0]  # an exact copy: the clusters keep it with its original
+    clustered = study_split(labels, grouped=True, images=images)
+    side = {index: name for name, part in clustered.parts().items() for index in part}
+    assert side[0] == side[60]
+
+
+def test_split_score_change_trains_on_each_split():
+    import numpy as np
+
+    from helmetlib import make_demo_dataset, split
+    from helmetlib.splits import grouped_split
+    from helmetlib.study import split_score_change
+
+    demo = make_demo_dataset(48, seed=3, image_size=48)
+    splits = {"random": split(demo.labels), "grouped": grouped_split(demo.labels, np.arange(48) // 2)}
+    table = split_score_change(demo, splits, model_name="cnn", epochs=1, batch_size=16)
+    assert list(table.index) == ["random", "grouped"]
+    assert table.loc["grouped", "validation images"] == len(splits["grouped"].validation)
+    assert ((table["accuracy"] >= 0) & (table["accuracy"] <= 1)).all()
