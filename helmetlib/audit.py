@@ -83,18 +83,20 @@ def verdict(pairs: pd.DataFrame) -> str:
     )
 
 
-EMBEDDING_SIMILARITY = 0.95  # cosine similarity of pooled backbone features above which two crops look alike
+EMBEDDING_SIMILARITY = 0.9  # cosine similarity of standardised backbone features above which two crops look alike
 
 
 def embedding_neighbours(
     features: np.ndarray, split: Split, *, similarity: float = EMBEDDING_SIMILARITY
 ) -> pd.DataFrame:
-    """Cross-split pairs whose pooled backbone features (N, h, w, c) have cosine similarity >= `similarity`.
+    """Cross-split pairs whose backbone features (N, ...) have cosine similarity >= `similarity`, sorted.
 
-    Catches what pixel hashes miss: crops that show the same scene, person or background. Sorted most similar first.
+    Features are standardised per dimension first, so "alike" means alike beyond what every crop shares (raw VGG16
+    activations of head crops are all nearly parallel). Catches what pixel hashes miss: the same scene or person.
     """
-    pooled = features.reshape(len(features), -1, features.shape[-1]).mean(axis=1)
-    pooled = pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+    flat = features.reshape(len(features), -1).astype(np.float64)
+    flat = (flat - flat.mean(axis=0)) / (flat.std(axis=0) + 1e-6)
+    pooled = flat / np.maximum(np.linalg.norm(flat, axis=1, keepdims=True), 1e-12)
     part_of = np.empty(len(features), dtype=object)
     for name, indices in split.parts().items():
         part_of[indices] = name

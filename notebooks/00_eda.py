@@ -126,7 +126,7 @@ figure = plots.image_pairs(dataset.images, closest_cross_split_pairs(dataset.ima
 
 # %% [markdown]
 # ### Look-alikes in the backbone's eyes
-# Pixel hashes miss crops of the same scene or person. Cosine similarity of the frozen VGG16's pooled features
+# Pixel hashes miss crops of the same scene or person. Cosine similarity of the frozen VGG16's standardised features
 # (the features models 2 and 3 train on, computed once and cached) finds pairs across the split that the
 # backbone sees as near-identical.
 
