@@ -25,6 +25,7 @@ import psutil
 
 from helmetlib.features import backbone_precision, compute_features, feature_extractor
 from helmetlib.models import vgg16_backbone
+from helmetlib.specs import MODEL_NAMES
 from helmetlib.study import study_dataset
 from helmetlib.weights import resolve_weights
 
@@ -64,7 +65,7 @@ def main() -> int:
     parser.add_argument("--weights", default="none")
     parser.add_argument("--faithful", action="store_true")
     parser.add_argument("--epochs", type=int, default=STUDY_EPOCHS)
-    parser.add_argument("--models", default="cnn,vgg16_linear,vgg16_mlp,vgg16_mlp_aug")
+    parser.add_argument("--models", default=",".join(MODEL_NAMES), help="default: all, as helmet-reports")
     parser.add_argument("--out", help="report folder (default: a temporary one)")
     args, passthrough = parser.parse_known_args()
 
