@@ -35,11 +35,6 @@ class WeightsChoice:
         """True when pretrained weights were requested but the backbone is random."""
         return self.fallback_reason is not None
 
-    @property
-    def identity(self) -> str:
-        """A string that changes whenever the backbone's weights do (used in cache keys)."""
-        return self.sha256 or self.used
-
     def banner(self) -> str | None:
         """A loud one-paragraph warning for reports, or None when there is nothing to warn about."""
         if not self.is_fallback:
@@ -49,6 +44,11 @@ class WeightsChoice:
             "The VGG16 backbone is RANDOMLY INITIALISED: transfer-learning results below are not those of a "
             "pretrained network."
         )
+
+    def banner_html(self) -> str:
+        """The banner as a red HTML box for notebooks and pages ("" when there is nothing to warn about)."""
+        text = self.banner()
+        return f'<div style="background:#fdd;border:3px solid #c00;padding:1em"><b>{text}</b></div>' if text else ""
 
     def to_dict(self) -> dict:
         """Plain-dict form for JSON metadata."""

@@ -61,7 +61,7 @@ parts = study_split(
 spec = get_spec(MODEL_NAME)
 weights = resolve_weights(WEIGHTS) if spec.uses_backbone else None
 if weights is not None and weights.is_fallback:
-    display(Markdown(f'<div style="background:#fdd;border:3px solid #c00;padding:1em"><b>{weights.banner()}</b></div>'))
+    display(Markdown(weights.banner_html()))
 display(
     Markdown(
         f"**{MODEL_NAME}**: {spec.description}; train on {len(parts.train)} images, validate on "

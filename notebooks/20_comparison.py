@@ -59,6 +59,7 @@ from helmetlib.study import (
     training_table,
 )
 from helmetlib.uncertainty import bootstrap_intervals, brier_score, choose_threshold, curves, reliability
+from helmetlib.weights import WeightsChoice
 
 # %% [markdown]
 # ## The models' numbers
@@ -68,12 +69,7 @@ results = load_model_results(RUN_DIR, MODELS.split(","))
 tables = comparison_tables(results)
 for name, result in results.items():
     if result["weights"] and result["weights"]["fallback_reason"]:
-        display(
-            Markdown(
-                f'<div style="background:#fdd;border:3px solid #c00;padding:1em"><b>{name}: '
-                f"{result['weights']['fallback_reason']} - its backbone is RANDOM.</b></div>"
-            )
-        )
+        display(Markdown(f"**{name}**: " + WeightsChoice(**result["weights"]).banner_html()))
 
 # %% [markdown]
 # ### How each model was trained

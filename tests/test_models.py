@@ -62,7 +62,7 @@ def test_imagenet_fallback_is_loud_and_recorded(tmp_path):
         choice = resolve_weights("imagenet", url=UNREACHABLE, cache_dir=tmp_path)
     assert (choice.requested, choice.used, choice.is_fallback) == ("imagenet", "random", True)
     assert "could not download" in choice.fallback_reason
-    assert "RANDOMLY INITIALISED" in choice.banner()
+    assert "RANDOMLY INITIALISED" in choice.banner() and choice.banner_html().startswith("<div")
     assert choice.to_dict()["fallback_reason"] == choice.fallback_reason
     model = build_model("vgg16_linear", weights=choice, input_shape=(32, 32, 3))
     assert model.count_params() == 14_714_688 + 513
@@ -70,7 +70,7 @@ def test_imagenet_fallback_is_loud_and_recorded(tmp_path):
 
 def test_none_weights_are_not_a_fallback():
     choice = resolve_weights(None)
-    assert (choice.used, choice.is_fallback, choice.banner()) == ("random", False, None)
+    assert (choice.used, choice.is_fallback, choice.banner(), choice.banner_html()) == ("random", False, None, "")
     assert resolve_weights("none") == choice
 
 
