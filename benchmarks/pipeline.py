@@ -1,8 +1,9 @@
 """Benchmark the full helmet-reports pipeline against one backbone pass over the same images.
 
 Prints: the backbone's images/second (float32 and the run's faster precision, measured in this process),
-one backbone pass over the data, the pipeline's wall time with a cold feature cache, seconds per stage,
-peak memory (RSS summed over the runner and its kernels), the ratio pipeline / one pass, and validation metrics.
+one backbone pass over the data, the pipeline's wall time with a cold feature cache, seconds per stage and each
+stage's ratio to one pass, peak memory (RSS summed over the runner, its kernels and Dask workers), the ratio
+pipeline / one pass, and validation metrics. Options it does not know go to helmet-reports (e.g. --workers 2).
 With --faithful and --epochs below 20 it also extrapolates the 20-epoch cost from the per-epoch backbone cost.
 
     python benchmarks/pipeline.py --data ../shared/data/helmet-dev \
@@ -13,7 +14,6 @@ With --faithful and --epochs below 20 it also extrapolates the 20-epoch cost fro
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import tempfile
@@ -23,10 +23,11 @@ from pathlib import Path
 
 import psutil
 
-from helmetlib.features import backbone_precision, compute_features, feature_extractor
+from helmetlib.data import load_run_data
+from helmetlib.features import backbone_precision, compute_features, pass_extractor
 from helmetlib.models import vgg16_backbone
+from helmetlib.runs import RunRecord
 from helmetlib.specs import MODEL_NAMES
-from helmetlib.study import study_dataset
 from helmetlib.weights import resolve_weights
 
 STUDY_EPOCHS = 20
@@ -34,7 +35,7 @@ STUDY_EPOCHS = 20
 
 def backbone_images_per_second(images, weights, precision: str, *, sample: int = 64) -> float:
     """Throughput of the frozen VGG16 on `sample` images (after one warm-up batch)."""
-    extractor = feature_extractor(vgg16_backbone(resolve_weights(weights), images.shape[1:]), precision)
+    extractor = pass_extractor(vgg16_backbone(resolve_weights(weights), images.shape[1:]), "unit", precision)
     compute_features(extractor, images[:32], normalization="unit")
     started = time.perf_counter()
     compute_features(extractor, images[:sample], normalization="unit")
@@ -69,7 +70,7 @@ def main() -> int:
     parser.add_argument("--out", help="report folder (default: a temporary one)")
     args, passthrough = parser.parse_known_args()
 
-    dataset = study_dataset(args.data)
+    dataset = load_run_data(args.data)
     precision = backbone_precision()
     ips = {"float32": backbone_images_per_second(dataset.images, args.weights, "float32")}
     if precision != "float32":
@@ -110,34 +111,42 @@ def main() -> int:
     if process.returncode != 0:
         print(errors[-3000:], file=sys.stderr)
         return process.returncode
-    record = json.loads((out / "bench" / "run.json").read_text())
+    record = RunRecord.read(out / "bench" / "run.json")
 
+    precisions = sorted({result.precision for result in record.models.values() if result.mode != "direct"})
     print(
-        f"pipeline ({'faithful' if args.faithful else 'fast'}, {args.epochs} epochs, precision "
-        f"{record['backbone_precision']}): {wall:.1f}s wall"
+        f"pipeline ({'faithful' if args.faithful else 'fast'}, {args.epochs} epochs, feature precision "
+        f"{precisions}, {record.config.repeats} repeat(s)): {wall:.1f}s wall"
     )
-    for stage, seconds in record["stage_seconds"].items():
-        print(f"  {stage:40s} {seconds:8.1f}s")
+    for stage, seconds in record.stage_seconds.items():
+        print(f"  {stage:40s} {seconds:8.1f}s  {seconds / one_pass:5.2f} passes")
     print(f"peak RSS (runner + kernels): {memory.peak / 2**30:.2f} GiB")
     print(f"ratio pipeline / one backbone pass: {wall / one_pass:.1f}")
     if args.faithful and args.epochs < STUDY_EPOCHS:
         backbone_models = [name for name in args.models.split(",") if name != "cnn"]
-        per_epoch = len(backbone_models) * (record["split"]["train"] + record["split"]["validation"]) / ips["float32"]
-        if "cnn" in record["models"]:  # the CNN trains the same way in both modes; its seconds are an upper bound
-            per_epoch += record["models"]["cnn"]["train_seconds"] / args.epochs
+        per_epoch = len(backbone_models) * (record.split["train"] + record.split["validation"]) / ips["float32"]
+        if "cnn" in record.models:  # the CNN trains the same way in both modes; its seconds are an upper bound
+            per_epoch += record.models["cnn"].train_seconds / args.epochs
         estimate = wall + (STUDY_EPOCHS - args.epochs) * per_epoch
         print(
             f"extrapolated faithful {STUDY_EPOCHS}-epoch wall time: {estimate:.0f}s "
             f"(+{per_epoch:.0f}s per epoch: train + validation images through float32 VGG16 for "
             f"{len(backbone_models)} models, plus the CNN's seconds per epoch)"
         )
-    for name, result in record["models"].items():
-        validation = result["validation"]
+    for name, result in record.models.items():
+        accuracy = result.summary["accuracy"]
         print(
-            f"  {name:15s} validation accuracy {validation['accuracy']:.3f} f1 {validation['f1']:.3f} "
-            f"({result['mode']}, {result['train_seconds']:.0f}s)"
+            f"  {name:17s} validation accuracy {accuracy.mean:.3f} ± {accuracy.std:.3f} over {len(result.repeats)} "
+            f"repeat(s), deployed {result.validation.accuracy:.3f} ({result.mode}, {result.train_seconds:.0f}s)"
         )
-    print(f"selected {record['selected_model']}: test {record['test']}")
+    selection = record.selection
+    if selection and selection.selected_model:
+        print(
+            f"selected {selection.selected_model}: test accuracy {selection.test_intervals['accuracy'].text()}, "
+            f"bare-head recall {selection.test_intervals['bare_head_recall'].text()}"
+        )
+    size = sum(path.stat().st_size for path in (out / "bench").rglob("*") if path.is_file())
+    print(f"run folder size: {size / 2**20:.1f} MB")
     return 0
 
 

@@ -20,9 +20,9 @@ import tempfile
 
 import numpy as np
 
+from helmetlib import features as features_module
 from helmetlib import performance, split, train_model
-from helmetlib import train as train_module
-from helmetlib.study import study_dataset
+from helmetlib.data import load_run_data
 from helmetlib.weights import resolve_weights
 
 
@@ -35,7 +35,7 @@ def main() -> None:
     parser.add_argument("--cache-dir", help="feature cache to reuse between runs (default: a temporary folder)")
     args = parser.parse_args()
 
-    dataset = study_dataset(args.data)
+    dataset = load_run_data(args.data)
     parts = split(dataset.labels)
     weights = resolve_weights(args.weights)
     validation_labels = dataset.labels[parts.validation]
@@ -55,10 +55,10 @@ def main() -> None:
                             name, dataset, parts, weights=weights, seed=seed, precision=precision, cache_dir=cache
                         )
                     score = performance(validation_labels, trained.probabilities["validation"])
-                    accuracy[precision].append(score["accuracy"])
+                    accuracy[precision].append(score.accuracy)
                     print(
-                        f"{name:13s} seed {seed} {precision:8s} validation accuracy {score['accuracy']:.3f} "
-                        f"f1 {score['f1']:.3f} ({trained.seconds:.0f}s, features included when not cached)"
+                        f"{name:13s} seed {seed} {precision:8s} validation accuracy {score.accuracy:.3f} "
+                        f"f1 {score.f1:.3f} ({trained.seconds:.0f}s, features included when not cached)"
                     )
             spread = 100 * (max(accuracy["float32"]) - min(accuracy["float32"]))
             for variant in ("bfloat16", "float32+noise"):
@@ -72,19 +72,20 @@ def main() -> None:
 
 @contextlib.contextmanager
 def features_perturbed_like_bfloat16(seed: int):
-    """Make `compute_features` (as used by train_model) add noise of bfloat16's relative rounding error (2^-9)."""
-    original = train_module.compute_features
+    """Make `compute_features` (as the uncached feature pass uses it) add noise of bfloat16's relative rounding
+    error (2^-9)."""
+    original = features_module.compute_features
     rng = np.random.default_rng(seed)
 
     def perturbed(*args, **kwargs):
-        features = original(*args, **kwargs)
-        return features * (1 + rng.normal(0, 2**-9 / np.sqrt(3), features.shape)).astype(np.float32)
+        outputs = original(*args, **kwargs)
+        return [array * (1 + rng.normal(0, 2**-9 / np.sqrt(3), array.shape)).astype(np.float32) for array in outputs]
 
-    train_module.compute_features = perturbed
+    features_module.compute_features = perturbed
     try:
         yield
     finally:
-        train_module.compute_features = original
+        features_module.compute_features = original
 
 
 if __name__ == "__main__":

@@ -7,14 +7,16 @@ TensorFlow until a model is needed.
 from importlib import import_module
 
 _EXPORTS = {
+    "cards": ["ModelCard", "ModelError"],
     "data": ["CLASS_NAMES", "Dataset", "DatasetError", "load_dataset", "make_demo_dataset", "write_dataset"],
-    "metrics": ["confusion", "performance", "performance_table"],
-    "inference": ["load_model", "predict", "export_tflite", "ModelError"],
+    "metrics": ["Scores", "confusion", "is_collapsed", "performance", "performance_table"],
+    "inference": ["load_model", "predict", "export_tflite"],
     "models": ["augmentation", "build_model"],
     "preprocess": ["normalize", "to_grayscale", "to_rgb"],
+    "runs": ["ModelResult", "RunConfig", "RunFolder", "RunRecord", "Selection"],
     "specs": ["MODEL_NAMES"],
-    "splits": ["Split", "split"],
-    "train": ["TrainedModel", "predict_proba", "train_model"],
+    "splits": ["Split", "grouped_split", "split"],
+    "train": ["TrainedModel", "deploy", "predict_proba", "train_model", "train_repeats"],
     "weights": ["WeightsChoice", "resolve_weights"],
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}

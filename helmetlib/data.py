@@ -1,8 +1,15 @@
-"""Load and validate the helmet dataset (`images_proj.npy` + `Labels_proj.csv`) and make a synthetic demo set."""
+"""Load and validate the helmet dataset (`images_proj.npy` + `Labels_proj.csv`) and make a synthetic demo set.
+
+Images are memory-mapped window by window, never read whole: a dataset larger than memory (or than the address
+space a process may map) loads in constant memory, and every consumer reads it batch by batch (`batches`).
+"""
 
 from __future__ import annotations
 
 import hashlib
+import io
+import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,15 +23,102 @@ LABELS_FILE = "Labels_proj.csv"
 LABEL_COLUMN = "Label"
 IMAGE_SIZE = (200, 200)
 CLASS_NAMES = ("no helmet", "helmet")  # index = label
+BATCH = 256  # images per chunk when streaming through a dataset
 
 
 class DatasetError(ValueError):
     """Bad dataset input; the message names the file and the problem."""
 
 
+class ImageArray:
+    """A read-only (N, H, W, 3) uint8 RGB view of a BGR `.npy` file, mapped window by window.
+
+    Indexing with an int, a slice or an index array returns a NumPy array of just those images (RGB); the file is
+    memory-mapped only over the rows read, so neither memory nor address space ever holds the whole file.
+    `subset(indices)` gives a lazy view of some rows; `np.asarray(images)` reads everything.
+    """
+
+    ndim = 4
+    dtype = np.dtype(np.uint8)
+
+    def __init__(self, path: Path, shape: tuple[int, ...], offset: int, rows: np.ndarray | None = None):
+        self.path, self.offset, self.rows = Path(path), offset, rows
+        self.file_shape = tuple(shape)
+        self.shape = (len(rows) if rows is not None else shape[0], *shape[1:])
+        self.row_bytes = math.prod(shape[1:])
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __repr__(self) -> str:
+        return f"ImageArray({self.path.name}, shape={self.shape})"
+
+    def subset(self, indices: np.ndarray) -> ImageArray:
+        """A lazy view of the rows `indices` (k,), read only when indexed."""
+        rows = np.asarray(indices, dtype=np.int64)
+        return ImageArray(self.path, self.file_shape, self.offset, rows if self.rows is None else self.rows[rows])
+
+    def _read_file_rows(self, start: int, stop: int) -> np.ndarray:
+        if stop <= start:
+            return np.empty((0, *self.file_shape[1:]), np.uint8)
+        window = np.memmap(
+            self.path,
+            dtype=np.uint8,
+            mode="r",
+            offset=self.offset + start * self.row_bytes,
+            shape=(stop - start, *self.file_shape[1:]),
+        )
+        images = np.array(window[..., ::-1])  # BGR file -> RGB copy
+        del window
+        return images
+
+    def _read(self, file_rows: np.ndarray) -> np.ndarray:
+        """The file's rows `file_rows` (in that order), reading each run of consecutive rows in one window."""
+        if len(file_rows) == 0:
+            return np.empty((0, *self.file_shape[1:]), np.uint8)
+        order = np.argsort(file_rows, kind="stable")
+        ordered = file_rows[order]
+        breaks = np.flatnonzero(np.diff(ordered) != 1) + 1
+        parts = [self._read_file_rows(int(run[0]), int(run[-1]) + 1)[run - run[0]] for run in np.split(ordered, breaks)]
+        out = np.empty((len(file_rows), *self.file_shape[1:]), np.uint8)
+        out[order] = np.concatenate(parts)
+        return out
+
+    def __getitem__(self, key):
+        rest = ()
+        if isinstance(key, tuple):
+            key, rest = key[0], key[1:]
+        single = isinstance(key, int | np.integer)
+        if single:
+            images = self[np.array([int(key) % len(self)])][0]
+        elif isinstance(key, slice):
+            start, stop, step = key.indices(len(self))
+            if self.rows is None and step == 1:
+                images = self._read_file_rows(start, stop)
+            else:
+                images = self[np.arange(start, stop, step)]
+        else:
+            positions = np.asarray(key)
+            if positions.dtype == bool:
+                positions = np.flatnonzero(positions)
+            positions = positions.astype(np.int64) % max(len(self), 1)
+            images = self._read(positions if self.rows is None else self.rows[positions])
+        if not rest:
+            return images
+        return images[rest] if single else images[(slice(None), *rest)]
+
+    def __array__(self, dtype=None, copy=None):
+        images = self[:]
+        return images.astype(dtype) if dtype is not None else images
+
+
 @dataclass(frozen=True, eq=False)
 class Dataset:
-    """Images (N, H, W, 3) uint8 in RGB order, labels (N,) int64 of 0/1, with where they came from."""
+    """Images (N, H, W, 3) uint8 in RGB order, labels (N,) int64 of 0/1, with where they came from.
+
+    For a loaded dataset `images` is an `ImageArray`: the file seen in RGB order, read only where indexed (by
+    batches, slices or index arrays); `np.asarray(dataset.images)` reads everything.
+    """
 
     images: np.ndarray
     labels: np.ndarray
@@ -41,11 +135,21 @@ class Dataset:
         return {label: int((self.labels == label).sum()) for label in (0, 1)}
 
 
+def batches(images: np.ndarray, size: int = BATCH) -> Iterator[np.ndarray]:
+    """Consecutive contiguous in-memory batches of at most `size` images of a (possibly memory-mapped) array."""
+    for start in range(0, len(images), size):
+        yield np.ascontiguousarray(images[start : start + size])
+
+
 def content_hash(images: np.ndarray, labels: np.ndarray) -> str:
-    """Short sha256 of the images' and labels' values, shape and dtype (identifies a dataset in run metadata)."""
+    """Short sha256 of the images' and labels' values, shape and dtype (identifies a dataset in run metadata).
+
+    Computed chunk by chunk, so a memory-mapped dataset is never read whole.
+    """
     digest = hashlib.sha256()
     digest.update(f"{images.shape}{images.dtype}".encode())
-    digest.update(np.ascontiguousarray(images).tobytes())
+    for chunk in batches(images):
+        digest.update(chunk.tobytes())
     digest.update(np.asarray(labels, dtype=np.int64).tobytes())
     return digest.hexdigest()[:16]
 
@@ -76,7 +180,7 @@ def load_dataset(
             f"{labels_path}: {len(labels)} labels but {images_path} holds {len(images_bgr)} images; "
             "they must match row for row"
         )
-    images = to_rgb(images_bgr)
+    images = images_bgr  # an ImageArray: RGB, read window by window
     return Dataset(
         images=images,
         labels=labels,
@@ -86,8 +190,11 @@ def load_dataset(
     )
 
 
-def read_image_array(path: Path, image_size: tuple[int, int] | None) -> np.ndarray:
-    """Read and check a BGR uint8 image array (N, H, W, 3) without ever unpickling; `DatasetError` when bad."""
+def read_image_array(path: Path, image_size: tuple[int, int] | None) -> ImageArray:
+    """Check a BGR uint8 image file (N, H, W, 3) from its header and give its RGB `ImageArray`, never unpickling.
+
+    `DatasetError` naming the file for a bad header, a size that does not fit the file, wrong shape or dtype.
+    """
     if not path.is_file():
         raise DatasetError(f"{path}: image file not found")
     if path.suffix != ".npy":
@@ -98,13 +205,13 @@ def read_image_array(path: Path, image_size: tuple[int, int] | None) -> np.ndarr
             read_header = (
                 np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
             )
-            shape, _fortran_order, dtype = read_header(f)
+            shape, fortran_order, dtype = read_header(f)
         except (ValueError, EOFError) as error:
             raise DatasetError(f"{path}: not a valid .npy file ({error})") from None
         header_size = f.tell()
     if dtype.hasobject:
         raise DatasetError(f"{path}: holds a pickled object array; only plain uint8 arrays are accepted")
-    expected_bytes = header_size + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    expected_bytes = header_size + math.prod(shape) * dtype.itemsize  # Python ints: no overflow
     actual_bytes = path.stat().st_size
     if actual_bytes < expected_bytes:
         raise DatasetError(f"{path}: truncated file ({actual_bytes} bytes, its header announces {expected_bytes})")
@@ -118,25 +225,37 @@ def read_image_array(path: Path, image_size: tuple[int, int] | None) -> np.ndarr
         raise DatasetError(f"{path}: expected dtype uint8, got {dtype}")
     if shape[0] == 0:
         raise DatasetError(f"{path}: empty dataset (0 images)")
-    return np.load(path, allow_pickle=False)
+    if 0 in shape[1:3]:
+        raise DatasetError(f"{path}: images of zero size, got shape {shape}")
+    if fortran_order:
+        raise DatasetError(f"{path}: Fortran-ordered array; save it in C order (np.save of a normal array)")
+    return ImageArray(path, shape, header_size)
 
 
 def _read_labels(path: Path) -> np.ndarray:
-    """Read and check the 0/1 label column."""
+    """Read and check the 0/1 label column; a blank or non-numeric line anywhere is an error naming its number."""
     if not path.is_file():
         raise DatasetError(f"{path}: label file not found")
     try:
-        frame = pd.read_csv(path)
+        text = path.read_text(encoding="utf-8").rstrip("\r\n")  # blank lines at the very end shift nothing
+        frame = pd.read_csv(io.StringIO(text), skip_blank_lines=False, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
         raise DatasetError(f"{path}: not a readable CSV file ({error})") from None
     if LABEL_COLUMN not in frame.columns:
         raise DatasetError(f"{path}: no '{LABEL_COLUMN}' column (columns: {list(frame.columns)})")
-    column = frame[LABEL_COLUMN]
+    column = frame[LABEL_COLUMN].str.strip()
     if len(column) == 0:
         raise DatasetError(f"{path}: empty dataset (no labels)")
+    blank = column == ""
+    if blank.any():
+        lines = [row + 2 for row in np.flatnonzero(blank)[:5]]  # line 1 is the header
+        raise DatasetError(
+            f"{path}: blank label on line {', '.join(map(str, lines))}; every line after the header must hold 0 or 1 "
+            "(a blank line would shift every later label by one row)"
+        )
     bad = ~pd.to_numeric(column, errors="coerce").isin([0, 1])
     if bad.any():
-        examples = sorted({str(value) for value in column[bad].head(5)})
+        examples = [f"line {row + 2}: {column.iloc[row]!r}" for row in np.flatnonzero(bad)[:5]]
         raise DatasetError(f"{path}: labels must be 0 or 1; {int(bad.sum())} rows are not (e.g. {', '.join(examples)})")
     labels = pd.to_numeric(column).to_numpy(dtype=np.int64)
     if len(np.unique(labels)) < 2:
@@ -144,11 +263,32 @@ def _read_labels(path: Path) -> np.ndarray:
     return labels
 
 
+def load_run_data(data_dir: str | Path, *, demo_size: int = 160, image_size: int = 0) -> Dataset:
+    """A run's data: the validated set in `data_dir` (the synthetic demo set when empty), resized to
+    `image_size` x `image_size` when that is not 0 (chunk by chunk; the hash still names the source files).
+    """
+    from dataclasses import replace
+
+    from helmetlib.preprocess import resize
+
+    dataset = load_dataset(data_dir) if data_dir else make_demo_dataset(demo_size)
+    if not image_size or dataset.images.shape[1:3] == (image_size, image_size):
+        return dataset
+    resized = np.empty((len(dataset), image_size, image_size, 3), dtype=np.uint8)
+    for start, chunk in zip(range(0, len(dataset), BATCH), batches(dataset.images), strict=True):
+        resized[start : start + len(chunk)] = resize(chunk, image_size)
+    return replace(dataset, images=resized)
+
+
 def write_dataset(dataset: Dataset, folder: str | Path) -> Path:
     """Write a dataset in the study's file format (images back to BGR) and return the folder."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    np.save(folder / IMAGES_FILE, to_rgb(dataset.images), allow_pickle=False)  # RGB -> BGR is the same swap
+    out = np.lib.format.open_memmap(folder / IMAGES_FILE, mode="w+", dtype=np.uint8, shape=dataset.images.shape)
+    for start, chunk in zip(range(0, len(dataset), BATCH), batches(dataset.images), strict=True):
+        out[start : start + len(chunk)] = to_rgb(chunk)  # RGB -> BGR is the same swap
+    out.flush()
+    del out
     pd.DataFrame({LABEL_COLUMN: dataset.labels}).to_csv(folder / LABELS_FILE, index=False)
     return folder
 

@@ -3,94 +3,84 @@
 from __future__ import annotations
 
 import argparse
-import base64
-import html
-import io
-import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from helmetlib.cards import ModelError
 from helmetlib.data import DatasetError, load_dataset
-from helmetlib.inference import ModelError, load_model, predict
-from helmetlib.metrics import HEADLINE_METRICS, confusion, performance
-from helmetlib.study import MODELS_FOLDER
+from helmetlib.metrics import HEADLINE_METRICS, Scores, confusion, performance
+from helmetlib.records import Record, RecordError, record, write_json
+from helmetlib.runs import DataInfo, RunFolder
 from helmetlib.uncertainty import brier_score, curves
 
 
-def evaluate_run(run_dir: str | Path, data_dir: str | Path) -> dict:
-    """Metrics of every model of `run_dir` on the dataset in `data_dir`, at each model card's threshold."""
-    run_dir = Path(run_dir)
-    run_file = run_dir / "run.json"
-    if not run_file.is_file():
-        raise ModelError(f"{run_dir}: not a helmet-reports run folder (no run.json)")
-    record = json.loads(run_file.read_text())
+@record
+class ModelEvaluation(Scores):
+    """One model's scores on the other dataset at its card's threshold (`threshold`), and threshold-free ones."""
+
+    roc_auc: float
+    average_precision: float
+    brier: float
+    confusion: tuple[tuple[int, int], tuple[int, int]]
+
+
+@record
+class Evaluation(Record):
+    """Every model of a run scored on another dataset (`evaluation.json`)."""
+
+    run: str
+    data: DataInfo
+    selected_model: str | None
+    models: dict[str, ModelEvaluation]
+
+
+@dataclass
+class EvaluationResult:
+    """The record plus the arrays the page draws."""
+
+    evaluation: Evaluation
+    labels: np.ndarray
+    probabilities: dict[str, np.ndarray]
+
+
+def evaluate_run(run_dir: str | Path, data_dir: str | Path) -> EvaluationResult:
+    """Scores of every model of `run_dir` on the dataset in `data_dir`, at each model card's threshold.
+
+    Models are loaded through their cards (the selected model's self-contained file, the others' heads over the
+    backbone store), so a card that does not match its file is refused.
+    """
+    from helmetlib.inference import load_model, predict
+
+    folder = RunFolder(Path(run_dir))
+    try:
+        run = folder.read_record()
+    except RecordError:
+        raise ModelError(f"{run_dir}: not a helmet-reports run folder (no readable run.json)") from None
     dataset = load_dataset(data_dir)
     models, probabilities = {}, {}
-    for name in record["models"]:
-        model = load_model(run_dir / MODELS_FOLDER / f"{name}.keras")
-        table = predict(model, dataset.images)
-        probabilities[name] = table["probability"].to_numpy(dtype=float)
-        threshold = model.card["threshold"]
-        result = performance(dataset.labels, probabilities[name], threshold=threshold)
+    for name in run.models:
+        path = folder.model_file(name) if folder.model_file(name).is_file() else folder.head_file(name)
+        model = load_model(path)
+        probabilities[name] = predict(model, dataset.images)["probability"].to_numpy(dtype=float)
+        threshold = model.card.threshold.value
         shape = curves(dataset.labels, probabilities[name])
-        models[name] = result | {
-            "roc_auc": shape.roc_auc,
-            "average_precision": shape.average_precision,
-            "brier": brier_score(dataset.labels, probabilities[name]),
-            "confusion": confusion(dataset.labels, probabilities[name], threshold=threshold).tolist(),
-        }
-    return {
-        "run": str(run_dir.resolve()),
-        "data": {"path": str(Path(data_dir).resolve()), "content_hash": dataset.content_hash, "images": len(dataset)},
-        "models": models,
-        "selected_model": record.get("selected_model"),
-        "_labels": dataset.labels,
-        "_probabilities": probabilities,
-    }
-
-
-def _figure_tag(fig) -> str:
-    import matplotlib.pyplot as plt
-
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
-    plt.close(fig)
-    return f"<img alt='figure' src='data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()}'>"
-
-
-def report_html(evaluation: dict) -> str:
-    """A standalone page: metrics table, ROC / PR curves and a confusion matrix per model."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from helmetlib import plots
-
-    labels, probabilities = evaluation["_labels"], evaluation["_probabilities"]
-    esc = html.escape
-    rows = "".join(
-        f"<tr><th>{esc(name)}{' ★' if name == evaluation['selected_model'] else ''}</th>"
-        + "".join(f"<td>{result[key]:.3f}</td>" for key in (*HEADLINE_METRICS, "roc_auc", "brier"))
-        + f"<td>{result['per_class']['no helmet']['recall']:.3f}</td></tr>"
-        for name, result in evaluation["models"].items()
+        models[name] = ModelEvaluation(
+            **vars(performance(dataset.labels, probabilities[name], threshold=threshold)),
+            roc_auc=shape.roc_auc,
+            average_precision=shape.average_precision,
+            brier=brier_score(dataset.labels, probabilities[name]),
+            confusion=confusion(dataset.labels, probabilities[name], threshold=threshold).tolist(),
+        )
+    evaluation = Evaluation(
+        run=str(folder.path.resolve()),
+        data=DataInfo.of(dataset, str(Path(data_dir).resolve())),
+        selected_model=run.selected_model,
+        models=models,
     )
-    header = "".join(f"<th>{key}</th>" for key in (*HEADLINE_METRICS, "ROC AUC", "Brier", "bare-head recall"))
-    curves_tag = _figure_tag(plots.roc_pr_curves({name: curves(labels, p) for name, p in probabilities.items()}))
-    matrices = "".join(
-        _figure_tag(plots.confusion_heatmap(np.array(result["confusion"]), title=name))
-        for name, result in evaluation["models"].items()
-    )
-    data = evaluation["data"]
-    return (
-        "<!doctype html><html><head><meta charset='utf-8'><title>helmet-evaluate</title>"
-        "<style>body{font-family:sans-serif;margin:2em}td,th{border:1px solid #ccc;padding:.3em .6em}"
-        "table{border-collapse:collapse}</style></head><body>"
-        f"<h1>Generalisation check</h1><p>Run {esc(evaluation['run'])} on {esc(data['path'])} "
-        f"({data['images']} images, hash {data['content_hash']}); thresholds from the model cards; ★ selected.</p>"
-        f"<h2>Metrics</h2><table><tr><th>model</th>{header}</tr>{rows}</table>"
-        f"<h2>ROC and precision-recall</h2>{curves_tag}<h2>Confusion matrices</h2>{matrices}</body></html>"
-    )
+    return EvaluationResult(evaluation=evaluation, labels=dataset.labels, probabilities=probabilities)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -101,20 +91,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", help="write the metrics as JSON to this file")
     args = parser.parse_args(argv)
     try:
-        evaluation = evaluate_run(args.run_dir, args.data)
+        result = evaluate_run(args.run_dir, args.data)
     except (DatasetError, ModelError) as error:
         print(f"helmet-evaluate: error: {error}", file=sys.stderr)
         return 2
-    out = Path(args.out) if args.out else Path(args.run_dir) / "evaluations" / evaluation["data"]["content_hash"]
+    from helmetlib.pages import evaluation_page
+
+    evaluation = result.evaluation
+    out = Path(args.out) if args.out else RunFolder(Path(args.run_dir)).evaluation_dir(evaluation.data.content_hash)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "index.html").write_text(report_html(evaluation), encoding="utf-8")
-    public = {key: value for key, value in evaluation.items() if not key.startswith("_")}
-    text = json.dumps(public, indent=2)
-    (out / "evaluation.json").write_text(text)
+    (out / "index.html").write_text(evaluation_page(result), encoding="utf-8")
+    write_json(out / "evaluation.json", evaluation.to_json())
     if args.json:
-        Path(args.json).write_text(text)
-    for name, result in evaluation["models"].items():
-        print(f"{name:15s} " + " ".join(f"{key} {result[key]:.3f}" for key in HEADLINE_METRICS))
+        write_json(args.json, evaluation.to_json())
+    for name, model in evaluation.models.items():
+        print(f"{name:17s} " + " ".join(f"{key} {getattr(model, key):.3f}" for key in HEADLINE_METRICS))
     print(f"helmet-evaluate: report {out / 'index.html'}")
     return 0
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import cv2
-import keras
 import numpy as np
 
+from helmetlib.backend import keras, tf
 from helmetlib.metrics import predict_labels
 from helmetlib.models import BACKBONE_LAYER, HEAD_LAYER
 
@@ -17,11 +17,13 @@ def grad_cam(model: keras.Model, x: np.ndarray, *, threshold: float = 0.5) -> np
 
     Uses the last convolution (`block5_conv3` of the VGG16 backbone, or the CNN's last Conv2D) and weights each
     position by its positive gradients (the LayerCAM form of Grad-CAM): with the study's Flatten heads,
-    channel-averaged gradients cancel out and classic Grad-CAM maps are often empty.
+    channel-averaged gradients cancel out and classic Grad-CAM maps are often empty. A seed ensemble of CNNs
+    is explained by the mean of its members' maps (the ensemble's output is the mean of theirs).
     """
-    import tensorflow as tf
-
     layer_names = [layer.name for layer in model.layers]
+    members = [layer for layer in model.layers if isinstance(layer, keras.Model)]
+    if BACKBONE_LAYER not in layer_names and members:
+        return _normalised(np.mean([grad_cam(member, x, threshold=threshold) for member in members], axis=0))
     if BACKBONE_LAYER in layer_names:
         backbone, head = model.get_layer(BACKBONE_LAYER), model.get_layer(HEAD_LAYER)
         probe = keras.Model(backbone.inputs, [backbone.get_layer(VGG16_LAST_CONV).output, backbone.output])
@@ -29,12 +31,13 @@ def grad_cam(model: keras.Model, x: np.ndarray, *, threshold: float = 0.5) -> np
         def forward(batch):
             activations, features = probe(batch)
             return activations, head(features)
-    else:  # the CNN, a Sequential: call its layers one by one (a loaded Sequential's layer.output is stale)
-        last_conv = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)][-1]
+    else:  # the CNN: call its layers one by one (a loaded Sequential's layer.output is stale)
+        cnn_layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
+        last_conv = [layer for layer in cnn_layers if isinstance(layer, keras.layers.Conv2D)][-1]
 
         def forward(batch):
             hidden = batch
-            for layer in model.layers:
+            for layer in cnn_layers:
                 hidden = layer(hidden)
                 if layer is last_conv:
                     activations = hidden
@@ -48,11 +51,17 @@ def grad_cam(model: keras.Model, x: np.ndarray, *, threshold: float = 0.5) -> np
     gradients = tape.gradient(score, activations)
     maps = tf.reduce_sum(tf.nn.relu(gradients) * activations, axis=-1).numpy()
     height, width = x.shape[1:3]
-    result = np.empty((len(x), height, width), dtype=np.float32)
+    resized = np.stack([cv2.resize(cam, (width, height), interpolation=cv2.INTER_LINEAR) for cam in maps])
+    return _normalised(resized)
+
+
+def _normalised(maps: np.ndarray) -> np.ndarray:
+    """Each map scaled to [0, 1] (a constant map becomes 0), float32."""
+    result = np.zeros(maps.shape, dtype=np.float32)
     for index, cam in enumerate(maps):
-        cam = cv2.resize(cam, (width, height), interpolation=cv2.INTER_LINEAR)
         span = cam.max() - cam.min()
-        result[index] = (cam - cam.min()) / span if span > 0 else 0.0
+        if span > 0:
+            result[index] = (cam - cam.min()) / span
     return result
 
 
@@ -69,3 +78,28 @@ def explanation_examples(y_true: np.ndarray, probabilities: np.ndarray, *, thres
     right = np.flatnonzero(predict_labels(probabilities, threshold) == np.asarray(y_true))
     right = right[np.argsort(-np.abs(probabilities[right] - threshold))][:n]
     return np.concatenate([right, confident_mistakes(y_true, probabilities, threshold=threshold, n=n)]).astype(int)
+
+
+def explanation_grid(run, dataset, name: str, comparison, *, n: int = 3):
+    """A figure of Grad-CAM maps of model `name` on its `n` most confident right and `n` most confident wrong
+    validation images (a run's saved model, loaded through its card)."""
+    from helmetlib.artifacts import load_run_model
+    from helmetlib.cards import read_card
+    from helmetlib.plots import heat_map_grid
+    from helmetlib.preprocess import normalize
+
+    folder, threshold = run.folder, run.config.threshold
+    path = folder.model_file(name) if folder.model_file(name).is_file() else folder.head_file(name)
+    card = read_card(path)
+    model = load_run_model(path, card)
+    labels, probabilities = comparison.validation_labels, comparison.validation[name]
+    rows = explanation_examples(labels, probabilities, threshold=threshold, n=n)
+    images = dataset.images[comparison.validation_indices[rows]]
+    maps = grad_cam(model, normalize(images, card.input.normalization), threshold=threshold)
+    titles = [
+        f"{'right' if (probabilities[r] >= threshold) == labels[r] else 'WRONG'}, P(helmet) {probabilities[r]:.2f}"
+        for r in rows
+    ]
+    figure = heat_map_grid(images, maps, titles, columns=2 * n)
+    figure.suptitle(name, x=0.01, ha="left", fontsize=10)
+    return figure

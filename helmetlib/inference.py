@@ -1,88 +1,35 @@
-"""Apply a trained model to new photos: model cards, `predict`, `helmet-predict`, TensorFlow Lite export.
+"""Apply a trained model to new photos: `load_model`, `predict`, `helmet-predict`, TensorFlow Lite export.
 
-A model file is only used together with its card (`<name>.card.json` beside it), which says what the input must
-be (size, RGB, normalisation) and which threshold to apply; prediction never guesses those.
+A model file is only used together with its card (`<name>.card.json` beside it), which names the file and its
+SHA-256, says what the input must be (size, RGB, normalisation) and which threshold to apply; prediction never
+guesses those. Every per-file problem (unreadable, empty, too large, zero-size arrays) becomes an error row while
+the other images are predicted.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import math
 import sys
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pandas as pd
 
-from helmetlib.data import CLASS_NAMES, DatasetError, read_image_array
-from helmetlib.preprocess import NORMALIZATIONS, normalize, to_rgb
+from helmetlib.cards import ModelCard, ModelError, check_file, read_card
+from helmetlib.data import CLASS_NAMES, DatasetError, ImageArray, read_image_array
+from helmetlib.preprocess import normalize
+from helmetlib.quiet import native_stderr_filtered
+from helmetlib.records import RecordError
+from helmetlib.runs import ExportedFile, RunFolder
 
-CARD_FORMAT = "helmetlib-model-card/1"
-CARD_SUFFIX = ".card.json"
 RESULT_COLUMNS = ["source", "index", "probability", "label", "class_name", "threshold", "error"]
-
-
-class ModelError(ValueError):
-    """A model path that is missing, not a helmetlib model, or whose card does not match the model."""
-
-
-def card_path(model_path: str | Path) -> Path:
-    """The card beside a model file: `x.keras`, `x.tflite`, `x.quant.tflite` -> `x.card.json`."""
-    model_path = Path(model_path)
-    return model_path.parent / (model_path.name.split(".")[0] + CARD_SUFFIX)
-
-
-def make_card(results: dict, *, versions: dict, model_file: str) -> dict:
-    """A model card from a model's results (`study.model_results`) and the package versions."""
-    height, width, channels = results["input_shape"]
-    return {
-        "format": CARD_FORMAT,
-        "name": results["name"],
-        "description": results["description"],
-        "model_file": model_file,
-        "input": {
-            "height": height,
-            "width": width,
-            "channels": channels,
-            "color_order": "RGB",
-            "normalization": results["normalization"],
-            "normalization_description": NORMALIZATIONS[results["normalization"]],
-        },
-        "output": "probability of label 1 (helmet), one sigmoid unit",
-        "threshold": results["threshold"],
-        "class_names": {str(label): name for label, name in enumerate(CLASS_NAMES)},
-        "training_data": results["data"],
-        "split": results["split"],
-        "weights": results["weights"],
-        "training": {key: results[key] for key in ("mode", "precision", "epochs_run", "parameters")},
-        "metrics": {
-            part: {key: results[part][key] for key in ("accuracy", "recall", "precision", "f1", "per_class")}
-            for part in ("train", "validation")
-        },
-        "selected": False,
-        "versions": versions,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
-
-
-def read_card(model_path: str | Path) -> dict:
-    """The validated card of a model file; `ModelError` when it is missing or not a helmetlib card."""
-    path = card_path(model_path)
-    if not path.is_file():
-        raise ModelError(f"{model_path}: not a helmetlib model (no model card {path.name} beside it)")
-    try:
-        card = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ModelError(f"{path}: unreadable model card ({error})") from None
-    if not isinstance(card, dict) or card.get("format") != CARD_FORMAT:
-        raise ModelError(f"{path}: not a helmetlib model card (format is not {CARD_FORMAT})")
-    if card["input"]["normalization"] not in NORMALIZATIONS:
-        raise ModelError(f"{path}: unknown normalisation {card['input']['normalization']!r}")
-    return card
+MAX_PIXELS = 50_000_000  # larger images are refused from their header, before any decoding
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm", ".pgm"}
 
 
 @dataclass
@@ -90,123 +37,158 @@ class LoadedModel:
     """A model ready for prediction: its card, and a function from normalised batches to P(helmet)."""
 
     path: Path
-    card: dict
+    card: ModelCard
     kind: str
     model: object  # the keras.Model, or the TFLite interpreter
     predict_batch: Callable[[np.ndarray], np.ndarray]
 
     @property
     def input_size(self) -> tuple[int, int]:
-        return self.card["input"]["height"], self.card["input"]["width"]
+        return self.card.input.height, self.card.input.width
 
 
 def load_model(path: str | Path) -> LoadedModel:
-    """Load a `.keras` or `.tflite` model with its card, or a run folder's selected model (Keras safe mode)."""
+    """Load a `.keras`, `.head.keras` or `.tflite` model with its card, or a run folder's selected model.
+
+    `ModelError` when the file is missing, the card is missing or malformed, or the card does not describe this
+    very file (name, SHA-256, model name, input size).
+    """
     path = Path(path)
     if path.is_dir():
         path = _selected_model_file(path)
     if not path.is_file():
         raise ModelError(f"{path}: model file not found")
+    if path.suffix not in (".keras", ".tflite"):
+        raise ModelError(f"{path}: not a model file (expected .keras, .tflite or a run folder)")
     card = read_card(path)
-    expected = (card["input"]["height"], card["input"]["width"], card["input"]["channels"])
+    expected = (card.input.height, card.input.width, card.input.channels)
     if path.suffix == ".keras":
-        import keras
+        from helmetlib.artifacts import load_run_model
 
-        try:
-            model = keras.saving.load_model(path, safe_mode=True, compile=False)
-        except Exception as error:  # Keras raises many types for a file that is not a valid model
-            raise ModelError(f"{path}: not a loadable Keras model ({type(error).__name__}: {error})") from None
+        model = load_run_model(path, card)
+        if model.name != card.name:
+            raise ModelError(f"{path}: model card does not match the model (card {card.name!r}, model {model.name!r})")
         shape = (tuple(model.input_shape[1:]), tuple(model.output_shape[1:]))
-        if model.name != card["name"]:
-            raise ModelError(
-                f"{path}: model card does not match the model (card {card['name']!r}, model {model.name!r})"
-            )
         predict_batch = lambda x: model.predict(x, verbose=0).ravel()  # noqa: E731
-    elif path.suffix == ".tflite":
+    else:
+        check_file(path, card)
         model = _tflite_interpreter(path)
         details = model.get_input_details()[0]
         shape = (tuple(details["shape"][1:]), tuple(model.get_output_details()[0]["shape"][1:]))
         predict_batch = lambda x: _tflite_predict(model, x)  # noqa: E731
-    else:
-        raise ModelError(f"{path}: not a model file (expected .keras, .tflite or a run folder)")
     if shape != (expected, (1,)):
         raise ModelError(f"{path}: model card does not match the model (card input {expected}, model {shape})")
     return LoadedModel(path=path, card=card, kind=path.suffix[1:], model=model, predict_batch=predict_batch)
 
 
 def _selected_model_file(run_dir: Path) -> Path:
-    run_file = run_dir / "run.json"
-    if not run_file.is_file():
-        raise ModelError(f"{run_dir}: not a helmet-reports run folder (no run.json)")
-    selected = json.loads(run_file.read_text()).get("selected_model")
+    """The selected model of a run folder: from `run.json`, or `selection.json` of a notebook run on its own."""
+    folder = RunFolder(run_dir)
+    try:
+        if folder.record_file.is_file():
+            selected = folder.read_record().selected_model
+        elif folder.selection_file.is_file():
+            selected = folder.read_selection().selected_model
+        else:
+            raise ModelError(f"{run_dir}: not a run folder (no run.json or selection.json)")
+    except RecordError as error:
+        raise ModelError(str(error)) from None
     if not selected:
-        raise ModelError(f"{run_file}: the run selected no model (status failed?)")
-    return run_dir / "models" / f"{selected}.keras"
+        raise ModelError(f"{run_dir}: the run selected no model (failed, or every model collapsed)")
+    return folder.model_file(selected)
 
 
 def _tflite_interpreter(path: Path):
-    import warnings
-
-    import tensorflow as tf
+    from helmetlib.backend import tensorflow_log_lines_dropped, tf
 
     try:
-        with warnings.catch_warnings():  # tf.lite.Interpreter announces its move to ai-edge-litert on every load
+        with warnings.catch_warnings(), tensorflow_log_lines_dropped():
+            # tf.lite.Interpreter announces its move to ai-edge-litert on every load, and its CPU delegate
             warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated", category=UserWarning)
             interpreter = tf.lite.Interpreter(model_path=str(path))
+            interpreter.allocate_tensors()
     except ValueError as error:
         raise ModelError(f"{path}: not a loadable TensorFlow Lite model ({error})") from None
-    interpreter.allocate_tensors()
     return interpreter
 
 
 def _tflite_predict(interpreter, x: np.ndarray) -> np.ndarray:
     """Run a TFLite model image by image (its input has batch size 1)."""
+    from helmetlib.backend import tensorflow_log_lines_dropped
+
     input_index = interpreter.get_input_details()[0]["index"]
     output_index = interpreter.get_output_details()[0]["index"]
     outputs = []
-    for image in x:
-        interpreter.set_tensor(input_index, image[None].astype(np.float32))
-        interpreter.invoke()
-        outputs.append(float(interpreter.get_tensor(output_index).ravel()[0]))
+    with tensorflow_log_lines_dropped():  # the first invoke announces its CPU delegate on stderr
+        for image in x:
+            interpreter.set_tensor(input_index, image[None].astype(np.float32))
+            interpreter.invoke()
+            outputs.append(float(interpreter.get_tensor(output_index).ravel()[0]))
     return np.array(outputs)
 
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm", ".pgm"}
+def iter_images(
+    inputs: Iterable[str | Path], *, max_pixels: int = MAX_PIXELS
+) -> Iterator[tuple[str, int | None, np.ndarray | None, str | None]]:
+    """(source, index, RGB image or None, error or None) for image files, folders (recursively) and `.npy` arrays.
 
-
-def iter_images(inputs: Iterable[str | Path]) -> Iterator[tuple[str, int | None, np.ndarray | None, str | None]]:
-    """(source, index, RGB image or None, error or None) for image files, folders (recursively) and `.npy` arrays."""
+    `.npy` arrays are memory-mapped and read one image at a time; image files larger than `max_pixels` are
+    refused from their header, without decoding them.
+    """
     for item in inputs:
         path = Path(item)
         if path.is_dir():
             files = sorted(p for p in path.rglob("*") if p.is_file())
-            yield from iter_images(files)
+            yield from iter_images(files, max_pixels=max_pixels)
         elif path.suffix == ".npy":
             try:
-                images = to_rgb(read_image_array(path, image_size=None))  # dataset convention: BGR uint8
+                images = read_image_array(path, image_size=None)  # dataset convention: BGR file, read as RGB
             except DatasetError as error:
                 yield str(path), None, None, str(error)
                 continue
-            for index, image in enumerate(images):
-                yield str(path), index, image, None
+            for index in range(len(images)):
+                yield str(path), index, images[index], None
         else:
-            yield (str(path), None, *_read_image_file(path))
+            yield (str(path), None, *_read_image_file(path, max_pixels))
 
 
-def _read_image_file(path: Path) -> tuple[np.ndarray | None, str | None]:
+def _read_image_file(path: Path, max_pixels: int) -> tuple[np.ndarray | None, str | None]:
     if not path.is_file():
         return None, "file not found"
     if path.stat().st_size == 0:
         return None, "empty file"
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)  # BGR, grayscale expanded to 3 channels
-    if image is None:
+    size = _header_size(path)
+    if size is not None and size[0] * size[1] > max_pixels:
+        return None, f"image too large: {size[0]}x{size[1]} pixels (limit {max_pixels:,}; see --max-pixels)"
+    try:
+        with native_stderr_filtered():  # OpenCV and libpng complain about broken files on stderr; the row says it
+            image = cv2.imread(str(path), cv2.IMREAD_COLOR)  # BGR, grayscale expanded to 3 channels
+    except cv2.error as error:
+        return None, f"unreadable image ({str(error).strip().splitlines()[-1]})"
+    if image is None or image.size == 0:
         kind = "corrupt image" if path.suffix.lower() in IMAGE_SUFFIXES else "not an image"
         return None, f"{kind}: OpenCV cannot decode it"
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB), None
 
 
+def _header_size(path: Path) -> tuple[int, int] | None:
+    """(width, height) from the file's header without decoding its pixels, or None when Pillow cannot tell."""
+    from PIL import Image
+
+    limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # our own limit applies, from the header alone
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except Exception:  # not an image Pillow knows: OpenCV decides below
+        return None
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
+
+
 def fit_to_input(image_rgb: np.ndarray, size: tuple[int, int], *, pad: bool = False) -> np.ndarray:
     """Resize to the model's input; with `pad`, keep the aspect ratio by replicating edges to a square first."""
+    if image_rgb.ndim != 3 or image_rgb.shape[2] != 3 or 0 in image_rgb.shape:
+        raise ValueError(f"not an RGB image (shape {image_rgb.shape})")
     if pad:
         height, width = image_rgb.shape[:2]
         side = max(height, width)
@@ -219,6 +201,14 @@ def fit_to_input(image_rgb: np.ndarray, size: tuple[int, int], *, pad: bool = Fa
     return cv2.resize(image_rgb, (size[1], size[0]), interpolation=cv2.INTER_AREA)
 
 
+def check_threshold(threshold: float) -> float:
+    """`threshold` as a float when it is finite and strictly between 0 and 1, else `ValueError`."""
+    value = float(threshold)
+    if not (math.isfinite(value) and 0 < value < 1):
+        raise ValueError(f"threshold must be a number strictly between 0 and 1, got {threshold!r}")
+    return value
+
+
 def predict(
     model_or_path: LoadedModel | str | Path,
     images: np.ndarray | Iterable[str | Path],
@@ -226,20 +216,24 @@ def predict(
     threshold: float | None = None,
     batch_size: int = 32,
     pad: bool = False,
+    max_pixels: int = MAX_PIXELS,
     progress: bool = False,
 ) -> pd.DataFrame:
     """One row per image: source, index, P(helmet), label, class name, threshold used, error (None when fine).
 
     `images` is an RGB uint8 array (N, H, W, 3) or paths (image files, folders, `.npy` files in the dataset's
-    BGR format). Images are resized to the card's input and normalised as the card says; the card's threshold
-    applies unless `threshold` is given. Unreadable inputs get a row with an error; the others are predicted.
+    BGR format). Images are resized to the card's input and normalised as the card says; the card's deployed
+    threshold applies unless `threshold` is given. Unreadable inputs get a row with an error; the others are
+    predicted.
     """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     model = model_or_path if isinstance(model_or_path, LoadedModel) else load_model(model_or_path)
-    threshold = model.card["threshold"] if threshold is None else float(threshold)
-    if isinstance(images, np.ndarray):
-        items = (("array", index, image, None) for index, image in enumerate(images))
+    threshold = model.card.threshold.value if threshold is None else check_threshold(threshold)
+    if isinstance(images, np.ndarray | ImageArray):
+        items = (("array", index, images[index], None) for index in range(len(images)))
     else:
-        items = iter_images(images)
+        items = iter_images(images, max_pixels=max_pixels)
     if progress:
         from tqdm import tqdm
 
@@ -258,7 +252,10 @@ def predict(
         }
         rows.append(row)
         if image is not None:
-            batch.append((row, fit_to_input(image, model.input_size, pad=pad)))
+            try:
+                batch.append((row, fit_to_input(image, model.input_size, pad=pad)))
+            except (cv2.error, ValueError) as problem:
+                row["error"] = f"cannot prepare the image: {str(problem).strip().splitlines()[-1]}"
         if len(batch) >= batch_size:
             _predict_batch(model, batch, threshold)
             batch = []
@@ -268,40 +265,49 @@ def predict(
 
 
 def _predict_batch(model: LoadedModel, batch: list[tuple[dict, np.ndarray]], threshold: float) -> None:
-    x = normalize(np.stack([image for _, image in batch]), model.card["input"]["normalization"])
+    x = normalize(np.stack([image for _, image in batch]), model.card.input.normalization)
     for (row, _), probability in zip(batch, model.predict_batch(x), strict=True):
         label = int(probability >= threshold)
         row.update(probability=float(probability), label=label, class_name=CLASS_NAMES[label])
 
 
-def export_tflite(keras_path: str | Path, validation_images: np.ndarray | None = None) -> dict:
-    """Write `<name>.tflite` (float32) and `<name>.quant.tflite` (dynamic-range int8 weights) beside the model.
-
-    Returns each file's size and, given validation images (RGB uint8), its agreement with the Keras model:
-    the share of equal labels at the card's threshold and the largest probability difference.
+def export_tflite(keras_path: str | Path, validation_images: np.ndarray | None = None) -> dict[str, ExportedFile]:
+    """Write `<name>.tflite` (float32) and `<name>.quant.tflite` (dynamic-range int8 weights) beside the model,
+    record them (with their SHA-256) in its card, and return each file's size and, given validation images (RGB
+    uint8), its agreement with the Keras model: the share of equal labels and the largest probability difference.
     """
-    import tensorflow as tf
+    from helmetlib.artifacts import add_exports
+    from helmetlib.backend import tf
+    from helmetlib.weights import file_sha256
 
-    tf.get_logger().setLevel("ERROR")  # the exporter logs every asset it writes
     keras_path = Path(keras_path)
     keras_model = load_model(keras_path)
-    name = keras_path.name.split(".")[0]
+    folder = RunFolder(keras_path.parent.parent)
+    name = keras_model.card.name
     variants = {
-        "float32": (keras_path.with_name(f"{name}.tflite"), {}),
-        "quantized": (keras_path.with_name(f"{name}.quant.tflite"), {"optimizations": [tf.lite.Optimize.DEFAULT]}),
+        "tflite": (folder.tflite_file(name), {}),
+        "quant_tflite": (folder.tflite_file(name, quantized=True), {"optimizations": [tf.lite.Optimize.DEFAULT]}),
     }
-    report = {}
-    reference = predict(keras_model, validation_images) if validation_images is not None else None
-    for variant, (path, options) in variants.items():
+    for path, options in variants.values():
         keras_model.model.export(str(path), format="litert", verbose=False, **options)
-        report[variant] = {"file": path.name, "megabytes": round(path.stat().st_size / 2**20, 2)}
-        if validation_images is not None:
-            exported = predict(load_model(path), validation_images)
-            report[variant]["label_agreement"] = float((reference["label"] == exported["label"]).mean())
-            report[variant]["max_probability_difference"] = float(
-                (reference["probability"] - exported["probability"]).abs().max()
-            )
-    return report
+    exports = {
+        kind: ExportedFile(file=path.name, megabytes=round(path.stat().st_size / 2**20, 2), sha256=file_sha256(path))
+        for kind, (path, _) in variants.items()
+    }
+    add_exports(folder, name, exports)
+    if validation_images is None:
+        return exports
+    reference = predict(keras_model, validation_images)
+    for kind, (path, _) in variants.items():
+        exported = predict(load_model(path), validation_images)
+        exports[kind] = ExportedFile(
+            **{
+                **exports[kind].to_json(),
+                "label_agreement": float((reference["label"] == exported["label"]).mean()),
+                "max_probability_difference": float((reference["probability"] - exported["probability"]).abs().max()),
+            }
+        )
+    return exports
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -309,12 +315,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", required=True, help=".keras or .tflite file with its card, or a run folder")
     parser.add_argument("inputs", nargs="+", help="image files, folders (recursive) or .npy arrays (BGR)")
     parser.add_argument("--out", help="write the table to FILE.csv or FILE.json (default: CSV on stdout)")
-    parser.add_argument("--threshold", type=float, help="decision threshold (default: the model card's)")
+    parser.add_argument("--threshold", type=float, help="decision threshold in (0, 1) (default: the model card's)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--pad", action="store_true", help="keep the aspect ratio by padding to a square first")
+    parser.add_argument(
+        "--max-pixels", type=int, default=MAX_PIXELS, help=f"larger images become error rows (default {MAX_PIXELS:,})"
+    )
     args = parser.parse_args(argv)
+    problems = []
     if args.out and Path(args.out).suffix not in (".csv", ".json"):
-        parser.error("--out must end in .csv or .json")
+        problems.append("--out must end in .csv or .json")
+    if args.batch_size < 1:
+        problems.append(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.max_pixels < 1:
+        problems.append(f"--max-pixels must be at least 1, got {args.max_pixels}")
+    if args.threshold is not None:
+        try:
+            check_threshold(args.threshold)
+        except ValueError as error:
+            problems.append(f"--{error}")
+    if problems:
+        print(f"helmet-predict: error: {'; '.join(problems)}", file=sys.stderr)
+        return 2
     try:
         model = load_model(args.model)
     except ModelError as error:
@@ -326,6 +348,7 @@ def main(argv: list[str] | None = None) -> int:
         threshold=args.threshold,
         batch_size=args.batch_size,
         pad=args.pad,
+        max_pixels=args.max_pixels,
         progress=sys.stderr.isatty(),
     )
     if args.out is None:
@@ -335,9 +358,10 @@ def main(argv: list[str] | None = None) -> int:
     else:
         table.to_csv(args.out, index=False)
     failed = int(table["error"].notna().sum())
+    threshold = args.threshold if args.threshold is not None else model.card.threshold.value
     print(
         f"helmet-predict: {len(table) - failed} predicted, {failed} failed ({model.kind} {model.path.name}, "
-        f"threshold {table['threshold'].iloc[0] if len(table) else model.card['threshold']})",
+        f"threshold {threshold:g})",
         file=sys.stderr,
     )
     return 1 if failed else 0

@@ -1,24 +1,25 @@
-"""The study's four models behind one `build_model(name, ...)` registry, and the study's augmentation.
+"""The models behind one `build_model(name, ...)` registry: the study's four, model 5 and model 6.
 
 Every model ends in one sigmoid unit giving P(helmet) and is compiled with binary cross-entropy on those
 probabilities (not logits). Inputs are RGB images already normalised as the model's spec says (`normalize`).
-The VGG16 models are `image -> backbone (frozen VGG16) -> head`, so the head can also be trained on cached
-backbone features.
+The VGG16 models are `image -> backbone (frozen) -> head`, so that the head can be trained on cached backbone
+features; the backbone is VGG16 without its top, followed for models 5 and 6 by fixed pooling.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import keras
-from keras import layers
+import numpy as np
 
-from helmetlib.specs import get_spec
-from helmetlib.weights import WeightsChoice, resolve_weights
+from helmetlib.backend import keras, layers
+from helmetlib.specs import ModelSpec, get_spec
+from helmetlib.weights import RANDOM_BACKBONE_SEED, WeightsChoice, resolve_weights
 
 INPUT_SHAPE = (200, 200, 3)
 BACKBONE_LAYER = "backbone"
 HEAD_LAYER = "head"
+MULTISCALE_LAYERS = ("block3_conv3", "block4_conv3", "block5_conv3")
 
 
 def build_model(
@@ -27,15 +28,15 @@ def build_model(
     weights: str | Path | WeightsChoice | None = "imagenet",
     input_shape: tuple[int, int, int] = INPUT_SHAPE,
 ) -> keras.Model:
-    """Build and compile study model `name` (`cnn`, `vgg16_linear`, `vgg16_mlp`, `vgg16_mlp_aug`).
+    """Build and compile model `name` (see `specs.MODEL_NAMES`), image (N, H, W, 3) -> P(helmet) (N, 1).
 
     `weights` (VGG16 models only): `"imagenet"`, `None` or a local weights file, or an already resolved
     `WeightsChoice`; ImageNet weights that cannot be downloaded fall back to random with a warning.
     """
     spec = get_spec(name)
     if spec.uses_backbone:
-        choice = weights if isinstance(weights, WeightsChoice) else resolve_weights(weights)
-        model = vgg16_model(name, vgg16_backbone(choice, input_shape), head=spec.head)
+        backbone = frozen_backbone(spec.features, vgg16_backbone(resolve_weights(weights), input_shape))
+        model = assemble(name, backbone, build_head(spec, backbone.output_shape[1:]))
     else:
         model = simple_cnn(input_shape)
     compile_model(model, spec.learning_rate)
@@ -45,7 +46,7 @@ def build_model(
 def compile_model(model: keras.Model, learning_rate: float) -> None:
     """Adam at `learning_rate`, binary cross-entropy on sigmoid probabilities, accuracy metric (as in the study)."""
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
+        optimizer=keras.optimizers.Adam(learning_rate=learning_rate or 1e-3),
         loss="binary_crossentropy",
         metrics=["accuracy"],
     )
@@ -62,7 +63,7 @@ def simple_cnn(input_shape: tuple[int, int, int] = INPUT_SHAPE) -> keras.Model:
             layers.MaxPooling2D(2),  # (25, 25, 64)
             layers.Conv2D(128, 3, padding="same", activation="relu"),  # (25, 25, 128)
             layers.Flatten(),  # (80000,)
-            layers.Dense(4, activation="relu"),
+            layers.Dense(4, activation="relu", name="bottleneck"),
             layers.Dense(1, activation="sigmoid", name="prediction"),
         ],
         name="cnn",
@@ -70,37 +71,112 @@ def simple_cnn(input_shape: tuple[int, int, int] = INPUT_SHAPE) -> keras.Model:
 
 
 def vgg16_backbone(weights: WeightsChoice, input_shape: tuple[int, int, int] = INPUT_SHAPE) -> keras.Model:
-    """Frozen VGG16 convolutional base (include_top=False) with the chosen weights; (200, 200, 3) -> (6, 6, 512)."""
+    """Frozen VGG16 convolutional base (include_top=False) with the chosen weights; (200, 200, 3) -> (6, 6, 512).
+
+    A random backbone (`weights.used == "random"`) is drawn from a fixed seed, so every repeat and run with the
+    same input size shares it (and its cached features).
+    """
     backbone = keras.applications.VGG16(include_top=False, weights=None, input_shape=input_shape)
     if weights.path is not None:
         backbone.load_weights(weights.path)
+    else:
+        backbone.set_weights(_glorot_weights(backbone, RANDOM_BACKBONE_SEED))
     backbone.trainable = False
-    backbone.name = BACKBONE_LAYER
     return backbone
 
 
-def vgg16_model(name: str, backbone: keras.Model, *, head: str) -> keras.Model:
-    """Models 2-5: image -> frozen backbone -> head.
+def _glorot_weights(model: keras.Model, seed: int) -> list[np.ndarray]:
+    """Keras' default initialisation (Glorot-uniform kernels, zero biases) from a seed of its own."""
+    rng = np.random.default_rng(seed)
+    values = []
+    for weight in model.get_weights():
+        if weight.ndim == 1:
+            values.append(np.zeros_like(weight))
+            continue
+        receptive = int(np.prod(weight.shape[:-2]))
+        limit = np.sqrt(6 / (receptive * (weight.shape[-2] + weight.shape[-1])))
+        values.append(rng.uniform(-limit, limit, weight.shape).astype(weight.dtype))
+    return values
+
+
+def frozen_backbone(features: str, vgg16: keras.Model) -> keras.Model:
+    """The frozen part a model's head sees, named `backbone`: VGG16's output, or that output pooled.
+
+    `block5`: (H/32, W/32, 512); `gap5`: global average pooling of it (512,); `multiscale`: global average and max
+    pooling of blocks 3, 4 and 5 (2560,). Pooling has no weights: the backbone's weights are VGG16's alone.
+    """
+    image = vgg16.input
+    if features == "block5":
+        output = vgg16.output
+    elif features == "gap5":
+        output = layers.GlobalAveragePooling2D(name="gap5_pooling")(vgg16.output)
+    elif features == "multiscale":
+        pooled = []
+        for name in MULTISCALE_LAYERS:
+            activations = vgg16.get_layer(name).output
+            pooled += [
+                layers.GlobalAveragePooling2D(name=f"{name}_average")(activations),
+                layers.GlobalMaxPooling2D(name=f"{name}_max")(activations),
+            ]
+        output = layers.Concatenate(name="multiscale_pooling")(pooled)
+    else:
+        raise ValueError(f"unknown backbone features {features!r}")
+    backbone = keras.Model(image, output, name=BACKBONE_LAYER)
+    backbone.trainable = False
+    return backbone
+
+
+def build_head(
+    spec: ModelSpec,
+    feature_shape: tuple[int, ...],
+    *,
+    mean: np.ndarray | None = None,
+    variance: np.ndarray | None = None,
+) -> keras.Model:
+    """The trainable part of a VGG16 model, named `head`: backbone features -> P(helmet).
 
     `linear`: Flatten -> Dense 1; `mlp`: Flatten -> Dense 256 -> Dropout 0.5 -> Dense 128 -> Dense 1;
-    `gap`: GlobalAveragePooling -> Dropout 0.2 -> Dense 1.
+    `gap` (model 5): standardisation -> Dropout 0.2 -> Dense 1; `logistic` (model 6): standardisation ->
+    Dense 1, whose weights come from an L2-regularised logistic regression (`train`). `mean` / `variance`
+    (feature_shape,) are the standardisation's, measured on the training features (kept in the saved model, so
+    inference needs nothing else).
     """
-    if head == "gap":
-        head_layers = [layers.GlobalAveragePooling2D(name="pooling"), layers.Dropout(0.2, name="dropout")]  # (512,)
-    else:
-        head_layers = [layers.Flatten(name="flatten")]  # (6, 6, 512) -> (18432,)
-    if head == "mlp":
-        head_layers += [
-            layers.Dense(256, activation="relu"),
-            layers.Dropout(0.5, name="dropout"),
-            layers.Dense(128, activation="relu"),
-        ]
-    head_layers.append(layers.Dense(1, activation="sigmoid", name="prediction"))
-    head_model = keras.Sequential(
-        [keras.Input(backbone.output_shape[1:], name="features"), *head_layers], name=HEAD_LAYER
-    )
-    inputs = keras.Input(backbone.input_shape[1:], name="image")
-    return keras.Model(inputs, head_model(backbone(inputs)), name=name)
+    features = keras.Input(feature_shape, name="features")
+    if spec.head in ("gap", "logistic"):
+        if mean is None or variance is None:
+            mean, variance = np.zeros(feature_shape, np.float32), np.ones(feature_shape, np.float32)
+        hidden = layers.Normalization(mean=mean, variance=variance, name="standardise")(features)
+        if spec.head == "gap":
+            hidden = layers.Dropout(0.2, name="dropout")(hidden)
+        output = layers.Dense(1, activation="sigmoid", name="prediction")(hidden)
+        return keras.Model(features, output, name=HEAD_LAYER)
+    hidden = layers.Flatten(name="flatten")(features)  # (6, 6, 512) -> (18432,)
+    if spec.head == "mlp":
+        hidden = layers.Dense(256, activation="relu")(hidden)
+        hidden = layers.Dropout(0.5, name="dropout")(hidden)
+        hidden = layers.Dense(128, activation="relu")(hidden)
+    output = layers.Dense(1, activation="sigmoid", name="prediction")(hidden)
+    return keras.Model(features, output, name=HEAD_LAYER)
+
+
+def assemble(name: str, backbone: keras.Model, head: keras.Model) -> keras.Model:
+    """The full image -> P(helmet) model `name`: image -> backbone -> head."""
+    image = keras.Input(backbone.input_shape[1:], name="image")
+    return keras.Model(image, head(backbone(image)), name=name)
+
+
+def average_of(members: list[keras.Model], *, name: str) -> keras.Model:
+    """One model whose output averages those of `members` (same input): a seed ensemble, named `name`."""
+    if len(members) == 1:
+        return members[0]
+    inputs = keras.Input(members[0].input_shape[1:])
+    outputs = []
+    for index, member in enumerate(members):
+        [member_input], [member_output] = member.inputs, keras.tree.flatten(member.outputs)
+        wrapped = keras.Model(member_input, member_output, name=f"{name}_member{index}")  # shares the weights
+        outputs.append(wrapped(inputs))
+    output = layers.Average(name="seed_average")(outputs)
+    return keras.Model(inputs, output, name=name)
 
 
 def augmentation(seed: int | None = None) -> keras.Sequential:

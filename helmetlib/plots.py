@@ -43,17 +43,37 @@ def sample_grid(images: np.ndarray, labels: np.ndarray, *, per_class: int = 6, s
     return fig
 
 
-def training_curves(history: dict[str, list[float]]):
-    """Loss and accuracy per epoch, train vs validation."""
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+def training_curves(histories: dict[str, dict[str, list[float]]]):
+    """Loss and accuracy per epoch, train (solid) vs validation (dashed), one colour per repeat (by label)."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.2))
+    for index, (label, history) in enumerate(histories.items()):
+        colour = f"C{index % 10}"
+        for ax, metric in zip(axes, ("loss", "accuracy"), strict=True):
+            epochs = np.arange(1, len(history.get(metric, [])) + 1)
+            ax.plot(epochs, history.get(metric, []), color=colour, label=f"{label} train")
+            if f"val_{metric}" in history:
+                ax.plot(epochs, history[f"val_{metric}"], color=colour, linestyle="--", label=f"{label} validation")
     for ax, metric in zip(axes, ("loss", "accuracy"), strict=True):
-        epochs = np.arange(1, len(history[metric]) + 1)
-        ax.plot(epochs, history[metric], marker="o", label="train")
-        if f"val_{metric}" in history:
-            ax.plot(epochs, history[f"val_{metric}"], marker="o", label="validation")
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(metric)
-        ax.legend()
+        ax.set(xlabel="epoch", ylabel=metric)
+    axes[1].legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+def spread(results: dict, *, metric: str = "f1", ax=None):
+    """Validation `metric` of every repeat per model (dots; red = collapsed) with the mean (bar), from
+    `ModelResult`s by name: how much of a model's score is its seed."""
+    fig, ax = _axes(ax, figsize=(max(4.0, 1.3 * len(results)), 3.2))
+    for position, result in enumerate(results.values()):
+        values = [getattr(repeat.validation, metric) for repeat in result.repeats]
+        colours = ["tab:red" if repeat.collapsed else "tab:blue" for repeat in result.repeats]
+        offsets = np.linspace(-0.15, 0.15, len(values)) if len(values) > 1 else [0.0]
+        ax.scatter(position + np.asarray(offsets), values, c=colours, s=22, zorder=3)
+        ax.hlines(np.mean(values), position - 0.3, position + 0.3, color="black", linewidth=2, zorder=2)
+    ax.set_xticks(range(len(results)), list(results), rotation=20, ha="right", fontsize=8)
+    ax.set_ylabel(f"validation {metric}")
+    ax.set_ylim(min(0.3, ax.get_ylim()[0]), 1.02)
+    ax.set_title("Spread over seeds (bar: mean; red: collapsed)", fontsize=9)
     fig.tight_layout()
     return fig
 
@@ -147,14 +167,20 @@ def calibration(y_true: np.ndarray, probabilities: np.ndarray, reliability: dict
 
 
 def image_pairs(images: np.ndarray, pairs, *, title_columns=("parts", "distance")):
-    """Pairs of images side by side (a table with `first` and `second` row indices), one pair per row."""
-    fig, axes = plt.subplots(len(pairs), 2, figsize=(4.4, 2.2 * max(len(pairs), 1)), squeeze=False)
-    for row, pair in enumerate(pairs.itertuples()):
-        caption = ", ".join(f"{column} {getattr(pair, column)}" for column in title_columns)
-        for column, index in enumerate((pair.first, pair.second)):
+    """Pairs of images side by side (a table with `first` and `second` row indices), one pair per column, the
+    pair's caption under it."""
+    count = max(len(pairs), 1)
+    fig, axes = plt.subplots(2, count, figsize=(2.2 * count, 4.6), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for column, pair in enumerate(pairs.itertuples()):
+        for row, index in enumerate((pair.first, pair.second)):
             axes[row][column].imshow(images[index])
-            axes[row][column].set_title(f"#{index}" + (f"  ({caption})" if column == 0 else ""), fontsize=8, loc="left")
-            axes[row][column].axis("off")
+            axes[row][column].set_title(f"#{index}", fontsize=8)
+        caption = "\n".join(f"{name} {getattr(pair, name)}" for name in title_columns)
+        axes[1][column].text(
+            0.5, -0.08, caption, transform=axes[1][column].transAxes, ha="center", va="top", fontsize=8
+        )
     fig.tight_layout()
     return fig
 

@@ -1,158 +1,389 @@
 """`helmet-reports`: run the study notebooks with papermill and write one browsable, nightly-safe run folder.
 
-Steps: validate the data (fail fast), execute 00_eda, the model template once per model and 20_comparison
-in a temporary folder, convert each executed notebook to HTML (a reader version without code and a full one),
-write `run.json` and `index.html`, then rename the folder into place (`<run-id>`, or `<run-id>.failed`).
+Three steps. `prepare` checks everything that can be checked before a kernel starts (options, run id, output
+folder, data, split, notebook pairing; exit 2 and nothing written when one fails), resolves the weights once and
+writes the run's settings (`config.json`). `execute` runs 00_eda, 10_model once per model (on Dask workers with
+`--workers` / `--scheduler`) and 20_comparison in `<out>/.tmp-<run-id>/`, each with the parameters of its
+parameters cell taken from the config. `finish` writes `run.json` and the run page, compares the run with the
+previous one, renames the folder into place (`<run-id>`, or `<run-id>.failed` for a failed or interrupted
+run) and updates `latest` and the runs index under a lock. Every failure (a raising cell, a cell past
+`--timeout`, a dead kernel, SIGTERM, SIGINT) becomes a record with a one-line reason, never a traceback.
+`helmet-reports clean` deletes old runs (see `retention`).
 """
 
 from __future__ import annotations
 
 import argparse
-import html
-import json
 import os
 import platform
-import shutil
+import signal
 import subprocess
 import sys
+import threading
 import time
-from datetime import datetime, timezone
+import traceback
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from helmetlib.data import DatasetError, load_dataset, make_demo_dataset, write_dataset
-from helmetlib.metrics import HEADLINE_METRICS
-from helmetlib.specs import AUGMENTED_VIEWS, BATCH_SIZE, EPOCHS, MODEL_NAMES, SEED, get_spec
-from helmetlib.study import MODELS_FOLDER, SELECTION_FILE, SELECTION_RULE, package_versions, study_split
-from helmetlib.weights import resolve_weights
+from helmetlib import specs
+from helmetlib.data import DatasetError, load_run_data
+from helmetlib.pages import run_page, runs_index
+from helmetlib.records import RecordError
+from helmetlib.runs import (
+    COMPARISON,
+    EDA,
+    MODEL,
+    NOTEBOOKS,
+    PROGRESS_ENV,
+    DataInfo,
+    LatestPointer,
+    ParameterError,
+    ReportsFolder,
+    RunConfig,
+    RunFolder,
+    RunRecord,
+    check_run_id,
+    default_run_id,
+    now,
+    package_versions,
+    process_alive,
+)
+from helmetlib.splits import make_split
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 KERNEL_NAME = "helmetlib"
-RUN_FILE = "run.json"
-LATEST_FILE = "latest.json"
-EDA, MODEL, COMPARISON = "00_eda", "10_model", "20_comparison"
-DEMO_BATCH_SIZE = 16
+EXIT_FAILED, EXIT_USAGE, EXIT_REGRESSION = 1, 2, 3
+EXIT_SIGNAL = {signal.SIGTERM: 143, signal.SIGINT: 130}
 
 
 class NotebookFailed(RuntimeError):
-    """A notebook raised; the message is a one-line reason."""
+    """A notebook failed; the message is a one-line reason."""
+
+
+class Interrupted(BaseException):
+    """The run received SIGTERM or SIGINT."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="helmet-reports", description="Run the helmet study notebooks and write an HTML report set."
+        prog="helmet-reports",
+        description="Run the helmet study notebooks and write an HTML report set. "
+        "`helmet-reports clean --help` for the clean-up of old runs.",
     )
-    parser.add_argument("--data", help="folder with images_proj.npy + Labels_proj.csv (default: synthetic demo set)")
-    parser.add_argument("--out", default="reports", help="output folder holding one folder per run (default: reports)")
-    parser.add_argument("--models", default=",".join(MODEL_NAMES), help="comma-separated models (default: all four)")
-    parser.add_argument("--epochs", type=int, default=EPOCHS)
-    parser.add_argument(
+    add = parser.add_argument
+    add("--data", default="", help="folder with images_proj.npy + Labels_proj.csv (default: synthetic demo set)")
+    add("--out", default="reports", help="output folder holding one folder per run (default: reports)")
+    add("--models", default=",".join(specs.MODEL_NAMES), help="comma-separated models (default: all six)")
+    add("--epochs", type=int, default=specs.EPOCHS)
+    add(
         "--batch-size",
         type=int,
-        help=f"default {BATCH_SIZE} (the study's); {DEMO_BATCH_SIZE} on the demo set, whose ~112 training images "
-        f"would make one step per epoch at {BATCH_SIZE}",
+        default=0,
+        help=f"default {specs.BATCH_SIZE} (the study's); {specs.DEMO_BATCH_SIZE} on the demo set",
     )
-    parser.add_argument("--weights", default="imagenet", help="imagenet | none | PATH to VGG16 no-top weights")
-    parser.add_argument("--seed", type=int, default=SEED, help="training seed (the split keeps the study's 42)")
-    parser.add_argument("--run-id", help="name of the run folder (default: UTC date-time)")
-    parser.add_argument("--threshold", type=float, default=0.5)
-    parser.add_argument("--image-size", type=int, help="resize images to N x N for the models (default: keep)")
-    parser.add_argument("--faithful", action="store_true", help="the study's computation: backbone every epoch")
-    parser.add_argument("--augmented-views", type=int, default=AUGMENTED_VIEWS, help="fast mode of model 4")
-    parser.add_argument("--demo-size", type=int, default=160, help="images in the demo set when --data is absent")
-    parser.add_argument("--groups", help="CSV naming each image's group (e.g. provenance.csv), shown in the EDA")
-    parser.add_argument("--group-column", default="path")
-    parser.add_argument(
-        "--split", choices=("random", "grouped"), default="random", help="grouped: keep --groups together"
+    add(
+        "--repeats",
+        type=int,
+        default=0,
+        help=f"trainings per model, seeds SEED, SEED+1, ... (default {specs.REPEATS}; {specs.DEMO_REPEATS} on the "
+        "demo set)",
     )
-    parser.add_argument("--no-export", action="store_true", help="skip the TensorFlow Lite export of the selection")
-    parser.add_argument("--cache-dir", help="backbone feature cache (default: OUT/.cache/features)")
-    parser.add_argument("--notebooks", default=str(NOTEBOOKS_DIR), help=argparse.SUPPRESS)
-    parser.add_argument("--timeout", type=int, default=3600, help="seconds allowed per notebook cell")
-    args = parser.parse_args(argv)
-    args.batch_size = args.batch_size or (BATCH_SIZE if args.data else DEMO_BATCH_SIZE)
-    args.models = [name.strip() for name in args.models.split(",") if name.strip()]
-    for name in args.models:
-        try:
-            get_spec(name)
-        except ValueError as error:
-            parser.error(str(error))
-    if args.epochs < 1:
-        parser.error("--epochs must be at least 1")
-    return args
+    add("--resplit", action="store_true", help="each repeat on another split (random state SPLIT_SEED + repeat)")
+    add("--max-restarts", type=int, default=specs.MAX_RESTARTS, help="restarts after a collapse (default 3)")
+    add("--weights", default="imagenet", help="imagenet | none | PATH to VGG16 no-top weights")
+    add("--seed", type=int, default=specs.SEED, help="training seed of the first repeat")
+    add("--split-seed", type=int, default=specs.SPLIT_SEED, help="random state of the split (the study's 42)")
+    add("--run-id", help="name of the run folder: letters, digits, '-', '_', '.' (default: UTC time + random)")
+    add("--threshold", type=float, default=specs.THRESHOLD, help="the study's decision threshold (metrics, selection)")
+    add(
+        "--threshold-rule",
+        default="fixed",
+        choices=("fixed", "max-f1", "bare-head-recall"),
+        help="threshold to deploy: fixed (--threshold), max-f1 or bare-head-recall (chosen on validation)",
+    )
+    add("--target-bare-head-recall", type=float, default=0.9, help="for --threshold-rule bare-head-recall")
+    add("--image-size", type=int, default=0, help="resize images to N x N for the models (default: keep)")
+    add("--faithful", action="store_true", help="the study's computation: backbone every epoch")
+    add("--augmented-views", type=int, default=specs.AUGMENTED_VIEWS, help="fast mode of model 4")
+    add("--demo-size", type=int, default=specs.DEMO_SIZE, help="images in the demo set when --data is absent")
+    add("--groups", default="", help="CSV naming each image's group (e.g. provenance.csv), shown in the EDA")
+    add("--group-column", default="path")
+    add("--split", choices=("random", "grouped"), default="random", help="grouped: keep --groups together")
+    add("--no-export", action="store_true", help="skip the TensorFlow Lite export of the selection")
+    add("--bootstrap-resamples", type=int, default=2000)
+    add("--cache-dir", help="feature cache and backbone store (default: OUT/.cache)")
+    add("--timeout", type=int, default=3600, help="seconds allowed per notebook cell")
+    add("--fail-on-regression", action="store_true", help="exit 3 when the run regressed against the previous one")
+    add("--workers", type=int, default=1, help="run the model notebooks on N local Dask worker processes")
+    add("--scheduler", help="tcp://HOST:PORT of a Dask scheduler to run the model notebooks on")
+    add("--notebooks", default=str(NOTEBOOKS_DIR), help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def make_config(args: argparse.Namespace, out: ReportsFolder, run_id: str) -> RunConfig:
+    """The run's settings from the command line (relative paths against the working directory)."""
+    return RunConfig.from_parameters(
+        run_id=run_id,
+        origin="helmet-reports",
+        base=Path.cwd(),
+        DATA_DIR=args.data,
+        DEMO_SIZE=args.demo_size,
+        IMAGE_SIZE=args.image_size,
+        SPLIT=args.split,
+        SPLIT_SEED=args.split_seed,
+        GROUPS_CSV=args.groups,
+        GROUP_COLUMN=args.group_column,
+        MODELS=args.models,
+        EPOCHS=args.epochs,
+        BATCH_SIZE=args.batch_size,
+        SEED=args.seed,
+        REPEATS=args.repeats,
+        RESPLIT=args.resplit,
+        MAX_RESTARTS=args.max_restarts,
+        WEIGHTS=args.weights,
+        THRESHOLD=args.threshold,
+        THRESHOLD_RULE=args.threshold_rule,
+        TARGET_BARE_HEAD_RECALL=args.target_bare_head_recall,
+        FAITHFUL=args.faithful,
+        AUGMENTED_VIEWS=args.augmented_views,
+        CACHE_DIR=args.cache_dir or str(out.default_cache),
+        EXPORT_TFLITE=not args.no_export,
+        BOOTSTRAP_RESAMPLES=args.bootstrap_resamples,
+    )
+
+
+def notebook_parameter_names(source: Path) -> list[str]:
+    """The names in a notebook's parameters cell, as papermill reads them."""
+    import jupytext
+    from papermill.translators import PythonTranslator
+
+    for cell in jupytext.read(source).cells:
+        if "parameters" in cell.metadata.get("tags", []):
+            return [parameter.name for parameter in PythonTranslator.inspect(cell)]
+    raise ParameterError(f"{source}: no cell tagged 'parameters'")
+
+
+def stale_pairing(source: Path) -> str | None:
+    """A one-line problem when `source`'s paired `.ipynb` no longer holds the same cells, else None."""
+    import jupytext
+    import nbformat
+
+    paired = source.with_suffix(".ipynb")
+    if not paired.is_file():
+        return None
+    text, ipynb = jupytext.read(source), nbformat.read(paired, as_version=4)
+    if [(c.cell_type, c.source) for c in text.cells] != [(c.cell_type, c.source) for c in ipynb.cells]:
+        newer = paired if paired.stat().st_mtime > source.stat().st_mtime else source
+        return (
+            f"{paired} and {source.name} are out of sync ({newer.name} is newer): run "
+            f"`jupytext --sync {source}` before running the reports"
+        )
+    return None
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One notebook run: its label for the log, its source, its output stem and its parameters."""
+
+    label: str
+    source: Path
+    stem: str
+    parameters: dict
+    model: str | None = None
+
+
+def plan_stages(config: RunConfig, work: RunFolder, notebooks: Path) -> list[Stage]:
+    """The notebooks of a run in order, each with the parameters its parameters cell declares."""
+    values = config.parameters() | {"RUN_DIR": str(work.path)}
+
+    def parameters(stem: str, **extra) -> dict:
+        names = notebook_parameter_names(notebooks / f"{stem}.py")
+        return {name: ({**values, **extra})[name] for name in names}
+
+    stages = [Stage(f"notebook {EDA}", notebooks / f"{EDA}.py", EDA, parameters(EDA))]
+    for name in config.models:
+        stages.append(
+            Stage(
+                f"notebook {MODEL} [{name}]",
+                notebooks / f"{MODEL}.py",
+                RunFolder.model_stem(name),
+                parameters(MODEL, MODEL_NAME=name),
+                model=name,
+            )
+        )
+    stages.append(Stage(f"notebook {COMPARISON}", notebooks / f"{COMPARISON}.py", COMPARISON, parameters(COMPARISON)))
+    return stages
 
 
 def ensure_kernel() -> str:
-    """Install (idempotently) a kernelspec named `helmetlib` that runs this very Python, and return its name.
-
-    Its kernels keep TensorFlow's C++ log lines (written straight to file descriptor 2) out of the notebooks:
-    they go to the runner's terminal instead.
-    """
+    """Install (idempotently) a kernelspec named `helmetlib` that runs this very Python, and return its name."""
     from ipykernel.kernelspec import install
 
-    folder = Path(
-        install(kernel_name=KERNEL_NAME, display_name=f"helmetlib ({platform.python_version()})", prefix=sys.prefix)
-    )
-    spec = json.loads((folder / "kernel.json").read_text())
-    spec["argv"].append("--IPKernelApp.capture_fd_output=False")
-    spec["env"] = {"TF_CPP_MIN_LOG_LEVEL": "2"}
-    (folder / "kernel.json").write_text(json.dumps(spec, indent=1))
+    install(kernel_name=KERNEL_NAME, display_name=f"helmetlib ({platform.python_version()})", prefix=sys.prefix)
     return KERNEL_NAME
 
 
-class Progress:
-    """One line per stage, with the seconds since the run started."""
+def _local_kernel_manager(log_file: Path):
+    """nbclient's kernel manager over local sockets (IPC: no network port), with the kernel process's own output
+    (its start-up and shut-down messages) written to `log_file` instead of the terminal."""
+    from jupyter_client.manager import AsyncKernelManager
+    from traitlets import CaselessStrEnum
 
-    def __init__(self):
-        self.started = time.perf_counter()
-        self.seconds: dict[str, float] = {}
+    class LocalKernelManager(AsyncKernelManager):
+        transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
 
-    def run(self, stage: str, action):
-        print(f"[{time.perf_counter() - self.started:7.1f}s] {stage} ...", flush=True)
-        begin = time.perf_counter()
-        try:
-            return action()
-        finally:
-            self.seconds[stage] = round(time.perf_counter() - begin, 2)
-            print(
-                f"[{time.perf_counter() - self.started:7.1f}s] {stage} done in {self.seconds[stage]:.1f}s", flush=True
-            )
+        async def _async_launch_kernel(self, kernel_cmd, **kw):
+            log = log_file.open("ab")
+            try:
+                await super()._async_launch_kernel(kernel_cmd, **{**kw, "stdout": log, "stderr": log})
+            finally:
+                log.close()  # the kernel keeps its own descriptor
+
+    return LocalKernelManager
 
 
-def execute(notebook: Path, output: Path, parameters: dict, *, kernel: str, timeout: int) -> None:
-    """Execute a jupytext `.py` notebook with papermill into `output`, then write its two HTML versions."""
+def execute_notebook(stage: Stage, work: RunFolder, *, kernel: str, timeout: int) -> None:
+    """Execute a jupytext `.py` notebook with papermill into the run folder, then write its two HTML versions.
+
+    Raises `NotebookFailed` with a one-line reason for a raising cell, a cell past `timeout`, a dead kernel or
+    any other failure of the execution.
+    """
     import jupytext
     import papermill
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
-    source = jupytext.read(notebook)
+    output = work.notebook(stage.stem)
+    source = jupytext.read(stage.source)
     source.metadata["kernelspec"] = {"name": kernel, "display_name": kernel, "language": "python"}
     try:
         papermill.execute_notebook(
             source,
             str(output),
-            parameters=parameters,
+            parameters=stage.parameters,
             kernel_name=kernel,
-            cwd=str(output.parent),
-            progress_bar=sys.stderr.isatty(),
+            cwd=str(work.path),
+            progress_bar=False,
             execution_timeout=timeout,
+            kernel_manager_class=_local_kernel_manager(work.log_file),
         )
     except papermill.PapermillExecutionError as error:
-        reason = f"{output.stem}: {error.ename}: {error.evalue}".splitlines()[0]
-        raise NotebookFailed(reason) from None
+        raise NotebookFailed(f"{stage.stem}: {error.ename}: {error.evalue}".splitlines()[0]) from None
+    except CellTimeoutError:
+        raise NotebookFailed(f"{stage.stem}: a cell ran longer than --timeout {timeout}s and was stopped") from None
+    except DeadKernelError as error:
+        raise NotebookFailed(f"{stage.stem}: the kernel died ({str(error).splitlines()[0]})") from None
+    except Exception as error:  # anything else the execution raises ends this notebook, never the run
+        raise NotebookFailed(
+            f"{stage.stem}: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+        ) from None
     finally:
         if output.exists():
-            to_html(output)
+            to_html(output, title=f"{_heading(output)} · run {work.path.name.removeprefix('.tmp-')}")
 
 
-def to_html(notebook: Path) -> None:
-    """`<name>.html` without code cells for readers and `<name>.code.html` with them."""
+def _heading(notebook: Path) -> str:
+    import nbformat
+
+    for cell in nbformat.read(notebook, as_version=4).cells:
+        if cell.cell_type == "markdown" and cell.source.startswith("# "):
+            return cell.source.splitlines()[0][2:].strip()
+    return notebook.stem
+
+
+def to_html(notebook: Path, *, title: str) -> None:
+    """`<name>.html` without code cells for readers and `<name>.code.html` with them, titled `title`."""
     import nbformat
     from nbconvert import HTMLExporter
 
     node = nbformat.read(notebook, as_version=4)
     for suffix, exclude in ((".html", True), (".code.html", False)):
         exporter = HTMLExporter(exclude_input=exclude, exclude_input_prompt=exclude, exclude_output_prompt=exclude)
-        body, _ = exporter.from_notebook_node(node)
+        body, _ = exporter.from_notebook_node(node, resources={"metadata": {"name": title}})
         notebook.with_suffix(suffix).write_text(body, encoding="utf-8")
+
+
+class Progress:
+    """`[stage k/n]` lines with the elapsed time and an estimate of what remains, and the kernels' own progress
+    lines (training epochs) relayed from the run's progress file, for nightly logs."""
+
+    def __init__(self, total: int, expected: dict[str, float]):
+        self.started = time.perf_counter()
+        self.total, self.expected = total, expected
+        self.seconds: dict[str, float] = {}
+        self.count = 0
+
+    def run(self, label: str, action):
+        self.count += 1
+        print(
+            f"[stage {self.count}/{self.total}] {label} ... elapsed {_clock(self.elapsed())}{self._remaining(label)}",
+            flush=True,
+        )
+        begin = time.perf_counter()
+        outcome = "failed"
+        try:
+            result = action()
+            outcome = "done"
+            return result
+        finally:
+            self.seconds[label] = round(time.perf_counter() - begin, 2)
+            print(f"[stage {self.count}/{self.total}] {label} {outcome} in {self.seconds[label]:.1f}s", flush=True)
+
+    def finished(self, label: str, seconds: float, *, failed: bool) -> None:
+        """Record a stage that ran elsewhere (a Dask task) and print its line."""
+        self.count += 1
+        self.seconds[label] = round(seconds, 2)
+        print(
+            f"[stage {self.count}/{self.total}] {label} {'failed' if failed else 'done'} in {seconds:.1f}s "
+            f"(Dask task), elapsed {_clock(self.elapsed())}",
+            flush=True,
+        )
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
+    def _remaining(self, label: str) -> str:
+        done = sum(self.seconds.values())
+        if self.expected:
+            left = sum(seconds for stage, seconds in self.expected.items() if stage not in self.seconds)
+            return f", about {_clock(left)} left (from the last ok run)"
+        if self.seconds:
+            return f", about {_clock(done / len(self.seconds) * (self.total - len(self.seconds)))} left"
+        return ""
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+class ProgressRelay:
+    """Prints the lines the kernels append to the run's progress file, indented under the current stage."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.path.touch()
+        os.environ[PROGRESS_ENV] = str(path)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._follow, daemon=True)
+        self.thread.start()
+
+    def _follow(self):
+        with self.path.open() as lines:
+            while not self.stop.is_set():
+                line = lines.readline()
+                if line:
+                    print(f"    {line.rstrip()}", flush=True)
+                else:
+                    time.sleep(0.2)
+
+    def close(self):
+        self.stop.set()
+        self.thread.join(timeout=2)
+        os.environ.pop(PROGRESS_ENV, None)
 
 
 def git_commit() -> str | None:
@@ -162,289 +393,247 @@ def git_commit() -> str | None:
         )
     except (OSError, subprocess.SubprocessError):
         return None
-    return result.stdout.strip() or None if result.returncode == 0 else None
+    return (result.stdout.strip() or None) if result.returncode == 0 else None
 
 
-def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+def _fail(message: str) -> int:
+    print(f"helmet-reports: error: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def _check_out(path: Path) -> str | None:
+    for parent in (path, *path.parents):
+        if parent.exists() and not parent.is_dir():
+            return f"--out {path}: {parent} is a file, not a folder"
+    return None
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the whole study; returns the process exit status."""
-    out = Path(args.out).resolve()
-    run_id = args.run_id or datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-    final, failed_dir = out / run_id, out / f"{run_id}.failed"
-    if final.exists() or failed_dir.exists():
-        print(f"helmet-reports: error: run folder {final} already exists; choose another --run-id", file=sys.stderr)
-        return 2
-    work = out / f".tmp-{run_id}"
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    progress = Progress()
-    record: dict = {"run_id": run_id, "status": "running", "started": now(), "finished": None}
+    out = ReportsFolder(args.out)
+    problem = _check_out(out.path)
+    if problem:
+        return _fail(problem)
+    if args.workers < 1:
+        return _fail(f"--workers must be at least 1, got {args.workers}")
+    notebooks = Path(args.notebooks)
     try:
-        if args.data:
-            data_dir = Path(args.data).resolve()
-        else:
-            data_dir = progress.run(
-                "demo data", lambda: write_dataset(make_demo_dataset(args.demo_size), work / "data")
-            )
-        dataset = progress.run("validate data", lambda: load_dataset(data_dir))
-        weights = progress.run("resolve weights", lambda: resolve_weights(args.weights))
-    except (DatasetError, FileNotFoundError) as error:
-        shutil.rmtree(work, ignore_errors=True)
-        print(f"helmet-reports: error: {error}", file=sys.stderr)
-        return 2
-
-    try:
-        parts = study_split(
+        run_id = check_run_id(args.run_id) if args.run_id is not None else default_run_id()
+        final, failed = out.run(run_id), out.failed(run_id)
+        for source in (notebooks / f"{stem}.py" for stem in NOTEBOOKS):
+            if not source.is_file():
+                raise ParameterError(f"{source}: notebook not found")
+            stale = stale_pairing(source)
+            if stale:
+                raise ParameterError(stale)
+        config = make_config(args, out, run_id)
+        dataset = load_run_data(config.data_dir, demo_size=config.demo_size, image_size=config.image_size)
+        parts = make_split(
             dataset.labels,
-            groups_csv=args.groups or "",
-            group_column=args.group_column,
-            grouped=args.split == "grouped",
+            kind=config.split,
+            random_state=config.split_seed,
+            groups_csv=config.groups_csv,
+            group_column=config.group_column,
             images=dataset.images,
         )
-    except (ValueError, OSError) as error:
-        shutil.rmtree(work, ignore_errors=True)
-        print(f"helmet-reports: error: {error}", file=sys.stderr)
-        return 2
-    uses_backbone = any(get_spec(name).uses_backbone for name in args.models)
-    record.update(
-        {
-            "data": {
-                "path": str(data_dir) if args.data else str(final / "data"),
-                "demo": not args.data,
-                "content_hash": dataset.content_hash,
-                "images": len(dataset),
-                "class_counts": {str(k): v for k, v in dataset.class_counts.items()},
-            },
-            "split": {**parts.sizes(), "random_state": 42, "stratified": True, "kind": args.split},
-            "parameters": {
-                "models": args.models,
-                "epochs": args.epochs,
-                "batch_size": args.batch_size,
-                "seed": args.seed,
-                "threshold": args.threshold,
-                "image_size": args.image_size or int(dataset.images.shape[1]),
-                "faithful": args.faithful,
-                "augmented_views": args.augmented_views,
-            },
-            "weights": {**weights.to_dict(), "needed": uses_backbone, "banner": weights.banner()},
-            "versions": package_versions(),
-            "git_commit": git_commit(),
-            "host": {"machine": platform.machine(), "cpus": os.cpu_count()},
-        }
-    )
-    # notebooks run inside the run folder: relative paths stay valid after it is renamed into place
-    notebook_data = str(data_dir) if args.data else "data"
-    common = {
-        "DATA_DIR": notebook_data,
-        "RUN_DIR": ".",
-        "SPLIT_SEED": 42,
-        "IMAGE_SIZE": args.image_size or 0,
-        "GROUPS_CSV": str(Path(args.groups).resolve()) if args.groups else "",
-        "GROUP_COLUMN": args.group_column,
-        "GROUPED_SPLIT": args.split == "grouped",
-    }
-    cache_dir = Path(args.cache_dir).resolve() if args.cache_dir else out / ".cache" / "features"
-    notebooks = Path(args.notebooks)
-    kernel = ensure_kernel()
-    weights_parameter = weights.path if weights.used == "file" else args.weights  # absolute: kernels run elsewhere
-    eda = {**common, "WEIGHTS": weights_parameter, "CACHE_DIR": str(cache_dir)}
-    steps = [(f"notebook {EDA}", notebooks / f"{EDA}.py", work / f"{EDA}.ipynb", eda)]
-    for name in args.models:
-        model_parameters = {
-            **common,
-            "MODEL_NAME": name,
-            "EPOCHS": args.epochs,
-            "BATCH_SIZE": args.batch_size,
-            "SEED": args.seed,
-            "WEIGHTS": weights_parameter,
-            "THRESHOLD": args.threshold,
-            "FAITHFUL": args.faithful,
-            "AUGMENTED_VIEWS": args.augmented_views,
-            "CACHE_DIR": str(cache_dir),
-        }
-        steps.append(
-            (f"notebook {MODEL} [{name}]", notebooks / f"{MODEL}.py", work / f"{MODEL}_{name}.ipynb", model_parameters)
-        )
-    comparison = {
-        **common,
-        "MODELS": ",".join(args.models),
-        "THRESHOLD": args.threshold,
-        "EXPORT_TFLITE": not args.no_export,
-    }
-    steps.append((f"notebook {COMPARISON}", notebooks / f"{COMPARISON}.py", work / f"{COMPARISON}.ipynb", comparison))
-
-    failures: list[str] = []
-    for stage, source, output, parameters in steps:
-        if stage.endswith(COMPARISON) and failures:
-            print(f"skipping {COMPARISON}: earlier notebooks failed", flush=True)
-            continue
+    except (ParameterError, DatasetError, ValueError, OSError) as error:
+        return _fail(str(error))
+    if final.path.exists() or failed.path.exists():
+        return _fail(f"run folder {final.path} already exists; choose another --run-id")
+    work = out.work(run_id)
+    if work.path.exists():
         try:
-            progress.run(
-                stage, lambda s=source, o=output, p=parameters: execute(s, o, p, kernel=kernel, timeout=args.timeout)
-            )
+            pid = RunRecord.read(work.record_file).pid
+        except RecordError:
+            pid = None
+        if pid and process_alive(pid):
+            return _fail(f"run {run_id} is in progress (process {pid}); choose another --run-id")
+        import shutil
+
+        shutil.rmtree(work.path)  # a work folder abandoned by a killed run, checked to lie inside --out
+    out.path.mkdir(parents=True, exist_ok=True)
+    work.path.mkdir()
+    config.write(work.config_file)
+    record = RunRecord(
+        run_id=run_id,
+        status="running",
+        started=now(),
+        config=config,
+        pid=os.getpid(),
+        data=DataInfo.of(dataset, config.data_dir),
+        split={**parts.sizes(), "kind": parts.kind, "random_state": parts.random_state, "stratified": True},
+        versions=package_versions(),
+        git_commit=git_commit(),
+        host={"machine": platform.machine(), "cpus": os.cpu_count()},
+    )
+    record.write(work.record_file)
+    return _execute_and_finish(args, out, work, record, notebooks)
+
+
+def _execute_and_finish(args, out: ReportsFolder, work: RunFolder, record: RunRecord, notebooks: Path) -> int:
+    config = record.config
+    stages = plan_stages(config, work, notebooks)
+    previous = next((r for _, r in out.runs() if r.status == "ok"), None)
+    progress = Progress(len(stages), previous.stage_seconds if previous else {})
+    relay = ProgressRelay(work.progress_file)
+    failures: list[str] = []
+    status, stage_now, exit_code = "ok", None, 0
+    handlers = {sig: signal.signal(sig, _raise_interrupted) for sig in EXIT_SIGNAL}
+    try:
+        kernel = ensure_kernel()
+        failures = _execute(args, stages, work, progress, kernel)
+        if failures:
+            status, exit_code = "failed", EXIT_FAILED
+    except Interrupted as interruption:
+        status, exit_code = "interrupted", EXIT_SIGNAL[interruption.signum]
+        failures.append(f"interrupted by {interruption}")
+        stage_now = _current_stage(progress, stages)
+    except KeyboardInterrupt:
+        status, exit_code = "interrupted", EXIT_SIGNAL[signal.SIGINT]
+        failures.append("interrupted by SIGINT")
+        stage_now = _current_stage(progress, stages)
+    except Exception as error:  # a failure of the runner itself is recorded like a notebook's
+        status, exit_code = "failed", EXIT_FAILED
+        failures.append(f"{type(error).__name__}: {error}")
+        work.log_file.open("a").write(traceback.format_exc())
+    finally:
+        for sig in EXIT_SIGNAL:
+            signal.signal(sig, signal.SIG_IGN)  # finishing the record must not be interrupted
+        relay.close()
+        _stop_kernels()
+    try:
+        record = _finish(out, work, record, status, failures, stage_now, progress)
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+    destination = out.run(record.run_id) if status == "ok" else out.failed(record.run_id)
+    if status != "ok":
+        print(f"helmet-reports: run {status}: {failures[0]} (see {destination.page})", file=sys.stderr)
+        return exit_code
+    print(f"helmet-reports: done in {record.total_seconds:.0f}s: {destination.page}")
+    selection = record.selection
+    if selection and selection.selected_model:
+        test = selection.test_intervals
+        print(
+            f"selected model: {selection.selected_model} at threshold {selection.threshold.value:.3f}; test accuracy "
+            f"{test['accuracy'].text()}, bare-head recall {test['bare_head_recall'].text()}"
+        )
+    else:
+        print("selected model: none (every model collapsed)")
+    regressions = record.comparison_with_previous.regressions if record.comparison_with_previous else []
+    for line in regressions:
+        print(f"REGRESSION: {line}", file=sys.stderr)
+    return EXIT_REGRESSION if regressions and args.fail_on_regression else 0
+
+
+def _raise_interrupted(signum, frame):
+    raise Interrupted(signum)
+
+
+def _current_stage(progress: Progress, stages: list[Stage]) -> str | None:
+    return stages[progress.count - 1].label if 0 < progress.count <= len(stages) else None
+
+
+def _stop_kernels() -> None:
+    """End every process this run started (kernels left behind by an interruption)."""
+    import psutil
+
+    children = psutil.Process().children(recursive=True)
+    for child in children:
+        child.terminate()
+    _, alive = psutil.wait_procs(children, timeout=5)
+    for child in alive:
+        child.kill()
+
+
+def _execute(args, stages: list[Stage], work: RunFolder, progress: Progress, kernel: str) -> list[str]:
+    """Run the stages; the comparison only when every earlier notebook succeeded. Returns the failures."""
+    failures: list[str] = []
+
+    def attempt(stage: Stage) -> None:
+        try:
+            progress.run(stage.label, lambda: execute_notebook(stage, work, kernel=kernel, timeout=args.timeout))
         except NotebookFailed as error:
             failures.append(str(error))
             print(f"FAILED {error}", file=sys.stderr, flush=True)
 
-    record["status"] = "failed" if failures else "ok"
-    record["failures"] = failures
-    record.update(collect_results(work, args.models))
-    record["finished"] = now()
-    record["stage_seconds"] = progress.seconds
-    record["total_seconds"] = round(time.perf_counter() - progress.started, 2)
-    (work / RUN_FILE).write_text(json.dumps(record, indent=2))
-    (work / "index.html").write_text(run_index_html(record, work), encoding="utf-8")
-    destination = failed_dir if failures else final
-    work.rename(destination)
-    if not failures:
-        point_latest(out, run_id)
-    (out / "index.html").write_text(runs_index_html(out), encoding="utf-8")
+    eda, models, comparison = stages[0], stages[1:-1], stages[-1]
+    attempt(eda)
+    if args.workers > 1 or args.scheduler:
+        from helmetlib.fanout import run_model_stages
+
+        failures += run_model_stages(
+            models, work, progress, kernel=kernel, timeout=args.timeout, workers=args.workers, scheduler=args.scheduler
+        )
+    else:
+        for stage in models:
+            attempt(stage)
     if failures:
-        print(f"helmet-reports: run failed: {failures[0]} (see {destination / 'index.html'})", file=sys.stderr)
-        return 1
-    print(f"helmet-reports: done in {record['total_seconds']:.0f}s: {destination / 'index.html'}")
-    print(f"selected model: {record.get('selected_model')}; test: {headline(record.get('test'))}")
-    return 0
+        print(f"skipping {COMPARISON}: earlier notebooks failed", flush=True)
+    else:
+        attempt(comparison)
+    return failures
 
 
-def collect_results(run_dir: Path, names: list[str]) -> dict:
-    """Per-model train/validation metrics, the selected model and its test metrics, from the notebooks' files."""
-    models = {}
-    for name in names:
-        path = run_dir / MODELS_FOLDER / f"{name}.metrics.json"
-        if path.is_file():
-            result = json.loads(path.read_text())
-            keep = ("train", "validation", "parameters", "trainable_parameters", "mode", "precision", "view_precision")
-            models[name] = {key: result[key] for key in keep} | {
-                key: result[key] for key in ("train_seconds", "notes", "weights")
-            }
-    selection_path = run_dir / SELECTION_FILE
-    selection = json.loads(selection_path.read_text()) if selection_path.is_file() else {}
-    return {
-        "models": models,
-        "backbone_precision": {
-            "features": sorted({r["precision"] for r in models.values() if r["mode"] != "direct"}),
-            "augmented_views": sorted({r["view_precision"] for r in models.values() if r["view_precision"]}),
-        },
-        "selected_model": selection.get("selected_model"),
-        "selection_rule": SELECTION_RULE,
-        "test": selection.get("test"),
-        "evaluation": selection.get("evaluation"),
-        "export": selection.get("export"),
-    }
+def _finish(out, work, record, status, failures, stage_now, progress) -> RunRecord:
+    """Write the record and the page, rename the folder into place, then update latest and the index."""
+    from helmetlib.regressions import compare_with_previous
 
-
-def point_latest(out: Path, run_id: str) -> None:
-    """Move `latest.json` (and the `latest` symlink where the filesystem allows) to a successful run."""
-    (out / LATEST_FILE).write_text(json.dumps({"run_id": run_id, "path": run_id, "updated": now()}, indent=2))
-    link = out / "latest"
+    config = record.config
+    results = {}
     try:
-        if link.is_symlink() or link.exists():
-            link.unlink()
-        link.symlink_to(run_id, target_is_directory=True)
+        results = work.results(config.models)
+        selection, audit = work.read_selection(), work.read_audit()
+    except RecordError as error:
+        status, selection, audit = "failed", None, None
+        failures = [*failures, str(error)]
+    failed_stage = stage_now or next((f.split(":")[0] for f in failures), None)
+    record = replace(
+        record,
+        status=status,
+        finished=now(),
+        stage=failed_stage if status != "ok" else None,
+        reason=failures[0] if failures else None,
+        failures=tuple(failures),
+        pid=None,
+        stage_seconds=progress.seconds,
+        total_seconds=round(progress.elapsed(), 2),
+        models=results,
+        selection=selection if status == "ok" else None,
+        audit=audit,
+    )
+    if status == "ok":
+        record = replace(record, comparison_with_previous=compare_with_previous(out, work, record))
+    record.write(work.record_file)
+    work.page.write_text(run_page(record, work), encoding="utf-8")
+    destination = out.run(record.run_id) if status == "ok" else out.failed(record.run_id)
+    work.path.rename(destination.path)
+    with out.lock():
+        if status == "ok":
+            point_latest(out, record.run_id)
+        out.index_page.write_text(runs_index(out), encoding="utf-8")
+    return record
+
+
+def point_latest(out: ReportsFolder, run_id: str) -> None:
+    """Move `latest.json` (and the `latest` symlink where the filesystem allows) to a successful run."""
+    LatestPointer(run_id=run_id, path=run_id, updated=now()).write(out.latest_file)
+    link = out.latest_link
+    temporary = out.path / f".latest-{os.getpid()}"
+    try:
+        temporary.unlink(missing_ok=True)
+        temporary.symlink_to(run_id, target_is_directory=True)
+        temporary.replace(link)  # atomic: readers never see a missing link
     except OSError:
         pass  # latest.json is the portable pointer
 
 
-def headline(metrics: dict | None) -> str:
-    if not metrics:
-        return "n/a"
-    return ", ".join(f"{key} {metrics[key]:.3f}" for key in HEADLINE_METRICS)
-
-
-STYLE = (
-    "<style>body{font-family:sans-serif;margin:2em;max-width:70em}table{border-collapse:collapse}"
-    "td,th{border:1px solid #ccc;padding:.3em .6em;text-align:right}th{background:#eee}"
-    ".banner{background:#fdd;border:3px solid #c00;padding:1em;font-weight:bold}.ok{color:#070}.failed{color:#c00}"
-    "</style>"
-)
-
-
-def metrics_cells(metrics: dict | None) -> str:
-    return "".join(f"<td>{metrics[key]:.3f}</td>" if metrics else "<td>-</td>" for key in HEADLINE_METRICS)
-
-
-def run_index_html(record: dict, run_dir: Path) -> str:
-    """The run's landing page: warnings, links to every report, headline tables, the selected model."""
-    esc = html.escape
-    parts = [
-        f"<!doctype html><html><head><meta charset='utf-8'><title>helmet run {esc(record['run_id'])}</title>{STYLE}"
-    ]
-    parts.append(f"</head><body><h1>Helmet study run {esc(record['run_id'])}</h1>")
-    status = record["status"]
-    parts.append(
-        f"<p>Status: <b class='{status}'>{status.upper()}</b> · started {record['started']} · "
-        f"{record['total_seconds']:.0f}s · data {esc(record['data']['path'])} "
-        f"(hash {record['data']['content_hash']}, {record['data']['images']} images)</p>"
-    )
-    for failure in record.get("failures", []):
-        parts.append(f"<p class='banner'>FAILED: {esc(failure)}</p>")
-    weights = record["weights"]
-    if weights["needed"] and weights["banner"]:
-        parts.append(f"<p class='banner'>{esc(weights['banner'])}</p>")
-    if record["data"]["demo"]:
-        parts.append(
-            "<p class='banner' style='background:#ffd;border-color:#aa0'>Synthetic demo data (batch size "
-            f"{record['parameters']['batch_size']}): these numbers say nothing about real photos.</p>"
-        )
-    parts.append("<h2>Reports</h2><ul>")
-    for notebook in sorted(run_dir.glob("*.ipynb")):
-        stem = esc(notebook.stem)
-        parts.append(
-            f"<li><a href='{stem}.html'>{stem}</a> (<a href='{stem}.code.html'>with code</a>, "
-            f"<a href='{stem}.ipynb'>notebook</a>)</li>"
-        )
-    parts.append("</ul><h2>Validation (selection is made here)</h2><table><tr><th>model</th>")
-    parts.append("".join(f"<th>{key}</th>" for key in HEADLINE_METRICS) + "<th>train accuracy</th><th>mode</th></tr>")
-    for name, result in record["models"].items():
-        marker = " ★" if name == record.get("selected_model") else ""
-        parts.append(
-            f"<tr><th>{esc(name)}{marker}</th>{metrics_cells(result['validation'])}"
-            f"<td>{result['train']['accuracy']:.3f}</td><td>{esc(result['mode'])}</td></tr>"
-        )
-    parts.append("</table>")
-    if record.get("selected_model"):
-        parts.append(
-            f"<h2>Selected model: {esc(record['selected_model'])}</h2><p>Rule: {esc(record['selection_rule'])}.</p>"
-            f"<table><tr><th></th>{''.join(f'<th>{k}</th>' for k in HEADLINE_METRICS)}</tr>"
-            f"<tr><th>test</th>{metrics_cells(record['test'])}</tr></table>"
-        )
-    parts.append(f"<p><a href='{RUN_FILE}'>run.json</a> · <a href='../index.html'>all runs</a></p></body></html>")
-    return "\n".join(parts)
-
-
-def runs_index_html(out: Path) -> str:
-    """Every run in `out`, newest first: date, status, data hash, selected model, headline test metrics, link."""
-    records = []
-    for path in out.glob(f"*/{RUN_FILE}"):
-        try:
-            records.append((path.parent.name, json.loads(path.read_text())))
-        except (OSError, json.JSONDecodeError):
-            continue
-    records.sort(key=lambda item: item[1].get("started", ""), reverse=True)
-    rows = []
-    for folder, record in records:
-        status = record.get("status", "?")
-        weights = record.get("weights", {})
-        flag = " (random backbone)" if weights.get("needed") and weights.get("fallback_reason") else ""
-        rows.append(
-            f"<tr><td><a href='{html.escape(folder)}/index.html'>{html.escape(record.get('run_id', folder))}</a></td>"
-            f"<td>{record.get('started', '')}</td><td class='{status}'>{status}</td>"
-            f"<td>{record.get('data', {}).get('content_hash', '')}</td>"
-            f"<td>{html.escape(str(record.get('selected_model')))}{flag}</td>{metrics_cells(record.get('test'))}</tr>"
-        )
-    header = "".join(f"<th>test {key}</th>" for key in HEADLINE_METRICS)
-    return (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>helmet study runs</title>{STYLE}</head><body>"
-        f"<h1>Helmet study runs</h1><table><tr><th>run</th><th>started</th><th>status</th><th>data hash</th>"
-        f"<th>selected</th>{header}</tr>{''.join(rows)}</table></body></html>"
-    )
-
-
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["clean"]:
+        from helmetlib.retention import main as clean
+
+        return clean(argv[1:])
     return run(parse_args(argv))
 
 

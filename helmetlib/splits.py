@@ -1,4 +1,4 @@
-"""Stratified train / validation / test split, as in the study (70/15/15, random_state=42)."""
+"""Stratified train / validation / test split, as in the study (70/15/15, random_state=42), or by group."""
 
 from __future__ import annotations
 
@@ -15,13 +15,15 @@ if TYPE_CHECKING:
 SPLIT_NAMES = ("train", "validation", "test")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Split:
-    """Index arrays into the dataset for each part."""
+    """Index arrays (n_part,) into the dataset for each part, with how they were drawn."""
 
     train: np.ndarray
     validation: np.ndarray
     test: np.ndarray
+    kind: str = "random"
+    random_state: int = 42
 
     def sizes(self) -> dict[str, int]:
         """Number of images in each part."""
@@ -30,6 +32,13 @@ class Split:
     def parts(self) -> dict[str, np.ndarray]:
         """Index arrays by part name, in the order train, validation, test."""
         return {name: getattr(self, name) for name in SPLIT_NAMES}
+
+
+def indices_digest(indices: np.ndarray) -> str:
+    """Short sha256 of an index array (n,): names a part of a split in cache keys and run records."""
+    import hashlib
+
+    return hashlib.sha256(np.asarray(indices, dtype=np.int64).tobytes()).hexdigest()[:16]
 
 
 def split(
@@ -49,7 +58,7 @@ def split(
         stratify=labels[train_val],
         random_state=random_state,
     )
-    return Split(train=train, validation=validation, test=test)
+    return Split(train=train, validation=validation, test=test, random_state=random_state)
 
 
 def grouped_split(
@@ -75,16 +84,54 @@ def grouped_split(
     inner_splits = round((1 - test_size) / validation_size)
     inner = StratifiedGroupKFold(n_splits=inner_splits, shuffle=True, random_state=random_state)
     train, validation = next(inner.split(train_val, labels[train_val], groups[train_val]))
-    return Split(train=train_val[train], validation=train_val[validation], test=test)
+    return Split(
+        train=train_val[train],
+        validation=train_val[validation],
+        test=test,
+        kind="grouped",
+        random_state=random_state,
+    )
 
 
-def read_groups(csv_path: str | Path, column: str = "path") -> np.ndarray:
+def make_split(
+    labels: np.ndarray,
+    *,
+    kind: str = "random",
+    random_state: int = 42,
+    groups_csv: str | Path = "",
+    group_column: str = "path",
+    images: np.ndarray | None = None,
+) -> Split:
+    """A run's split: the study's stratified random split, or (`kind="grouped"`) one that keeps groups together.
+
+    Groups come from `groups_csv`; without one, from clusters of near-duplicate images (which needs `images`).
+    """
+    if kind == "random":
+        return split(labels, random_state=random_state)
+    if groups_csv:
+        groups = read_groups(groups_csv, group_column, expected_rows=len(labels))
+    elif images is not None:
+        from helmetlib.audit import duplicate_groups, near_duplicate_pairs
+
+        pairs = near_duplicate_pairs(images, split(labels, random_state=random_state))
+        groups = duplicate_groups(len(labels), pairs)
+    else:
+        raise ValueError("a grouped split needs a groups CSV (GROUPS_CSV / --groups) or the images")
+    return grouped_split(labels, groups, random_state=random_state)
+
+
+def read_groups(csv_path: str | Path, column: str = "path", *, expected_rows: int | None = None) -> np.ndarray:
     """Group ids, one per dataset row, from a column of a CSV in dataset order (e.g. helmet-dev's provenance.csv)."""
     import pandas as pd
 
-    frame = pd.read_csv(csv_path)
+    try:
+        frame = pd.read_csv(csv_path)
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise ValueError(f"{csv_path}: not a readable groups CSV ({error})") from None
     if column not in frame.columns:
         raise ValueError(f"{csv_path}: no {column!r} column (columns: {list(frame.columns)})")
+    if expected_rows is not None and len(frame) != expected_rows:
+        raise ValueError(f"{csv_path}: {len(frame)} rows but the dataset has {expected_rows} images")
     return frame[column].astype(str).to_numpy()
 
 

@@ -1,47 +1,166 @@
-"""Train a study model on a split: a fast path over cached backbone features, or the study-faithful path."""
+"""Train a model on a split, repeatedly over seeds, with collapse detection and restarts.
+
+Fast mode (default) trains a VGG16 model's head on backbone features computed once (`features`); `faithful=True`
+runs the study's computation instead: the frozen backbone on every batch of every epoch, augmentation on the fly.
+Data is read batch by batch (`ImageBatches`, `ArrayBatches`), so memory-mapped sets larger than memory train
+in constant memory. The test part is never touched.
+
+A model whose output stops depending on its input (the CNN's Dense(4, relu) bottleneck can die) is detected at
+the end of the epoch it happens in and training restarts with another seed, up to `max_restarts` times; every
+restart is recorded. Models whose validation predictions are (nearly) one class are flagged `collapsed`.
+"""
 
 from __future__ import annotations
 
-import hashlib
-import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import keras
 import numpy as np
 
-from helmetlib.data import Dataset
-from helmetlib.features import (
-    FeatureCache,
-    backbone_precision,
-    cached_features,
-    compute_features,
-    feature_extractor,
-    feature_key,
-    precision_override,
+from helmetlib import specs
+from helmetlib.backend import keras
+from helmetlib.data import Dataset, batches
+from helmetlib.features import FeatureCache, backbone_precision, cached_features, compute_features, pass_key
+from helmetlib.metrics import Scores, is_collapsed, performance
+from helmetlib.models import (
+    BACKBONE_LAYER,
+    HEAD_LAYER,
+    assemble,
+    augmentation,
+    average_of,
+    build_head,
+    compile_model,
+    frozen_backbone,
+    simple_cnn,
+    vgg16_backbone,
 )
-from helmetlib.models import BACKBONE_LAYER, HEAD_LAYER, augmentation, build_model, compile_model
 from helmetlib.preprocess import normalize
-from helmetlib.specs import AUGMENTED_VIEWS, BATCH_SIZE, EPOCHS, SEED, get_spec
-from helmetlib.splits import Split
+from helmetlib.runs import PROGRESS_ENV, DataInfo, ModelResult, RepeatResult, Restart
+from helmetlib.specs import ModelSpec, get_spec
+from helmetlib.splits import Split, indices_digest
 from helmetlib.weights import WeightsChoice, resolve_weights
+
+RESTART_SEED_STEP = 100_003  # restart k of seed s uses s + k * step: never another repeat's seed
+LOGISTIC_CS = (0.001, 0.01, 0.1, 1.0, 10.0)
+VARIANCE_FLOOR = 1e-3  # of the mean feature variance: the smallest variance a standardised feature is divided by
+DEAD_OUTPUT_SPAN = 1e-5  # probabilities of a training sample spanning less than this: the output is constant
 
 
 @dataclass
 class TrainedModel:
-    """A trained study model with its history, train/validation probabilities and how it was trained."""
+    """A trained model: the full image model, its head (backbone models), history, probabilities, how it ran."""
 
     name: str
     model: keras.Model
+    head: keras.Model | None
     history: dict[str, list[float]]
     probabilities: dict[str, np.ndarray]
-    weights: WeightsChoice | str | Path | None
+    weights: WeightsChoice | None
     mode: str
     precision: str
     seconds: float
+    seed: int
+    seed_used: int
+    collapsed: bool
+    split: Split
+    restarts: list[Restart] = field(default_factory=list)
     view_precision: str | None = None
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def epochs_run(self) -> int:
+        return len(self.history.get("loss", []))
+
+
+class ImageBatches(keras.utils.PyDataset):
+    """(normalised images, labels) batches read from a (memory-mapped) RGB array at `indices`.
+
+    With `seed` the order is reshuffled every epoch from that seed (the same order for images and features, so
+    fast and faithful training see identical batches); without it the order is `indices` as given.
+    """
+
+    def __init__(self, source, indices, labels, batch_size, *, seed=None, transform=None, **kwargs):
+        super().__init__(**kwargs)
+        self.source, self.indices, self.labels = source, np.asarray(indices), labels
+        self.batch_size, self.transform = batch_size, transform
+        self.rng = None if seed is None else np.random.default_rng(seed)
+        self.order = np.arange(len(self.indices))
+        self.on_epoch_end()
+
+    def __len__(self) -> int:
+        return -(-len(self.indices) // self.batch_size)
+
+    def __getitem__(self, index: int):
+        rows = self.order[index * self.batch_size : (index + 1) * self.batch_size]
+        x = self.source[self.indices[rows]]
+        x = self.transform(x) if self.transform is not None else np.asarray(x)
+        return x, self.labels[rows]
+
+    def on_epoch_end(self) -> None:
+        if self.rng is not None:
+            self.order = self.rng.permutation(len(self.indices))
+
+
+class ViewBatches(ImageBatches):
+    """Batches over pre-computed augmented views (K, N, ...): each epoch picks one view per image and reshuffles."""
+
+    def __init__(self, views, labels, batch_size, *, seed):
+        self.views = views
+        self.choice = np.zeros(len(labels), dtype=int)
+        super().__init__(views[0], np.arange(len(labels)), labels, batch_size, seed=seed)
+
+    def __getitem__(self, index: int):
+        rows = self.order[index * self.batch_size : (index + 1) * self.batch_size]
+        return np.stack([self.views[self.choice[row], row] for row in rows]), self.labels[rows]
+
+    def on_epoch_end(self) -> None:
+        super().on_epoch_end()
+        self.choice = self.rng.integers(len(self.views), size=len(self.labels))
+
+
+class CollapseMonitor(keras.callbacks.Callback):
+    """Stops training at the end of an epoch after which the model's output no longer depends on its input.
+
+    `sample` is a fixed batch of training inputs; when its probabilities span less than `DEAD_OUTPUT_SPAN` (a
+    dead ReLU bottleneck gives one constant output) the epoch is recorded in `collapsed_at`.
+    """
+
+    def __init__(self, sample: np.ndarray):
+        super().__init__()
+        self.sample = sample
+        self.collapsed_at: int | None = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        probabilities = self.model.predict(self.sample, verbose=0).ravel()
+        if probabilities.max() - probabilities.min() < DEAD_OUTPUT_SPAN:
+            self.collapsed_at = epoch + 1
+            self.model.stop_training = True
+
+
+class ProgressLog(keras.callbacks.Callback):
+    """Appends one line per epoch to the file named by HELMETLIB_PROGRESS_FILE (the report runner prints it)."""
+
+    def __init__(self, label: str, epochs: int):
+        super().__init__()
+        self.label, self.epochs = label, epochs
+        self.path = os.environ.get(PROGRESS_ENV)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not self.path:
+            return
+        shown = " ".join(f"{k} {v:.3f}" for k, v in (logs or {}).items() if k in ("loss", "val_loss", "val_accuracy"))
+        with open(self.path, "a") as f:
+            f.write(f"{self.label} epoch {epoch + 1}/{self.epochs} {shown}\n")
+
+
+def progress_line(text: str) -> None:
+    """One line for the runner's log (nothing when no runner listens)."""
+    path = os.environ.get(PROGRESS_ENV)
+    if path:
+        with open(path, "a") as f:
+            f.write(text + "\n")
 
 
 def train_model(
@@ -50,120 +169,484 @@ def train_model(
     split: Split,
     *,
     weights: str | Path | WeightsChoice | None = "imagenet",
-    epochs: int = EPOCHS,
-    batch_size: int = BATCH_SIZE,
-    seed: int = SEED,
+    epochs: int = specs.EPOCHS,
+    batch_size: int = specs.BATCH_SIZE,
+    seed: int = specs.SEED,
     faithful: bool = False,
-    augmented_views: int = AUGMENTED_VIEWS,
+    augmented_views: int = specs.AUGMENTED_VIEWS,
+    views_seed: int | None = None,
     cache_dir: str | Path | None = None,
     precision: str | None = None,
+    max_restarts: int = specs.MAX_RESTARTS,
+    threshold: float = specs.THRESHOLD,
     verbose: int = 0,
 ) -> TrainedModel:
     """Build `name`, train it on `split.train` with `split.validation` for validation, predict both parts.
 
-    Fast mode (default) trains a VGG16 model's head on backbone features computed once (cached in `cache_dir`),
-    in float32 unless `precision` says otherwise, and model 4 on `augmented_views` pre-drawn augmented views per
-    training image, computed in the faster `backbone_precision()` (bfloat16 on capable CPUs). `faithful=True` runs the
-    study's computation instead: the frozen backbone on every batch of every epoch, augmentation on the fly.
-    The test part is never touched.
+    Fast mode (default) trains a VGG16 model's head on backbone features computed once (cached under
+    `cache_dir`), in float32 unless `precision` says otherwise; model 4 trains on `augmented_views` pre-drawn
+    augmented views per training image (drawn from `views_seed`, default `seed`), computed in the faster
+    `backbone_precision()`. `faithful=True` runs the study's computation instead. A collapse (constant output)
+    restarts training with seed `seed + k * 100003`, at most `max_restarts` times; `collapsed` says whether the
+    final model's validation predictions are (nearly) one class.
+    """
+    [trained] = train_repeats(
+        name,
+        dataset,
+        split,
+        repeats=1,
+        weights=weights,
+        epochs=epochs,
+        batch_size=batch_size,
+        seed=seed,
+        faithful=faithful,
+        augmented_views=augmented_views,
+        views_seed=views_seed,
+        cache_dir=cache_dir,
+        precision=precision,
+        max_restarts=max_restarts,
+        threshold=threshold,
+        verbose=verbose,
+    )
+    return trained
+
+
+def train_repeats(
+    name: str,
+    dataset: Dataset,
+    split: Split | list[Split],
+    *,
+    repeats: int = 1,
+    seed: int = specs.SEED,
+    weights: str | Path | WeightsChoice | None = "imagenet",
+    epochs: int = specs.EPOCHS,
+    batch_size: int = specs.BATCH_SIZE,
+    faithful: bool = False,
+    augmented_views: int = specs.AUGMENTED_VIEWS,
+    views_seed: int | None = None,
+    cache_dir: str | Path | None = None,
+    precision: str | None = None,
+    max_restarts: int = specs.MAX_RESTARTS,
+    threshold: float = specs.THRESHOLD,
+    verbose: int = 0,
+) -> list[TrainedModel]:
+    """Train `name` `repeats` times, with seeds `seed`, `seed + 1`, ..., on one split (or on `split[i]` each).
+
+    The backbone features and augmented views are computed once and shared by the repeats (views are drawn from
+    `views_seed`, default `seed`); only the head's initialisation, the batch order and dropout change with the
+    seed. Options as in `train_model`.
     """
     spec = get_spec(name)
-    choice = weights if isinstance(weights, WeightsChoice) or not spec.uses_backbone else resolve_weights(weights)
-    started = time.perf_counter()
-    keras.utils.set_random_seed(seed)
-    model = build_model(name, weights=choice, input_shape=dataset.images.shape[1:])
-    parts = {"train": split.train, "validation": split.validation}
-    y = {part: dataset.labels[indices] for part, indices in parts.items()}
-    fit_options = {"epochs": epochs, "batch_size": batch_size, "verbose": verbose}
-    notes: list[str] = []
-    if spec.early_stopping:
-        fit_options["callbacks"] = [
-            keras.callbacks.EarlyStopping(monitor="val_loss", patience=5, restore_best_weights=True),
-            keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=2, min_lr=1e-6),
-        ]
-        fit_options["class_weight"] = balanced_class_weights(y["train"])
-        notes.append(
-            "early stopping on validation loss (patience 5, best weights kept), learning rate halved on plateau"
-            + (f", class weights {fit_options['class_weight']}" if fit_options["class_weight"] else "")
+    choice = resolve_weights(weights) if spec.uses_backbone else None
+    splits = split if isinstance(split, list) else [split] * repeats
+    if len(splits) != repeats:
+        raise ValueError(f"{len(splits)} splits for {repeats} repeats; give one split or one per repeat")
+    trainers: dict[int, _Trainer] = {}
+    trained = []
+    for index, part in enumerate(splits):
+        label = f"{name}" + (f" repeat {index + 1}/{repeats}" if repeats > 1 else "")
+        started = time.perf_counter()
+        trainer = trainers.get(id(part))
+        if trainer is None:
+            trainer = trainers[id(part)] = _Trainer(
+                spec,
+                dataset,
+                part,
+                weights=choice,
+                batch_size=batch_size,
+                faithful=faithful,
+                augmented_views=augmented_views,
+                views_seed=seed if views_seed is None else views_seed,
+                cache=FeatureCache(cache_dir),
+                precision=precision,
+            )
+        trained.append(
+            _train_with_restarts(trainer, seed + index, epochs, max_restarts, threshold, label, verbose, started)
         )
-    view_precision = None  # set when model 4 trains on pre-drawn augmented views
+    return trained
 
-    if faithful or not spec.uses_backbone:
-        x = {part: normalize(dataset.images[indices], spec.normalization) for part, indices in parts.items()}
-        if spec.augmented:
-            train_data = _augmented_batches(x["train"], y["train"], batch_size, seed)
-            history = model.fit(train_data, validation_data=(x["validation"], y["validation"]), **fit_options)
-            notes.append("augmentation applied on the fly to every batch (study-faithful)")
-        else:
-            history = model.fit(
-                x["train"], y["train"], validation_data=(x["validation"], y["validation"]), **fit_options
-            )
-        probabilities = {part: _predict(model, x[part], batch_size) for part in parts}
-        mode, used_precision = ("faithful" if spec.uses_backbone else "direct"), "float32"
-    else:
-        used_precision = precision or precision_override() or "float32"  # float32: the study's computation
-        backbone, head = model.get_layer(BACKBONE_LAYER), model.get_layer(HEAD_LAYER)
-        cache = FeatureCache(cache_dir)
-        features = cached_features(
-            dataset.images,
-            dataset.content_hash,
-            backbone,
-            cache,
-            normalization=spec.normalization,
-            precision=used_precision,
-        )
-        f = {part: features[indices] for part, indices in parts.items()}
-        compile_model(head, spec.learning_rate)
-        if spec.augmented:
-            view_precision = precision or backbone_precision()  # views approximate anyway: take the fast path
-            train_images = dataset.images[split.train]
 
-            def view_features(view: int) -> np.ndarray:
-                key = feature_key(
-                    dataset.content_hash, backbone, spec.normalization, view_precision, f"augmented-{view}"
-                )
-                return cache.get_or_compute(
-                    key | {"seed": seed, "indices": _digest(split.train)},
-                    lambda: compute_features(
-                        feature_extractor(backbone, view_precision),
-                        train_images,
-                        normalization=spec.normalization,
-                        augmenter=augmentation(seed + view),
-                    ),
-                )
-
-            views = np.stack([view_features(view) for view in range(augmented_views)])
-            train_data = _ViewBatches(views, y["train"], batch_size, seed)
-            history = head.fit(
-                train_data, validation_data=(f["validation"], y["validation"]), epochs=epochs, verbose=verbose
-            )
-            notes.append(
-                f"augmentation approximated by {augmented_views} pre-drawn augmented views per training image "
-                f"(features in {view_precision}), one drawn at random per image and epoch "
-                "(fast mode; --faithful augments every batch on the fly)"
-            )
-        else:
-            history = head.fit(
-                f["train"], y["train"], validation_data=(f["validation"], y["validation"]), **fit_options
-            )
-        probabilities = {part: _predict(head, f[part], batch_size) for part in parts}
-        mode = "fast"
-        notes.append(
-            f"head trained on frozen VGG16 features computed once in {used_precision} "
-            f"(cache: {cache.hits} reused, {cache.misses} computed)"
-        )
-    return TrainedModel(
-        name=name,
-        model=model,
-        history={key: [float(v) for v in values] for key, values in history.history.items()},
-        probabilities=probabilities,
-        weights=choice,
-        mode=mode,
-        precision=used_precision,
-        view_precision=view_precision,
-        seconds=time.perf_counter() - started,
-        notes=notes,
+def _train_with_restarts(trainer, seed, epochs, max_restarts, threshold, label, verbose, started) -> TrainedModel:
+    restarts: list[Restart] = []
+    for attempt in range(max_restarts + 1):
+        seed_used = seed + attempt * RESTART_SEED_STEP
+        model, head, history, collapsed_at = trainer.fit(seed_used, epochs, label, verbose)
+        if collapsed_at is None or attempt == max_restarts:
+            break
+        restarts.append(Restart(seed=seed_used, epoch=collapsed_at, reason="constant output (dead units)"))
+        progress_line(f"{label}: collapsed at epoch {collapsed_at} (seed {seed_used}), restarting")
+    probabilities = trainer.predict(model, head)
+    collapsed = collapsed_at is not None or is_collapsed(
+        trainer.labels["validation"], probabilities["validation"], threshold=threshold
     )
+    return TrainedModel(
+        name=trainer.spec.name,
+        model=model,
+        head=head,
+        history=history,
+        probabilities=probabilities,
+        weights=trainer.weights,
+        mode=trainer.mode,
+        precision=trainer.precision,
+        view_precision=trainer.view_precision,
+        seconds=time.perf_counter() - started,
+        seed=seed,
+        seed_used=seed_used,
+        collapsed=collapsed,
+        restarts=restarts,
+        notes=trainer.notes(),
+        split=trainer.split,
+    )
+
+
+@dataclass
+class Deployed:
+    """The model kept for an architecture: its best non-collapsed repeat, or their seed ensemble when better."""
+
+    model: keras.Model
+    head: keras.Model | None
+    probabilities: dict[str, np.ndarray]
+    description: str
+    seeds: tuple[int, ...]
+    best_repeat: TrainedModel
+    ensemble_validation: Scores | None
+
+
+def deploy(repeats: list[TrainedModel], dataset: Dataset, *, threshold: float = specs.THRESHOLD) -> Deployed:
+    """Choose what to keep of `repeats`: the best non-collapsed repeat on validation F1, or, when it does better
+    on validation, one model averaging the probabilities of all non-collapsed repeats (repeats on one split only).
+    """
+    usable = [trained for trained in repeats if not trained.collapsed] or repeats
+    scores = [_validation_scores(trained, dataset, threshold) for trained in usable]
+    best_index = max(range(len(usable)), key=lambda i: (scores[i].f1, -i))
+    best = usable[best_index]
+    deployed = Deployed(
+        model=best.model,
+        head=best.head,
+        probabilities=best.probabilities,
+        description=f"repeat with seed {best.seed}" + (" (collapsed)" if best.collapsed else ""),
+        seeds=(best.seed,),
+        best_repeat=best,
+        ensemble_validation=None,
+    )
+    one_split = all(trained.split is repeats[0].split for trained in usable)
+    if len(usable) < 2 or not one_split:
+        return deployed
+    averaged = {part: np.mean([t.probabilities[part] for t in usable], axis=0) for part in ("train", "validation")}
+    validation_labels = dataset.labels[best.split.validation]
+    ensemble_scores = performance(validation_labels, averaged["validation"], threshold=threshold)
+    deployed.ensemble_validation = ensemble_scores
+    if ensemble_scores.f1 <= scores[best_index].f1:
+        return deployed
+    name = best.name
+    if best.head is None:
+        model, head = average_of([trained.model for trained in usable], name=name), None
+    else:
+        head = average_of([trained.head for trained in usable], name=HEAD_LAYER)
+        model = assemble(name, best.model.get_layer(BACKBONE_LAYER), head)
+    deployed.model, deployed.head, deployed.probabilities = model, head, averaged
+    deployed.description = f"seed ensemble of {len(usable)} repeats"
+    deployed.seeds = tuple(trained.seed for trained in usable)
+    return deployed
+
+
+def _validation_scores(trained: TrainedModel, dataset: Dataset, threshold: float) -> Scores:
+    return performance(
+        dataset.labels[trained.split.validation], trained.probabilities["validation"], threshold=threshold
+    )
+
+
+def model_result(
+    repeats: list[TrainedModel], deployed: Deployed, dataset: Dataset, data: DataInfo, *, threshold: float
+) -> ModelResult:
+    """The typed record of an architecture's repeats and deployed model (what the comparison reads)."""
+    first = repeats[0]
+    spec = get_spec(first.name)
+    model = deployed.model
+    split = deployed.best_repeat.split
+    repeat_results = tuple(
+        RepeatResult(
+            seed=trained.seed,
+            seed_used=trained.seed_used,
+            split_seed=trained.split.random_state,
+            train=performance(dataset.labels[trained.split.train], trained.probabilities["train"], threshold=threshold),
+            validation=_validation_scores(trained, dataset, threshold),
+            epochs_run=trained.epochs_run,
+            collapsed=trained.collapsed,
+            restarts=tuple(trained.restarts),
+            seconds=round(trained.seconds, 2),
+        )
+        for trained in repeats
+    )
+    return ModelResult(
+        name=spec.name,
+        description=spec.description,
+        parameters=int(model.count_params()),
+        trainable_parameters=int(sum(int(np.prod(w.shape)) for w in model.trainable_weights)),
+        normalization=spec.normalization,
+        input_shape=tuple(int(size) for size in model.input_shape[1:]),
+        mode=first.mode,
+        precision=first.precision,
+        view_precision=first.view_precision,
+        weights=first.weights,
+        threshold=threshold,
+        repeats=repeat_results,
+        deployed=deployed.description,
+        deployed_seeds=deployed.seeds,
+        train=performance(dataset.labels[split.train], deployed.probabilities["train"], threshold=threshold),
+        validation=performance(
+            dataset.labels[split.validation], deployed.probabilities["validation"], threshold=threshold
+        ),
+        best_repeat_validation=_validation_scores(deployed.best_repeat, dataset, threshold),
+        ensemble_validation=deployed.ensemble_validation,
+        notes=tuple(first.notes),
+        data=data,
+        split=split.sizes(),
+        train_seconds=round(sum(trained.seconds for trained in repeats), 2),
+    )
+
+
+class _Trainer:
+    """What the attempts of one training share: data access, the frozen backbone and its features."""
+
+    def __init__(
+        self,
+        spec: ModelSpec,
+        dataset,
+        split,
+        *,
+        weights,
+        batch_size,
+        faithful,
+        augmented_views,
+        views_seed,
+        cache,
+        precision,
+    ):
+        self.spec, self.dataset, self.split, self.weights = spec, dataset, split, weights
+        self.batch_size, self.faithful, self.cache = batch_size, faithful, cache
+        self.augmented_views, self.views_seed = augmented_views, views_seed
+        self.labels = {part: dataset.labels[getattr(split, part)] for part in ("train", "validation")}
+        self.view_precision: str | None = None
+        self.logistic_c: list[float] = []
+        input_shape = dataset.images.shape[1:]
+        if not spec.uses_backbone:
+            self.mode, self.precision = "direct", "float32"
+            return
+        self.vgg16 = vgg16_backbone(weights, input_shape)
+        self.backbone = frozen_backbone(spec.features, self.vgg16)
+        self.mode = "faithful" if faithful else "fast"
+        self.precision = "float32" if faithful else (precision or _feature_precision())
+        if faithful:
+            self.features = None
+            if spec.head in ("gap", "logistic"):  # the standardisation needs the training features once
+                train_images = dataset.images[split.train]
+                [train_features] = compute_features(self.backbone, train_images, normalization=spec.normalization)
+                self.features = {"train": train_features}
+        else:
+            everything = cached_features(
+                dataset.images, dataset.content_hash, self.vgg16, cache, kind=spec.features, precision=self.precision
+            )
+            self.features = {part: np.asarray(everything[getattr(split, part)]) for part in ("train", "validation")}
+            if spec.augmented:
+                self.views = self._augmented_views(precision)
+
+    def notes(self) -> list[str]:
+        """How this model was trained, in a few lines for the reports."""
+        spec, notes = self.spec, []
+        if spec.uses_backbone and not self.faithful:
+            notes.append(
+                f"head trained on frozen VGG16 features computed once in {self.precision} "
+                f"(cache: {self.cache.hits} reused, {self.cache.misses} computed)"
+            )
+        if spec.augmented:
+            notes.append(
+                "augmentation applied on the fly to every batch (study-faithful)"
+                if self.faithful
+                else f"augmentation approximated by {self.augmented_views} pre-drawn augmented views per training "
+                f"image (features in {self.view_precision}, drawn from seed {self.views_seed}), one drawn at random "
+                "per image and epoch (fast mode; --faithful augments every batch on the fly)"
+            )
+        if spec.early_stopping:
+            weights = balanced_class_weights(self.labels["train"])
+            notes.append(
+                f"early stopping on validation loss (patience {EARLY_STOPPING_PATIENCE}, best weights kept), "
+                "learning rate halved on plateau" + (f", class weights {weights}" if weights else "")
+            )
+        if self.logistic_c:
+            grid, chosen = (", ".join(f"{c:g}" for c in values) for values in (LOGISTIC_CS, self.logistic_c))
+            notes.append(
+                "logistic head fitted by L-BFGS, L2 penalty C chosen by 5-fold cross-validation on the training part "
+                f"(grid {grid}; chosen {chosen}); validation stays unseen"
+            )
+        return notes + self.cache.warnings
+
+    def _augmented_views(self, precision: str | None) -> np.ndarray:
+        """(K, n_train, ...) backbone features of K augmented copies of the training images, cached."""
+        self.view_precision = precision or backbone_precision()  # views approximate anyway: take the fast path
+        train_images = self.dataset.images[self.split.train]
+        from helmetlib.features import pass_extractor
+
+        def view(index: int) -> np.ndarray:
+            key = pass_key(
+                self.dataset.content_hash,
+                self.vgg16,
+                self.spec.normalization,
+                self.view_precision,
+                f"augmented-{index}",
+                seed=self.views_seed,
+                indices=indices_digest(self.split.train),
+            )
+            shape = (len(train_images), *self.backbone.output_shape[1:])
+            [array] = self.cache.get_or_compute(
+                key,
+                ("block5",),
+                lambda outputs, start, on_batch: compute_features(
+                    pass_extractor(self.vgg16, self.spec.normalization, self.view_precision),
+                    train_images,
+                    normalization=self.spec.normalization,
+                    augmenter=augmentation(self.views_seed + index),
+                    outputs=outputs,
+                    start=start,
+                    on_batch=on_batch,
+                ),
+                shapes=[shape],
+            )
+            return array
+
+        return np.stack([np.asarray(view(index)) for index in range(self.augmented_views)])
+
+    def _normalised(self, images: np.ndarray) -> np.ndarray:
+        return normalize(np.asarray(images), self.spec.normalization)
+
+    def fit(self, seed: int, epochs: int, label: str, verbose: int):
+        """One attempt: (full model, head or None, history, epoch of collapse or None)."""
+        spec = self.spec
+        keras.utils.set_random_seed(seed)  # after the features: training never depends on the cache's state
+        train, validation = self.split.train, self.split.validation
+        if not spec.uses_backbone:
+            model = simple_cnn(self.dataset.images.shape[1:])
+            compile_model(model, spec.learning_rate)
+            data = ImageBatches(
+                self.dataset.images, train, self.labels["train"], self.batch_size, seed=seed, transform=self._normalised
+            )
+            sample = self._normalised(self.dataset.images[train[:64]])
+            history, collapsed_at = self._fit(model, data, self._image_validation(), sample, epochs, label, verbose)
+            return model, None, history, collapsed_at
+        mean, variance = self._standardisation()
+        head = build_head(spec, self.backbone.output_shape[1:], mean=mean, variance=variance)
+        model = assemble(spec.name, self.backbone, head)
+        if spec.head == "logistic":
+            return model, head, self._fit_logistic(head, seed), None
+        if self.faithful:
+            compile_model(model, spec.learning_rate)
+            transform = self._augment_on_the_fly(seed) if spec.augmented else self._normalised
+            data = ImageBatches(
+                self.dataset.images, train, self.labels["train"], self.batch_size, seed=seed, transform=transform
+            )
+            sample = self._normalised(self.dataset.images[train[:64]])
+            history, collapsed_at = self._fit(model, data, self._image_validation(), sample, epochs, label, verbose)
+        else:
+            compile_model(head, spec.learning_rate)
+            if spec.augmented:
+                data = ViewBatches(self.views, self.labels["train"], self.batch_size, seed=seed)
+            else:
+                data = ImageBatches(
+                    self.features["train"], np.arange(len(train)), self.labels["train"], self.batch_size, seed=seed
+                )
+            validation_data = ImageBatches(
+                self.features["validation"], np.arange(len(validation)), self.labels["validation"], self.batch_size
+            )
+            sample = self.features["train"][:64]
+            history, collapsed_at = self._fit(head, data, validation_data, sample, epochs, label, verbose)
+        return model, head, history, collapsed_at
+
+    def _image_validation(self) -> ImageBatches:
+        return ImageBatches(
+            self.dataset.images,
+            self.split.validation,
+            self.labels["validation"],
+            self.batch_size,
+            transform=self._normalised,
+        )
+
+    def _augment_on_the_fly(self, seed: int):
+        augmenter = augmentation(seed)
+        return lambda images: np.asarray(augmenter(self._normalised(images), training=True))
+
+    def _fit(self, model, data, validation_data, sample, epochs, label, verbose):
+        monitor = CollapseMonitor(sample)
+        callbacks = [monitor, ProgressLog(label, epochs)]
+        class_weight = None
+        if self.spec.early_stopping:
+            callbacks += [
+                keras.callbacks.EarlyStopping(
+                    monitor="val_loss", patience=EARLY_STOPPING_PATIENCE, restore_best_weights=True
+                ),
+                keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=2, min_lr=1e-6),
+            ]
+            class_weight = balanced_class_weights(self.labels["train"])
+        history = model.fit(
+            data,
+            validation_data=validation_data,
+            epochs=epochs,
+            callbacks=callbacks,
+            class_weight=class_weight,
+            verbose=verbose,
+        )
+        history = {key: [float(v) for v in values] for key, values in history.history.items()}
+        return history, monitor.collapsed_at
+
+    def _standardisation(self) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """Per-feature mean and variance of the training features (models 5 and 6), else (None, None)."""
+        if self.spec.head not in ("gap", "logistic"):
+            return None, None
+        train = self.features["train"]
+        variance = train.var(axis=0)
+        # near-constant features (rare activations of a channel) would otherwise blow up to huge values
+        return train.mean(axis=0), np.maximum(variance, VARIANCE_FLOOR * variance.mean())
+
+    def _fit_logistic(self, head: keras.Model, seed: int) -> dict[str, list[float]]:
+        """Model 6: L2-regularised logistic regression on the standardised features, C by cross-validation."""
+        from sklearn.linear_model import LogisticRegressionCV
+        from sklearn.model_selection import StratifiedKFold
+
+        mean, variance = self._standardisation()
+        scale = np.maximum(np.sqrt(variance), keras.config.epsilon())
+        x = (self.features["train"] - mean) / scale
+        folds = StratifiedKFold(n_splits=5, shuffle=True, random_state=seed)
+        fit = LogisticRegressionCV(
+            Cs=list(LOGISTIC_CS),
+            l1_ratios=(0.0,),  # pure L2
+            cv=folds,
+            scoring="neg_log_loss",
+            max_iter=5000,
+            use_legacy_attributes=False,
+        )
+        fit.fit(x, self.labels["train"])
+        head.get_layer("prediction").set_weights([fit.coef_.T.astype(np.float32), fit.intercept_.astype(np.float32)])
+        self.logistic_c.append(float(fit.C_))
+        return {}
+
+    def predict(self, model, head) -> dict[str, np.ndarray]:
+        """P(helmet) for the train and validation parts (float64)."""
+        if self.spec.uses_backbone and not self.faithful:
+            return {part: _predict(head, self.features[part]) for part in ("train", "validation")}
+        return {
+            part: predict_proba(
+                model, self.dataset.images[getattr(self.split, part)], normalization=self.spec.normalization
+            )
+            for part in ("train", "validation")
+        }
+
+
+EARLY_STOPPING_PATIENCE = 5
+
+
+def _feature_precision() -> str:
+    from helmetlib.features import precision_override
+
+    return precision_override() or "float32"  # float32: the study's computation
 
 
 def balanced_class_weights(labels: np.ndarray, *, tolerance: float = 0.1) -> dict[int, float] | None:
@@ -177,63 +660,10 @@ def balanced_class_weights(labels: np.ndarray, *, tolerance: float = 0.1) -> dic
 def predict_proba(
     model: keras.Model, images_rgb: np.ndarray, *, normalization: str = "unit", batch_size: int = 32
 ) -> np.ndarray:
-    """P(helmet) for uint8 RGB images (N, H, W, 3) through a full image model."""
-    return _predict(model, normalize(images_rgb, normalization), batch_size)
+    """P(helmet) (N,) float64 for uint8 RGB images (N, H, W, 3) through a full image model, batch by batch."""
+    parts = [_predict(model, normalize(batch, normalization)) for batch in batches(images_rgb, 256)]
+    return np.concatenate(parts) if parts else np.empty(0)
 
 
-def _predict(model: keras.Model, x: np.ndarray, batch_size: int) -> np.ndarray:
+def _predict(model: keras.Model, x: np.ndarray, batch_size: int = 32) -> np.ndarray:
     return model.predict(x, batch_size=batch_size, verbose=0).ravel().astype(np.float64)
-
-
-def _digest(indices: np.ndarray) -> str:
-    return hashlib.sha256(np.asarray(indices, dtype=np.int64).tobytes()).hexdigest()[:16]
-
-
-def _augmented_batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int):
-    """tf.data batches of (augmented image, label), reshuffled every epoch, augmentation drawn per batch."""
-    import tensorflow as tf
-
-    augmenter = augmentation(seed)
-    return (
-        tf.data.Dataset.from_tensor_slices((x, y))
-        .shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-        .batch(batch_size)
-        .map(lambda images, labels: (augmenter(images, training=True), labels), num_parallel_calls=tf.data.AUTOTUNE)
-        .prefetch(tf.data.AUTOTUNE)
-    )
-
-
-class _ViewBatches(keras.utils.PyDataset):
-    """Batches over pre-computed augmented views (K, N, ...): each epoch picks one view per image and reshuffles."""
-
-    def __init__(self, views: np.ndarray, labels: np.ndarray, batch_size: int, seed: int):
-        super().__init__()
-        self.views, self.labels, self.batch_size = views, labels, batch_size
-        self.rng = np.random.default_rng(seed)
-        self.on_epoch_end()
-
-    def __len__(self) -> int:
-        return -(-len(self.labels) // self.batch_size)
-
-    def __getitem__(self, index: int):
-        rows = self.order[index * self.batch_size : (index + 1) * self.batch_size]
-        return self.views[self.choice[rows], rows], self.labels[rows]
-
-    def on_epoch_end(self) -> None:
-        self.order = self.rng.permutation(len(self.labels))
-        self.choice = self.rng.integers(len(self.views), size=len(self.labels))
-
-
-def save_trained(trained: TrainedModel, folder: str | Path) -> dict[str, Path]:
-    """Write `<name>.keras`, `<name>.history.json` and `<name>.probabilities.npz` into `folder`."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = {
-        "model": folder / f"{trained.name}.keras",
-        "history": folder / f"{trained.name}.history.json",
-        "probabilities": folder / f"{trained.name}.probabilities.npz",
-    }
-    trained.model.save(paths["model"])
-    paths["history"].write_text(json.dumps(trained.history, indent=2))
-    np.savez(paths["probabilities"], **trained.probabilities)
-    return paths

@@ -1,7 +1,8 @@
 """How far a score can be trusted: ROC / PR curves, thresholds, calibration and bootstrap confidence intervals.
 
 Probabilities are P(helmet); the bare head (label 0) is the safety violation, so "recall on bare heads" is the
-share of violations a model catches.
+share of violations a model catches. The statistics are scikit-learn's and SciPy's (`roc_curve`,
+`precision_recall_curve`, `brier_score_loss`, `calibration_curve`, `scipy.stats.bootstrap`).
 """
 
 from __future__ import annotations
@@ -9,9 +10,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
+from scipy.stats import bootstrap
+from sklearn.calibration import calibration_curve
+from sklearn.metrics import (
+    average_precision_score,
+    brier_score_loss,
+    precision_recall_curve,
+    roc_auc_score,
+    roc_curve,
+)
 
-from helmetlib.metrics import HEADLINE_METRICS, performance, predict_labels
+from helmetlib.metrics import predict_labels
+from helmetlib.runs import Interval
+
+INTERVAL_METRICS = ("accuracy", "recall", "precision", "f1", "bare_head_recall")
 
 
 @dataclass(frozen=True)
@@ -27,7 +39,7 @@ class Curves:
 
 
 def curves(y_true: np.ndarray, probabilities: np.ndarray) -> Curves:
-    """ROC curve and AUC, precision-recall curve and average precision, for P(helmet)."""
+    """ROC curve and AUC, precision-recall curve and average precision, for P(helmet) (n_samples,)."""
     fpr, tpr, _ = roc_curve(y_true, probabilities)
     precision, recall, _ = precision_recall_curve(y_true, probabilities)
     return Curves(
@@ -52,40 +64,49 @@ def choose_threshold(
     """A threshold picked on validation: max weighted F1, or the lowest that catches `target_bare_head_recall`.
 
     A higher threshold calls more images "no helmet", so it raises recall on bare heads at the cost of false alarms.
+    All candidate thresholds are scored in one pass over `roc_curve`'s operating points.
     """
-    candidates = np.unique(np.concatenate([np.asarray(probabilities, dtype=float), [0.5]]))
-    if target_bare_head_recall is None:
-        scores = [performance(y_true, probabilities, threshold=t)["f1"] for t in candidates]
-        return float(candidates[int(np.argmax(scores))])
-    for threshold in candidates:  # ascending: the first that reaches the target keeps false alarms lowest
-        if bare_head_recall(y_true, probabilities, threshold) >= target_bare_head_recall:
-            return float(threshold)
-    return float(np.nextafter(candidates[-1], np.inf))  # above every probability: everything is a bare head
+    y_true = np.asarray(y_true).ravel()
+    probabilities = np.asarray(probabilities, dtype=float).ravel()
+    fpr, tpr, thresholds = roc_curve(y_true, probabilities, drop_intermediate=False)
+    finite = np.isfinite(thresholds)
+    fpr, tpr, thresholds = fpr[finite], tpr[finite], thresholds[finite]  # label 1 where P >= threshold
+    if target_bare_head_recall is not None:
+        bare_recall = 1 - fpr  # bare heads below the threshold
+        reaching = np.flatnonzero(bare_recall >= target_bare_head_recall)
+        if len(reaching) == 0:
+            return float(np.nextafter(probabilities.max(), np.inf))  # above every probability: all bare heads
+        return float(thresholds[reaching].min())  # the lowest keeps false alarms on helmets lowest
+    positives, negatives = (y_true == 1).sum(), (y_true == 0).sum()
+    tp, fp = tpr * positives, fpr * negatives
+    fn, tn = positives - tp, negatives - fp
+    f1_helmet = np.divide(2 * tp, 2 * tp + fp + fn, out=np.zeros_like(tp), where=2 * tp + fp + fn > 0)
+    f1_bare = np.divide(2 * tn, 2 * tn + fn + fp, out=np.zeros_like(tn), where=2 * tn + fn + fp > 0)
+    weighted = (negatives * f1_bare + positives * f1_helmet) / len(y_true)
+    best = np.flatnonzero(weighted >= weighted.max() - 1e-12)
+    return float(thresholds[best[np.argmin(np.abs(thresholds[best] - 0.5))]])  # ties: the one nearest 0.5
 
 
 def brier_score(y_true: np.ndarray, probabilities: np.ndarray) -> float:
     """Mean squared difference between P(helmet) and the label (0 is perfect)."""
-    return float(np.mean((np.asarray(probabilities, dtype=float) - np.asarray(y_true)) ** 2))
+    return float(brier_score_loss(y_true, probabilities))
 
 
 def reliability(y_true: np.ndarray, probabilities: np.ndarray, *, bins: int = 10) -> dict:
-    """Equal-width bins of P(helmet): mean predicted probability, observed helmet rate, count; and the ECE."""
+    """Equal-width bins of P(helmet): mean predicted probability, observed helmet rate, count; and the ECE.
+
+    `predicted` / `observed` hold one value per non-empty bin (scikit-learn's `calibration_curve`), `counts`
+    the images per bin (all bins), `ece` the count-weighted mean gap between predicted and observed.
+    """
     probabilities = np.asarray(probabilities, dtype=float)
-    y_true = np.asarray(y_true)
-    index = np.minimum((probabilities * bins).astype(int), bins - 1)
-    predicted, observed, counts = [], [], []
-    for b in range(bins):
-        members = index == b
-        counts.append(int(members.sum()))
-        predicted.append(float(probabilities[members].mean()) if members.any() else np.nan)
-        observed.append(float(y_true[members].mean()) if members.any() else np.nan)
-    counts_array = np.array(counts)
-    gaps = np.abs(np.nan_to_num(np.array(predicted)) - np.nan_to_num(np.array(observed)))
+    observed, predicted = calibration_curve(y_true, probabilities, n_bins=bins, strategy="uniform")
+    counts, _ = np.histogram(probabilities, bins=np.linspace(0, 1, bins + 1))
+    occupied = counts[counts > 0]
     return {
-        "predicted": predicted,
-        "observed": observed,
-        "counts": counts,
-        "ece": float((counts_array * gaps).sum() / counts_array.sum()),
+        "predicted": predicted.tolist(),
+        "observed": observed.tolist(),
+        "counts": counts.tolist(),
+        "ece": float(np.sum(occupied * np.abs(predicted - observed)) / occupied.sum()),
     }
 
 
@@ -95,56 +116,63 @@ def bootstrap_intervals(
     *,
     threshold: float = 0.5,
     reference_probabilities: np.ndarray | None = None,
+    reference_threshold: float | None = None,
     n_resamples: int = 2000,
     confidence: float = 0.95,
     random_state: int = 0,
-) -> dict[str, dict[str, float]]:
+) -> dict[str, Interval]:
     """Percentile bootstrap intervals of the headline metrics and bare-head recall, resampling images.
 
-    With `reference_probabilities` (another model on the same images) it also gives intervals of the difference
-    (this model minus the reference) on the same resamples.
+    With `reference_probabilities` (another model, or the same model in an earlier run, on the same images) it
+    also gives `<metric>_difference`: this model minus the reference, on the same resamples (paired).
     """
-    y_true = np.asarray(y_true)
-    rng = np.random.default_rng(random_state)
-    names = [*HEADLINE_METRICS, "bare_head_recall"]
+    y_true = np.asarray(y_true).ravel()
     predicted = predict_labels(probabilities, threshold)
-    reference = None if reference_probabilities is None else predict_labels(reference_probabilities, threshold)
-    everything = np.arange(len(y_true))
-    point = _scores(y_true, predicted, everything)
-    samples, differences = [], []
-    for _ in range(n_resamples):
-        rows = rng.integers(len(y_true), size=len(y_true))
-        if len(np.unique(y_true[rows])) < 2:
-            continue  # a resample with one class has no per-class recall
-        sample = _scores(y_true, predicted, rows)
-        samples.append(sample)
-        if reference is not None:
-            differences.append(sample - _scores(y_true, reference, rows))
-    tail = 100 * (1 - confidence) / 2
-    low, high = np.percentile(samples, [tail, 100 - tail], axis=0)
-    intervals = {
-        name: {"value": float(point[i]), "low": float(low[i]), "high": float(high[i])} for i, name in enumerate(names)
+    samples = [y_true, predicted]
+    if reference_probabilities is not None:
+        reference = predict_labels(
+            reference_probabilities, threshold if reference_threshold is None else reference_threshold
+        )
+        samples.append(reference)
+
+    def statistic(truth, labels, *other, axis=-1):
+        values = _scores(truth, labels, axis)
+        return np.concatenate([values, values - _scores(truth, other[0], axis)]) if other else values
+
+    point = statistic(*samples)
+    result = bootstrap(
+        tuple(samples),
+        statistic,
+        paired=True,
+        vectorized=True,
+        n_resamples=n_resamples,
+        confidence_level=confidence,
+        method="percentile",
+        random_state=random_state,
+    )
+    low, high = result.confidence_interval
+    names = [*INTERVAL_METRICS, *(f"{name}_difference" for name in INTERVAL_METRICS)]
+    return {
+        name: Interval(value=float(point[i]), low=float(low[i]), high=float(high[i]))
+        for i, name in enumerate(names[: len(point)])
     }
-    if reference is not None:
-        reference_point = _scores(y_true, reference, everything)
-        d_low, d_high = np.percentile(differences, [tail, 100 - tail], axis=0)
-        for i, name in enumerate(names):
-            intervals[f"{name}_difference"] = {
-                "value": float(point[i] - reference_point[i]),
-                "low": float(d_low[i]),
-                "high": float(d_high[i]),
-            }
-    return intervals
 
 
-def _scores(y_true: np.ndarray, y_pred: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """Accuracy, weighted recall / precision / F1 and bare-head recall of `rows`, from confusion counts (fast)."""
-    t, p = y_true[rows], y_pred[rows]
-    support = np.array([(t == 0).sum(), (t == 1).sum()], dtype=float)
-    predicted = np.array([(p == 0).sum(), (p == 1).sum()], dtype=float)
-    hits = np.array([((t == 0) & (p == 0)).sum(), ((t == 1) & (p == 1)).sum()], dtype=float)
-    recall = np.divide(hits, support, out=np.zeros(2), where=support > 0)
-    precision = np.divide(hits, predicted, out=np.zeros(2), where=predicted > 0)
-    f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros(2), where=precision + recall > 0)
-    weights = support / support.sum()
-    return np.array([hits.sum() / len(t), weights @ recall, weights @ precision, weights @ f1, recall[0]])
+def _scores(y_true: np.ndarray, y_pred: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Accuracy, weighted recall / precision / F1 and bare-head recall along `axis` (resamples vectorised).
+
+    A resample without one of the classes gives that class's recall and precision 0 (as `zero_division=0`).
+    """
+    truth, pred = np.moveaxis(y_true, axis, -1), np.moveaxis(y_pred, axis, -1)
+    n = truth.shape[-1]
+    support = np.stack([(truth == 0).sum(-1), (truth == 1).sum(-1)]).astype(float)
+    predicted = np.stack([(pred == 0).sum(-1), (pred == 1).sum(-1)]).astype(float)
+    hits = np.stack([((truth == 0) & (pred == 0)).sum(-1), ((truth == 1) & (pred == 1)).sum(-1)]).astype(float)
+    recall = np.divide(hits, support, out=np.zeros_like(hits), where=support > 0)
+    precision = np.divide(hits, predicted, out=np.zeros_like(hits), where=predicted > 0)
+    denominator = precision + recall
+    f1 = np.divide(2 * precision * recall, denominator, out=np.zeros_like(hits), where=denominator > 0)
+    weights = support / n
+    return np.stack(
+        [hits.sum(0) / n, (weights * recall).sum(0), (weights * precision).sum(0), (weights * f1).sum(0), recall[0]]
+    )

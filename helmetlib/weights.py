@@ -5,8 +5,10 @@ from __future__ import annotations
 import hashlib
 import socket
 import warnings
-from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Literal
+
+from helmetlib.records import Record, record
 
 IMAGENET_NOTOP_URL = (
     "https://storage.googleapis.com/tensorflow/keras-applications/vgg16/"
@@ -14,18 +16,19 @@ IMAGENET_NOTOP_URL = (
 )
 IMAGENET_NOTOP_HASH = "6d6bbae143d832006294945121d1f1fc"
 DOWNLOAD_TIMEOUT_S = 20
+RANDOM_BACKBONE_SEED = 0  # a random backbone is the same for every seed and repeat, so its features are shared
 
 
 class WeightsFallbackWarning(UserWarning):
     """Pretrained weights were requested but could not be had; the backbone is randomly initialised."""
 
 
-@dataclass(frozen=True)
-class WeightsChoice:
+@record
+class WeightsChoice(Record):
     """What was asked for (`imagenet`, `none` or a path), what is used (`imagenet`, `random` or `file`) and why."""
 
     requested: str
-    used: str
+    used: Literal["imagenet", "random", "file"]
     path: str | None = None
     sha256: str | None = None
     fallback_reason: str | None = None
@@ -35,24 +38,49 @@ class WeightsChoice:
         """True when pretrained weights were requested but the backbone is random."""
         return self.fallback_reason is not None
 
+    def describe(self) -> str:
+        """One line: which weights, and where they come from (file name and fingerprint for a local file)."""
+        if self.used == "imagenet":
+            return f"ImageNet (Keras' VGG16 no-top file, sha256 {self.sha256[:12]})"
+        if self.used == "file":
+            return f"local file {Path(self.path).name} (sha256 {self.sha256[:12]}; not ImageNet)"
+        if self.is_fallback:
+            return "RANDOM (ImageNet weights could not be loaded)"
+        return "random (--weights none)"
+
     def banner(self) -> str | None:
-        """A loud one-paragraph warning for reports, or None when there is nothing to warn about."""
-        if not self.is_fallback:
+        """A warning for every page when the backbone is not ImageNet's, or None when it is."""
+        if self.used == "imagenet":
             return None
+        if self.is_fallback:
+            return (
+                f"WARNING: {self.requested} weights were requested but could not be loaded ({self.fallback_reason}). "
+                "The VGG16 backbone is RANDOMLY INITIALISED: transfer-learning results are not those of a "
+                "pretrained network."
+            )
+        if self.used == "random":
+            return (
+                "The VGG16 backbone is RANDOMLY INITIALISED (--weights none): transfer-learning results are not "
+                "those of a pretrained network."
+            )
         return (
-            f"WARNING: {self.requested} weights were requested but could not be loaded ({self.fallback_reason}). "
-            "The VGG16 backbone is RANDOMLY INITIALISED: transfer-learning results below are not those of a "
-            "pretrained network."
+            f"The VGG16 backbone uses the local weights file {Path(self.path).name} (sha256 {self.sha256[:12]}), "
+            "not ImageNet: results differ from the study's pretrained backbone."
         )
 
-    def banner_html(self) -> str:
-        """The banner as a red HTML box for notebooks and pages ("" when there is nothing to warn about)."""
-        text = self.banner()
-        return f'<div style="background:#fdd;border:3px solid #c00;padding:1em"><b>{text}</b></div>' if text else ""
+    @property
+    def banner_level(self) -> Literal["danger", "warning"]:
+        """`danger` for a random backbone, `warning` for a local file."""
+        return "danger" if self.used == "random" else "warning"
 
-    def to_dict(self) -> dict:
-        """Plain-dict form for JSON metadata."""
-        return asdict(self)
+    def check_file(self) -> None:
+        """Raise `FileNotFoundError` / `ValueError` when the recorded weights file is gone or has changed."""
+        if self.path is None:
+            return
+        if not Path(self.path).is_file():
+            raise FileNotFoundError(f"{self.path}: weights file recorded for this run is gone")
+        if file_sha256(self.path) != self.sha256:
+            raise ValueError(f"{self.path}: weights file changed since the run resolved it (sha256 differs)")
 
 
 def file_sha256(path: str | Path) -> str:
@@ -65,13 +93,19 @@ def file_sha256(path: str | Path) -> str:
 
 
 def resolve_weights(
-    weights: str | Path | None = "imagenet", *, url: str = IMAGENET_NOTOP_URL, cache_dir: str | Path | None = None
+    weights: str | Path | WeightsChoice | None = "imagenet",
+    *,
+    url: str = IMAGENET_NOTOP_URL,
+    cache_dir: str | Path | None = None,
 ) -> WeightsChoice:
     """Resolve `imagenet` (download or Keras cache), `None`/`"none"` or a local weights file to a `WeightsChoice`.
 
     A missing local file is an error; ImageNet weights that cannot be downloaded fall back to random
     initialisation with a `WeightsFallbackWarning` and the reason recorded. `cache_dir` defaults to Keras' (~/.keras).
+    An already resolved `WeightsChoice` is returned as it is.
     """
+    if isinstance(weights, WeightsChoice):
+        return weights
     if weights is None or str(weights).lower() in ("none", "random"):
         return WeightsChoice(requested="none", used="random")
     if str(weights).lower() == "imagenet":
@@ -94,7 +128,7 @@ def resolve_weights(
 
 def _download_imagenet_notop(url: str, cache_dir: str | Path | None) -> Path:
     """Fetch (or find in the Keras cache) VGG16's ImageNet no-top weights."""
-    import keras
+    from helmetlib.backend import keras
 
     previous = socket.getdefaulttimeout()
     socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)

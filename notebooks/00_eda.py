@@ -14,57 +14,52 @@
 # ---
 
 # %% [markdown]
-# # Helmet study: exploring the data
+# # Helmet study: the data and its leakage audit
 #
-# **Description:** what the dataset holds, whether it is valid, how the classes look and how it is split.
-# Run by `helmet-reports`; runs unchanged in JupyterLab on the built-in synthetic demo set.
+# **Author:** helmetlib · **Created:** 2026-11-29 · **Last modified:** 2026-12-01
+#
+# **Description:** is the dataset valid, balanced and free of leakage across the split, and what could a model
+# learn instead of the helmet? Run by `helmet-reports`; runs unchanged in JupyterLab and under papermill.
 
 # %% tags=["parameters"]
-DATA_DIR = ""  # folder with images_proj.npy and Labels_proj.csv, or "" for the synthetic demo set
-RUN_DIR = "../reports/interactive"
-IMAGE_SIZE = 0  # resize to N x N pixels for the models, 0 keeps 200 x 200
-SPLIT_SEED = 42
-SAMPLES_PER_CLASS = 6
-GROUPS_CSV = ""  # CSV with one row per image naming its group (e.g. provenance.csv), or "" for none
-GROUP_COLUMN = "path"
-GROUPED_SPLIT = False  # True: split by group (GROUPS_CSV, else near-duplicate clusters), not at random
-WEIGHTS = "imagenet"  # VGG16 weights for the embedding audit: imagenet, none or a weights file
-CACHE_DIR = "../reports/.cache/features"  # shared with the model notebooks: the features are computed once
-REFERENCE_MODEL = "vgg16_linear"  # trained on the random and the grouped split to show the difference
-REFERENCE_EPOCHS = 20
+RUN_DIR: str = "reports/interactive"  # run folder; relative paths resolve against the repository
+DATA_DIR: str = ""  # folder with images_proj.npy and Labels_proj.csv; empty: the synthetic demo set
+DEMO_SIZE: int = 160  # images in the synthetic demo set
+IMAGE_SIZE: int = 0  # resize images to N x N pixels; 0 keeps 200 x 200
+SPLIT: str = "random"  # random (the study's stratified split) or grouped (no group on two sides)
+SPLIT_SEED: int = 42  # random state of the split (the study's 42)
+GROUPS_CSV: str = ""  # CSV naming each image's group, e.g. provenance.csv; empty: none
+GROUP_COLUMN: str = "path"  # the group column of GROUPS_CSV
+WEIGHTS: str = "imagenet"  # VGG16 weights for the look-alike audit: imagenet, none or a weights file
+CACHE_DIR: str = "reports/.cache"  # backbone features, shared with the model notebooks
+EPOCHS: int = 20  # epochs of the reference model trained on the random and the grouped split
+BATCH_SIZE: int = 0  # the reference model's batch size; 0: 128, or 16 on the demo set
+SEED: int = 812  # the reference model's training seed
 
 # %%
 from IPython.display import Markdown, display
 
-from helmetlib import plots, resolve_weights, split, to_grayscale
-from helmetlib.audit import (
-    EMBEDDING_SIMILARITY,
-    closest_cross_split_pairs,
-    embedding_neighbours,
-    leakage_summary,
-    near_duplicate_pairs,
-    verdict,
-)
-from helmetlib.eda import image_statistics, split_table
-from helmetlib.features import FeatureCache, cached_features
-from helmetlib.models import vgg16_backbone
-from helmetlib.splits import grouped_split, read_groups, shared_groups
-from helmetlib.study import split_score_change, study_dataset, study_split
+from helmetlib import plots
+from helmetlib.audit import leakage_summary
+from helmetlib.eda import image_statistics, split_score_change, split_table
+from helmetlib.narrative import data_conclusion
+from helmetlib.notebook import start
+from helmetlib.pages import config_banners, in_notebook
+from helmetlib.pipeline import audit_data, look_alike_features
+from helmetlib.splits import grouped_split, read_groups, split
+
+run = start(globals())
+dataset = run.dataset()
+parts = run.split(dataset)
+statistics = image_statistics(dataset.images, dataset.labels)
+audit = audit_data(run, dataset, parts, look_alike_features(run, dataset))
 
 # %% [markdown]
-# ## The dataset and its validation
-# `study_dataset` validates the files (shape, dtype, labels, counts) and raises a `DatasetError` naming the file
-# and the problem; the images are converted from the files' BGR to RGB once, here.
+# ## Conclusion
 
 # %%
-dataset = study_dataset(DATA_DIR, image_size=IMAGE_SIZE)
-source = dataset.images_path or "synthetic demo set (helmetlib.make_demo_dataset)"
-display(
-    Markdown(
-        f"Validation passed: **{len(dataset)} images** of {dataset.images.shape[1]}x{dataset.images.shape[2]} "
-        f"RGB uint8 from `{source}`, content hash `{dataset.content_hash}`."
-    )
-)
+display(in_notebook(config_banners(run.config)))
+display(Markdown(data_conclusion(dataset, parts, audit.record, statistics, run.config.data_dir or "synthetic demo")))
 
 # %% [markdown]
 # ## Class balance
@@ -72,108 +67,88 @@ display(
 
 # %%
 figure = plots.class_balance(dataset.labels)
+
 # %% [markdown]
 # ## Examples per class, in colour and in grayscale
 
 # %%
-figure = plots.sample_grid(dataset.images, dataset.labels, per_class=SAMPLES_PER_CLASS)
+figure = plots.sample_grid(dataset.images, dataset.labels, per_class=6)
+
 # %%
-grayscale = to_grayscale(dataset.images)
-figure = plots.sample_grid(grayscale, dataset.labels, per_class=SAMPLES_PER_CLASS, grayscale=True)
+figure = plots.sample_grid(dataset.images, dataset.labels, per_class=6, grayscale=True)
+
 # %% [markdown]
 # ## Image statistics by class
-# Brightness is the mean grayscale value; sharpness the variance of the Laplacian (blurry crops score low).
-# A large difference between the classes is a shortcut a model may learn instead of the helmet.
+# Brightness is the mean grayscale value, contrast its standard deviation, sharpness the variance of the Laplacian
+# (blurry crops score low). A large difference between the classes is a shortcut a model may learn.
 
 # %%
-statistics = image_statistics(dataset.images, dataset.labels)
 display(statistics.groupby("class")[["brightness", "contrast", "sharpness"]].describe().T.round(1))
-
-# %%
 figure = plots.statistics_by_class(statistics)
+
 # %% [markdown]
 # ## The split
-# Stratified 70 / 15 / 15 with `random_state` = SPLIT_SEED, as in the study (by group when GROUPED_SPLIT).
-# The test part is looked at once,
-# in the comparison notebook, for the selected model only.
+# Stratified 70 / 15 / 15 with random state `SPLIT_SEED`, as in the study (by group with `SPLIT = "grouped"`).
 
 # %%
-parts = study_split(
-    dataset.labels,
-    groups_csv=GROUPS_CSV,
-    group_column=GROUP_COLUMN,
-    grouped=GROUPED_SPLIT,
-    images=dataset.images,
-    random_state=SPLIT_SEED,
-)
 split_table(parts, dataset.labels)
 
 # %% [markdown]
-# ## Leakage audit: duplicate images across the split
-# Exact copies and near duplicates (shifted, re-encoded or rescaled copies: DCT perceptual hashes within a few of
-# 64 bits) that land in two parts let a model be tested on what it trained on.
+# ## Duplicate images across the split
+# Exact copies and near duplicates (shifted, re-encoded or rescaled: perceptual hashes within 10 of 64 bits, confirmed
+# on the fine detail of the pixels) that land in two parts let a model be tested on what it trained on.
 
 # %%
-duplicates = near_duplicate_pairs(dataset.images, parts)
-display(Markdown(f"**Verdict:** {verdict(duplicates)}"))
-leakage_summary(duplicates)
+display(Markdown(f"**Verdict:** {audit.record.verdict}"))
+if len(audit.duplicates):
+    display(leakage_summary(audit.duplicates))
+else:
+    display(Markdown("No near-duplicate pairs, within or across parts."))
 
 # %% [markdown]
-# The most similar pairs that straddle the split, duplicates or not (distance in hash bits):
+# The most similar pairs that straddle the split, duplicates or not (hash distance in bits):
 
 # %%
-figure = plots.image_pairs(dataset.images, closest_cross_split_pairs(dataset.images, parts, n=4))
+figure = plots.image_pairs(dataset.images, audit.closest)
 
 # %% [markdown]
 # ### Look-alikes in the backbone's eyes
 # Pixel hashes miss crops of the same scene or person. Cosine similarity of the frozen VGG16's standardised features
-# (the features models 2 and 3 train on, computed once and cached) finds pairs across the split that the
-# backbone sees as near-identical.
+# (those models 2 and 3 train on, computed once and cached) finds pairs across the split the backbone sees as alike.
 
 # %%
-weights = resolve_weights(WEIGHTS)
-if weights.is_fallback:
-    display(Markdown(f"**{weights.banner()}** Similarities below come from a random network."))
-backbone = vgg16_backbone(weights, dataset.images.shape[1:])
-features = cached_features(dataset.images, dataset.content_hash, backbone, FeatureCache(CACHE_DIR))
-look_alikes = embedding_neighbours(features, parts)
-display(
-    Markdown(
-        f"**{len(look_alikes)} cross-split pairs** with cosine similarity ≥ {EMBEDDING_SIMILARITY} "
-        f"({look_alikes['parts'].value_counts().to_dict() if len(look_alikes) else 'none'})."
-    )
-)
-
-# %%
-if len(look_alikes):
-    figure = plots.image_pairs(dataset.images, look_alikes.head(4), title_columns=("parts", "similarity"))
+if audit.look_alikes is not None and len(audit.look_alikes):
+    display(Markdown(f"**{len(audit.look_alikes)} cross-split look-alike pairs**, the closest:"))
+    figure = plots.image_pairs(dataset.images, audit.look_alikes.head(4), title_columns=("parts", "similarity"))
+else:
+    display(Markdown("No cross-split pair looks alike to the backbone."))
 
 # %% [markdown]
 # ## Related images across the split
-# Crops cut from one photo share background, light and people. When a group column is given (GROUPS_CSV), this
-# counts the groups that the random split puts on two sides, and shows a grouped split that keeps every group on
-# one side (stratified as far as groups allow), and how a reference model's validation scores change when groups
-# no longer straddle the split. Scores measured on a split with shared groups are optimistic.
+# Crops cut from one photo share background, light and people. With a group column (`GROUPS_CSV`) this counts the
+# groups the random split puts on two sides, shows a grouped split that keeps every group on one side, and how a
+# reference model's validation scores change when groups no longer straddle the split.
 
 # %%
-if GROUPS_CSV:
-    groups = read_groups(GROUPS_CSV, GROUP_COLUMN)
+if run.config.groups_csv:
+    groups = read_groups(run.config.groups_csv, run.config.group_column, expected_rows=len(dataset))
+    random_parts = split(dataset.labels, random_state=run.config.split_seed)
+    grouped = grouped_split(dataset.labels, groups, random_state=run.config.split_seed)
     display(Markdown(f"**{len(set(groups))} groups** for {len(groups)} images. Random split:"))
-    display(shared_groups(split(dataset.labels, random_state=SPLIT_SEED), groups))
-    grouped = grouped_split(dataset.labels, groups, random_state=SPLIT_SEED)
+    display(audit.shared)
     display(Markdown("Grouped split (no group on two sides):"))
     display(split_table(grouped, dataset.labels))
-    display(Markdown(f"Validation scores of {REFERENCE_MODEL} ({REFERENCE_EPOCHS} epochs) trained on each split:"))
-    random_parts = split(dataset.labels, random_state=SPLIT_SEED)
+    display(Markdown(f"Validation scores of vgg16_linear ({run.config.epochs} epochs) trained on each split:"))
     display(
         split_score_change(
             dataset,
             {"random split": random_parts, "grouped split": grouped},
-            model_name=REFERENCE_MODEL,
-            weights=weights,
-            epochs=REFERENCE_EPOCHS,
-            cache_dir=CACHE_DIR,
-        ).round(3)
+            weights=run.config.weights,
+            epochs=run.config.epochs,
+            batch_size=run.config.batch_size,
+            seed=run.config.seed,
+            cache_dir=run.config.cache_dir,
+        )
     )
 else:
-    display(Markdown("No group column given (GROUPS_CSV is empty): related images are not checked here."))
+    display(Markdown("No group column given (`GROUPS_CSV` is empty): related images are not checked here."))

@@ -16,106 +16,88 @@
 # %% [markdown]
 # # Helmet study: one model
 #
-# **Description:** trains one of the study's models (parameter `MODEL_NAME`) on the train part, evaluates it on
-# train and validation, and saves the model and its numbers for the comparison. One template, run once per model.
+# **Author:** helmetlib · **Created:** 2026-11-29 · **Last modified:** 2026-12-01
+#
+# **Description:** trains one model (`MODEL_NAME`) `REPEATS` times with different seeds, restarting a training
+# that collapses, keeps its best repeat or the seed ensemble, and saves it with its numbers for the comparison.
 
 # %% tags=["parameters"]
-DATA_DIR = ""  # folder with images_proj.npy and Labels_proj.csv, or "" for the synthetic demo set
-RUN_DIR = "../reports/interactive"
-MODEL_NAME = "cnn"  # cnn | vgg16_linear | vgg16_mlp | vgg16_mlp_aug | vgg16_gap
-EPOCHS = 20
-BATCH_SIZE = 128
-SEED = 812
-SPLIT_SEED = 42
-GROUPS_CSV = ""  # CSV with one row per image naming its group (e.g. provenance.csv), or "" for none
-GROUP_COLUMN = "path"
-GROUPED_SPLIT = False  # True: split by group (GROUPS_CSV, else near-duplicate clusters), not at random
-WEIGHTS = "imagenet"  # imagenet | none | path to a VGG16 no-top weights file
-THRESHOLD = 0.5
-IMAGE_SIZE = 0  # resize to N x N pixels for the models, 0 keeps 200 x 200
-FAITHFUL = False  # True: the study's computation (backbone every epoch, augmentation on the fly)
-AUGMENTED_VIEWS = 2  # fast mode of the augmented model: pre-drawn augmented views per training image
-CACHE_DIR = "../reports/.cache/features"
+RUN_DIR: str = "reports/interactive"  # run folder; relative paths resolve against the repository
+MODEL_NAME: str = "cnn"  # cnn, vgg16_linear, vgg16_mlp, vgg16_mlp_aug, vgg16_gap or vgg16_multiscale
+DATA_DIR: str = ""  # folder with images_proj.npy and Labels_proj.csv; empty: the synthetic demo set
+DEMO_SIZE: int = 160  # images in the synthetic demo set
+IMAGE_SIZE: int = 0  # resize images to N x N pixels; 0 keeps 200 x 200
+SPLIT: str = "random"  # random (the study's stratified split) or grouped (no group on two sides)
+SPLIT_SEED: int = 42  # random state of the split (the study's 42)
+GROUPS_CSV: str = ""  # CSV naming each image's group, e.g. provenance.csv; empty: none
+GROUP_COLUMN: str = "path"  # the group column of GROUPS_CSV
+EPOCHS: int = 20  # training epochs (the study's 20)
+BATCH_SIZE: int = 0  # 0: the study's 128, or 16 on the demo set (128 would be one step per epoch there)
+SEED: int = 812  # seed of the first repeat; repeat i uses SEED + i
+REPEATS: int = 0  # trainings with different seeds; 0: 3 on real data, 1 on the demo set
+RESPLIT: bool = False  # True: each repeat on another split (random state SPLIT_SEED + i)
+MAX_RESTARTS: int = 3  # restarts with another seed after a collapse (constant output)
+WEIGHTS: str = "imagenet"  # VGG16 weights: imagenet, none or a weights file
+THRESHOLD: float = 0.5  # decision threshold of the reported metrics (the study's 0.5)
+FAITHFUL: bool = False  # True: the study's computation (backbone every epoch, augmentation on the fly)
+AUGMENTED_VIEWS: int = 2  # fast mode of the augmented model: pre-drawn augmented views per training image
+CACHE_DIR: str = "reports/.cache"  # backbone features and the backbone store, shared across runs
 
 # %%
 from IPython.display import Markdown, display
 
-from helmetlib import confusion, plots, resolve_weights, train_model
+from helmetlib import confusion, plots
 from helmetlib.metrics import per_class_table, performance_table
-from helmetlib.specs import get_spec
-from helmetlib.study import model_results, observation, save_model_results, study_dataset, study_split
+from helmetlib.narrative import architecture_table, model_conclusion, repeats_table
+from helmetlib.notebook import start
+from helmetlib.pages import config_banners, in_notebook
+from helmetlib.pipeline import train_and_save
+
+run = start(globals())
+dataset = run.dataset()
+outcome = train_and_save(run, run.model_name, dataset)
+result, parts = outcome.result, outcome.parts
 
 # %% [markdown]
-# ## Data, split and weights
+# ## Conclusion
 
 # %%
-dataset = study_dataset(DATA_DIR, image_size=IMAGE_SIZE)
-parts = study_split(
-    dataset.labels,
-    groups_csv=GROUPS_CSV,
-    group_column=GROUP_COLUMN,
-    grouped=GROUPED_SPLIT,
-    images=dataset.images,
-    random_state=SPLIT_SEED,
-)
-spec = get_spec(MODEL_NAME)
-weights = resolve_weights(WEIGHTS) if spec.uses_backbone else None
-if weights is not None and weights.is_fallback:
-    display(Markdown(weights.banner_html()))
-display(
-    Markdown(
-        f"**{MODEL_NAME}**: {spec.description}; train on {len(parts.train)} images, validate on "
-        f"{len(parts.validation)}; weights: {weights.used if weights else 'n/a'}."
-    )
-)
+display(in_notebook(config_banners(run.config, uses_backbone=result.weights is not None)))
+display(Markdown(model_conclusion(result)))
 
 # %% [markdown]
-# ## Training
+# ## Spread over seeds
+# One number from one seed is not a result: each dot is a training with another seed (red: collapsed).
 
 # %%
-trained = train_model(
-    MODEL_NAME,
-    dataset,
-    parts,
-    weights=weights,
-    epochs=EPOCHS,
-    batch_size=BATCH_SIZE,
-    seed=SEED,
-    faithful=FAITHFUL,
-    augmented_views=AUGMENTED_VIEWS,
-    cache_dir=CACHE_DIR,
-)
-display(Markdown("\n".join(f"- {note}" for note in [f"mode: {trained.mode}", *trained.notes])))
-
-# %% [markdown]
-# ## Architecture
-
-# %%
-trained.model.summary(expand_nested=True)
+figure = plots.spread({result.name: result})
+repeats_table(result)
 
 # %% [markdown]
 # ## Training curves
+# Loss and accuracy per epoch of every repeat (dashed: validation). Model 6 is fitted in closed form (no epochs).
 
 # %%
-figure = plots.training_curves(trained.history)
+histories = {f"seed {trained.seed}": trained.history for trained in outcome.repeats if trained.history}
+if histories:
+    figure = plots.training_curves(histories)
+else:
+    display(Markdown("Fitted by L-BFGS on the standardised features: no epochs to show."))
+
 # %% [markdown]
-# ## Performance on train and validation, at the decision threshold
-# Accuracy and weighted recall / precision / F1 as in the study, then per class: recall on bare heads is the
-# share of safety violations the model catches.
+# ## Performance of the deployed model on train and validation
+# Accuracy and weighted recall / precision / F1 as in the study, at `THRESHOLD`; recall on bare heads is the share
+# of safety violations the model catches.
 
 # %%
-results = model_results(trained, dataset, parts, threshold=THRESHOLD)
-performance_table({part: results[part] for part in ("train", "validation")}).round(3)
-
-# %%
-per_class_table(results["validation"]).round(3)
+display(performance_table({"train": result.train, "validation": result.validation}).round(3))
+per_class_table(result.validation).round(3)
 
 # %%
 for part in ("train", "validation"):
-    indices = getattr(parts, part)
-    plots.confusion_heatmap(
-        confusion(dataset.labels[indices], trained.probabilities[part], threshold=THRESHOLD), title=part
-    )
+    labels = dataset.labels[getattr(parts, part)]
+    matrix = confusion(labels, outcome.deployed.probabilities[part], threshold=run.config.threshold)
+    figure = plots.confusion_heatmap(matrix, title=part)
 
 # %% [markdown]
 # ## Predictions on validation images
@@ -125,14 +107,18 @@ for part in ("train", "validation"):
 figure = plots.prediction_grid(
     dataset.images[parts.validation],
     dataset.labels[parts.validation],
-    trained.probabilities["validation"],
-    threshold=THRESHOLD,
+    outcome.deployed.probabilities["validation"],
+    threshold=run.config.threshold,
 )
+
 # %% [markdown]
-# ## Observation
+# ## How it was trained
 
 # %%
-display(Markdown(observation(results)))
+display(Markdown("\n".join(f"- {note}" for note in [f"mode: {result.mode}", *result.notes])))
+
+# %% [markdown]
+# ## Architecture
 
 # %%
-metrics_file = save_model_results(trained, results, RUN_DIR)
+architecture_table(outcome.deployed.model)

@@ -1,6 +1,8 @@
-"""Shared fixtures: small synthetic sets, the optional real photos and stand-in weights beside the repository."""
+"""Shared fixtures: small synthetic sets, tiny report runs, the optional real photos and stand-in weights."""
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import matplotlib
@@ -11,9 +13,40 @@ matplotlib.use("Agg")
 from helmetlib.data import make_demo_dataset, write_dataset  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
+NOTEBOOKS = REPO / "notebooks"
 SHARED = Path(os.environ.get("HELMETLIB_SHARED", REPO.parent / "shared"))
 HELMET_DEV = SHARED / "data" / "helmet-dev"
 STAND_IN_WEIGHTS = SHARED / "weights" / "vgg16-hed-notop.weights.h5"
+
+# a tiny study: 160 demo images of 64 px (the CNN learns them in 15 epochs), random backbone, one augmented view
+TINY = [
+    "--epochs",
+    "15",
+    "--weights",
+    "none",
+    "--demo-size",
+    "160",
+    "--image-size",
+    "64",
+    "--augmented-views",
+    "1",
+    "--bootstrap-resamples",
+    "500",
+]
+# the smallest study that still runs every notebook: the CNN alone
+CNN_ONLY = [
+    "--models",
+    "cnn",
+    "--weights",
+    "none",
+    "--demo-size",
+    "40",
+    "--image-size",
+    "32",
+    "--no-export",
+    "--bootstrap-resamples",
+    "200",
+]
 
 
 def require(path: Path, what: str) -> Path:
@@ -21,6 +54,14 @@ def require(path: Path, what: str) -> Path:
     if not path.exists():
         pytest.skip(f"{what} not found at {path} (only present beside a developer checkout; see README)")
     return path
+
+
+@pytest.fixture(scope="session")
+def kernel_name() -> str:
+    """The kernel the notebook tests run under (the runner's own kernelspec, for this Python)."""
+    from helmetlib.reports import ensure_kernel
+
+    return os.environ.get("HELMETLIB_TEST_KERNEL") or ensure_kernel()
 
 
 @pytest.fixture(scope="session")
@@ -44,16 +85,18 @@ def close_figures():
     plt.close("all")
 
 
-TINY = ["--epochs", "1", "--weights", "none", "--demo-size", "40", "--image-size", "48", "--augmented-views", "1"]
-
-
 @pytest.fixture(scope="session")
 def finished_run(tmp_path_factory):
-    """(exit status, output folder) of one tiny helmet-reports run on the demo set, shared by the tests."""
-    from helmetlib.reports import main
-
+    """(exit status, output folder, stderr) of one tiny helmet-reports run of every model, shared by the tests."""
     out = tmp_path_factory.mktemp("reports")
     groups = tmp_path_factory.mktemp("groups") / "groups.csv"
-    groups.write_text("path\n" + "".join(f"photo{row // 2}.png\n" for row in range(40)))  # two crops per photo
-    status = main(["--out", str(out), "--run-id", "tiny", "--groups", str(groups), *TINY])
-    return status, out
+    groups.write_text("path\n" + "".join(f"photo{row // 2}.png\n" for row in range(160)))  # two crops per photo
+    result = runner(["--out", str(out), "--run-id", "tiny", "--groups", str(groups), *TINY])
+    return result.returncode, out, result.stderr
+
+
+def runner(arguments: list[str], **options) -> subprocess.CompletedProcess:
+    """`helmet-reports` in a process of its own (as a scheduler runs it), its output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "helmetlib.reports", *arguments], capture_output=True, text=True, **options
+    )

@@ -3,9 +3,8 @@
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import HELMET_DEV, require
 
-from helmetlib import DatasetError, load_dataset, make_demo_dataset, write_dataset
+from helmetlib import DatasetError, load_dataset, write_dataset
 from helmetlib.data import IMAGES_FILE, LABELS_FILE
 
 
@@ -129,37 +128,74 @@ def test_label_count_mismatch(tmp_path):
 
 
 @pytest.mark.parametrize("bad", [2, -1, "yes", 0.5])
-def test_labels_other_than_0_1(tmp_path, bad):
+def test_labels_other_than_0_1_name_their_line(tmp_path, bad):
     labels = good_labels()
     labels[3] = bad
     folder = write(tmp_path / "d", good_images(), labels)
-    with pytest.raises(DatasetError, match=f"Labels_proj.csv: labels must be 0 or 1; 1 rows are not .*{bad}"):
+    with pytest.raises(DatasetError, match=f"Labels_proj.csv: labels must be 0 or 1; 1 rows are not .*line 5: '{bad}'"):
         load_dataset(folder)
 
 
-def test_single_class(tmp_path):
-    folder = write(tmp_path / "d", good_images(), [1] * 6)
-    with pytest.raises(DatasetError, match="Labels_proj.csv: only one class present"):
+def test_a_blank_line_in_the_middle_is_refused_with_its_number(tmp_path):
+    folder = write(tmp_path / "d", good_images(), good_labels())
+    # the probe: a blank line after row 4 and one extra row at the end would shift every later label by one
+    (folder / LABELS_FILE).write_text("Label\n0\n1\n0\n1\n\n0\n1\n")
+    with pytest.raises(DatasetError, match="Labels_proj.csv: blank label on line 6"):
         load_dataset(folder)
 
 
-def test_dataset_error_is_a_value_error():
-    assert issubclass(DatasetError, ValueError)
+def test_trailing_newlines_are_fine(tmp_path):
+    folder = write(tmp_path / "d", good_images(), good_labels())
+    (folder / LABELS_FILE).write_text("Label\n0\n1\n0\n1\n0\n1\n\n\n")
+    assert load_dataset(folder).labels.tolist() == good_labels()
 
 
-def test_demo_set_is_deterministic_balanced_and_varied():
-    first, second = make_demo_dataset(40, seed=7), make_demo_dataset(40, seed=7)
-    np.testing.assert_array_equal(first.images, second.images)
-    assert first.images.shape == (40, 200, 200, 3)
-    assert first.class_counts == {0: 20, 1: 20}
-    assert make_demo_dataset(40, seed=8).content_hash != first.content_hash
-    assert first.images.std(axis=0).mean() > 20  # images differ from each other
+def test_a_header_whose_size_overflows_int64_is_a_dataset_error(tmp_path):
+    folder = write(tmp_path / "d", good_images(), good_labels())
+    path = folder / IMAGES_FILE
+    header = {"descr": "|u1", "fortran_order": False, "shape": (2**58, 200, 200, 3)}
+    with path.open("wb") as f:
+        np.lib.format.write_array_header_1_0(f, header)
+        f.write(b"\0" * 1000)
+    with pytest.raises(DatasetError, match="images_proj.npy: truncated file"):
+        load_dataset(folder)
 
 
-def test_helmet_dev_loads_as_rgb():
-    folder = require(HELMET_DEV, "helmet-dev photo set")
-    dataset = load_dataset(folder)
-    assert dataset.images.shape == (600, 200, 200, 3) and dataset.images.dtype == np.uint8
-    assert dataset.class_counts == {0: 300, 1: 300}
-    raw = np.load(folder / IMAGES_FILE, mmap_mode="r", allow_pickle=False)
-    np.testing.assert_array_equal(dataset.images[:5], raw[:5, :, :, ::-1])
+def test_zero_size_images_are_refused(tmp_path):
+    folder = write(tmp_path / "d", np.zeros((2, 0, 0, 3), np.uint8), [0, 1])
+    with pytest.raises(DatasetError, match="images of zero size"):
+        load_dataset(folder, image_size=None)
+
+
+def test_images_are_memory_mapped_and_load_under_a_small_address_space_limit(tmp_path):
+    """A 168 MB image file loads, hashes and streams in a process allowed 120 MB more address space."""
+    import subprocess
+    import sys
+
+    n = 1400  # 1400 x 200 x 200 x 3 = 168 MB
+    images = np.lib.format.open_memmap(tmp_path / IMAGES_FILE, mode="w+", dtype=np.uint8, shape=(n, 200, 200, 3))
+    images[::7] = 255
+    images.flush()
+    del images
+    pd.DataFrame({"Label": [0, 1] * (n // 2)}).to_csv(tmp_path / LABELS_FILE, index=False)
+    script = f"""
+import resource, numpy as np
+from helmetlib.data import ImageArray, load_dataset, batches
+from helmetlib.eda import image_statistics
+import psutil
+used = psutil.Process().memory_info().vms
+resource.setrlimit(resource.RLIMIT_AS, (used + 120 * 2**20, resource.RLIM_INFINITY))  # 120 MB of headroom
+dataset = load_dataset({str(tmp_path)!r})
+assert isinstance(dataset.images, ImageArray), type(dataset.images)
+total = sum(int(batch[..., 0].sum()) for batch in batches(dataset.images, 64))
+statistics = image_statistics(dataset.images, dataset.labels)
+print(len(dataset), dataset.content_hash, total, len(statistics))
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    count, digest, total, rows = result.stdout.split()
+    assert int(count) == n and int(rows) == n and int(total) == 200 * 200 * 255 * 200
+    greedy = script.replace("total = sum", "everything = np.array(dataset.images)\ntotal = sum")
+    refused = subprocess.run([sys.executable, "-c", greedy], capture_output=True, text=True)
+    assert refused.returncode != 0  # the limit is real: reading the whole file at once fails
+    assert "MemoryError" in refused.stderr or "Cannot allocate memory" in refused.stderr

@@ -7,7 +7,7 @@ from helmetlib.evaluate import main
 
 
 def test_evaluate_writes_report_and_json(finished_run, tmp_path, capsys):
-    status, out = finished_run
+    status, out, _ = finished_run
     run = out / "tiny"
     other = write_dataset(make_demo_dataset(24, seed=99), tmp_path / "elsewhere")
     json_file = tmp_path / "scores.json"

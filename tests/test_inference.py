@@ -1,20 +1,30 @@
-"""helmet-predict and the model card, on the selected model of the shared tiny run."""
+"""helmet-predict and the model card: cards bound to their files, every per-file problem an error row, the
+deployed threshold applied, and saved / TFLite models that agree with training on a model that discriminates."""
 
 import json
 import shutil
+import struct
+import zlib
 
 import cv2
-import keras
 import numpy as np
+import pandas as pd
 import pytest
 
 from helmetlib import ModelError, load_model, make_demo_dataset, predict, write_dataset
-from helmetlib.inference import card_path, main
+from helmetlib.cards import read_card
+from helmetlib.inference import main
+from helmetlib.notebook import NotebookRun
+from helmetlib.pipeline import compare_and_select, train_and_save
+from helmetlib.runs import RunConfig, RunFolder, RunRecord
+from helmetlib.weights import WeightsChoice
+
+TOLERANCE = 1e-4
 
 
 @pytest.fixture(scope="module")
 def run_dir(finished_run):
-    status, out = finished_run
+    status, out, _ = finished_run
     assert status == 0
     return out / "tiny"
 
@@ -22,6 +32,29 @@ def run_dir(finished_run):
 @pytest.fixture(scope="module")
 def photos():
     return make_demo_dataset(12, seed=21)
+
+
+@pytest.fixture(scope="module")
+def cnn_run(tmp_path_factory):
+    """A run folder, made in process, whose only model (the CNN, at 64 px) has learnt the demo set: its
+    probabilities spread from 0 to 1, so agreement checks can fail."""
+    root = tmp_path_factory.mktemp("cnn-run")
+    config = RunConfig(
+        run_id="cnn",
+        weights=WeightsChoice(requested="none", used="random"),
+        cache_dir=str(root),
+        models=("cnn",),
+        epochs=12,
+        batch_size=16,
+        image_size=64,
+        threshold_rule="max_f1",
+        bootstrap_resamples=200,
+    )
+    run = NotebookRun(config=config, folder=RunFolder(root / "run"))
+    dataset = run.dataset()
+    outcome = train_and_save(run, "cnn", dataset)
+    comparison = compare_and_select(run, dataset)
+    return run, dataset, outcome, comparison
 
 
 def write_files(images, folder, suffixes):
@@ -34,22 +67,20 @@ def write_files(images, folder, suffixes):
     return paths
 
 
-def test_card_describes_the_selected_model(run_dir):
-    record = json.loads((run_dir / "run.json").read_text())
-    model_file = run_dir / "models" / f"{record['selected_model']}.keras"
-    card = json.loads(card_path(model_file).read_text())
-    assert card["name"] == record["selected_model"] and card["selected"] is True
-    assert card["input"] == {**card["input"], "height": 48, "width": 48, "channels": 3, "color_order": "RGB"}
-    assert card["input"]["normalization"] == "unit" and card["threshold"] == 0.5
-    assert card["class_names"] == {"0": "no helmet", "1": "helmet"}
-    assert card["training_data"]["content_hash"] == record["data"]["content_hash"]
-    assert card["split"] == {"train": 28, "validation": 6, "test": 6}
-    assert card["metrics"]["test"]["accuracy"] == record["test"]["accuracy"]
-    assert card["versions"]["keras"] == keras.__version__
-    others = [name for name in record["models"] if name != record["selected_model"]]
-    assert all(
-        json.loads(card_path(run_dir / "models" / f"{name}.keras").read_text())["selected"] is False for name in others
-    )
+def test_card_describes_the_selected_model_and_binds_its_files(run_dir):
+    record = RunRecord.read(run_dir / "run.json")
+    selected = record.selection.selected_model
+    card = read_card(run_dir / "models" / f"{selected}.keras")
+    assert card.name == selected and card.selected
+    assert (card.input.height, card.input.width, card.input.color_order) == (64, 64, "RGB")
+    assert card.threshold == record.selection.threshold and card.class_names == {"0": "no helmet", "1": "helmet"}
+    assert card.training_data.content_hash == record.data.content_hash
+    assert card.split == {"train": 112, "validation": 24, "test": 24}
+    assert card.metrics["test"] == record.selection.test
+    assert {"keras", "tflite", "quant_tflite"} <= set(card.files) and len(card.files["keras"].sha256) == 64
+    for name in record.models:
+        if name != selected:
+            assert not read_card(run_dir / "models" / f"{name}.keras").selected
 
 
 def test_files_predict_like_arrays_with_folder_recursion_and_mixed_formats(run_dir, photos, tmp_path):
@@ -63,7 +94,6 @@ def test_files_predict_like_arrays_with_folder_recursion_and_mixed_formats(run_d
     assert from_files["source"].str.contains("deeper/still").sum() == 6
     np.testing.assert_allclose(from_files["probability"], from_arrays["probability"][order], atol=1e-6)
     assert from_files["label"].tolist() == from_arrays["label"][order].tolist()
-    assert set(from_arrays["class_name"]) <= {"helmet", "no helmet"}
 
 
 def test_npy_input_uses_the_dataset_bgr_convention(run_dir, photos, tmp_path):
@@ -73,62 +103,141 @@ def test_npy_input_uses_the_dataset_bgr_convention(run_dir, photos, tmp_path):
     np.testing.assert_allclose(from_npy["probability"], predict(run_dir, photos.images)["probability"], atol=1e-6)
 
 
-def test_bad_files_get_error_rows_and_a_non_zero_exit(run_dir, photos, tmp_path, capsys):
+def png_header_only(path, width, height):
+    """A PNG whose header announces width x height pixels, with a tiny (broken) image body."""
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 10)) + chunk(b"IEND", b"")
+    )
+
+
+def test_every_per_file_problem_is_an_error_row_and_the_rest_is_written(run_dir, photos, tmp_path, capsys):
     folder = tmp_path / "mixed"
     write_files(photos.images[:3], folder, [".png", ".jpg", ".png"])
     (folder / "empty.jpg").write_bytes(b"")
     (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
     (folder / "readme.txt").write_text("not a photo")
+    png_header_only(folder / "huge.png", 30000, 30000)
+    np.save(folder / "zero.npy", np.zeros((2, 0, 0, 3), np.uint8))  # the probe that used to lose every row
     out = tmp_path / "table.csv"
-    status = main(["--model", str(run_dir), str(folder), str(tmp_path / "missing.png"), "--out", str(out)])
+    status = main(
+        ["--model", str(run_dir), str(folder), str(tmp_path / "missing.png"), "--out", str(out), "--batch-size", "2"]
+    )
     assert status == 1
-    import pandas as pd
-
     table = pd.read_csv(out)
     errors = dict(zip(table["source"].map(lambda s: s.rsplit("/", 1)[-1]), table["error"], strict=True))
     assert errors["empty.jpg"] == "empty file"
     assert errors["broken.png"].startswith("corrupt image")
     assert errors["readme.txt"].startswith("not an image")
     assert errors["missing.png"] == "file not found"
+    assert errors["huge.png"].startswith("image too large: 30000x30000 pixels")
+    assert "images of zero size" in errors["zero.npy"]
     assert table["probability"].notna().sum() == 3
-    assert "3 predicted, 4 failed" in capsys.readouterr().err
+    assert "3 predicted, 6 failed" in capsys.readouterr().err
 
 
-def test_card_threshold_applies_and_threshold_option_overrides(run_dir, photos, tmp_path):
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (["--threshold", "nan"], "threshold must be a number strictly between 0 and 1"),
+        (["--threshold", "-1"], "threshold must be a number strictly between 0 and 1"),
+        (["--threshold", "2"], "threshold must be a number strictly between 0 and 1"),
+        (["--threshold", "inf"], "threshold must be a number strictly between 0 and 1"),
+        (["--batch-size", "0"], "--batch-size must be at least 1"),
+        (["--max-pixels", "0"], "--max-pixels must be at least 1"),
+    ],
+)
+def test_options_are_checked_before_loading_anything(run_dir, tmp_path, capsys, option, message):
+    assert main(["--model", str(run_dir), str(tmp_path), *option]) == 2
+    error = capsys.readouterr().err
+    assert message in error and "Traceback" not in error
+
+
+def test_the_cards_deployed_threshold_applies_and_the_option_overrides(run_dir, photos, tmp_path):
     models = tmp_path / "models"
     shutil.copytree(run_dir / "models", models)
     card_file = models / "cnn.card.json"
     card = json.loads(card_file.read_text())
-    card["threshold"] = 1.01  # nothing reaches it
+    card["threshold"]["value"] = 0.999999  # nothing reaches it
     card_file.write_text(json.dumps(card))
     strict = predict(models / "cnn.keras", photos.images)
-    assert (strict["label"] == 0).all() and (strict["threshold"] == 1.01).all()
-    lenient = predict(models / "cnn.keras", photos.images, threshold=0.0)
-    assert (lenient["label"] == 1).all() and (lenient["threshold"] == 0.0).all()
+    assert (strict["label"] == 0).all() and (strict["threshold"] == 0.999999).all()
+    lenient = predict(models / "cnn.keras", photos.images, threshold=1e-6)
+    assert (lenient["label"] == 1).all() and (lenient["threshold"] == 1e-6).all()
 
 
-def test_tflite_agrees_with_keras(run_dir, photos):
-    record = json.loads((run_dir / "run.json").read_text())
-    selected = record["selected_model"]
-    reference = predict(run_dir / "models" / f"{selected}.keras", photos.images)
-    for file, tolerance in ((f"{selected}.tflite", 1e-4), (f"{selected}.quant.tflite", 0.05)):
-        exported = predict(run_dir / "models" / file, photos.images)
-        np.testing.assert_allclose(exported["probability"], reference["probability"], atol=tolerance)
-    assert record["export"]["float32"]["label_agreement"] == 1.0
-    assert record["export"]["quantized"]["megabytes"] < record["export"]["float32"]["megabytes"]
+def test_a_card_is_bound_to_its_own_files(run_dir, tmp_path, capsys):
+    models = tmp_path / "models"
+    shutil.copytree(run_dir / "models", models)
+    selected = RunRecord.read(run_dir / "run.json").selection.selected_model
+    other = next(name for name in ("vgg16_linear", "vgg16_mlp") if name != selected)
+    # the probe: another model's TFLite file beside a card that describes no such file
+    shutil.copy(models / f"{selected}.tflite", models / f"{other}.tflite")
+    with pytest.raises(ModelError, match=f"{other}.tflite: its card {other}.card.json does not describe this file"):
+        load_model(models / f"{other}.tflite")
+    # the probe: a same-named model file that is not the one the card was written for
+    shutil.copy(models / "cnn.keras", models / f"{other}.head.keras")
+    assert main(["--model", str(models / f"{other}.head.keras"), str(tmp_path)]) == 2
+    assert "does not match its card" in capsys.readouterr().err and "SHA-256 differs" in str(
+        pytest.raises(ModelError, load_model, models / f"{other}.head.keras").value
+    )
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda card: card.pop("input"), "key 'input'"),
+        (lambda card: card["threshold"].update(value="abc"), "key 'threshold.value'"),
+        (lambda card: card["threshold"].update(value=float("nan")), "strictly between 0 and 1"),
+        (lambda card: card.update(format="other/1"), "key 'format'"),
+    ],
+)
+def test_malformed_cards_exit_2_naming_the_key(run_dir, tmp_path, capsys, edit, message):
+    models = tmp_path / "models"
+    shutil.copytree(run_dir / "models", models)
+    card_file = models / "cnn.card.json"
+    card = json.loads(card_file.read_text())
+    edit(card)
+    card_file.write_text(json.dumps(card))
+    assert main(["--model", str(models / "cnn.keras"), str(tmp_path)]) == 2
+    error = capsys.readouterr().err
+    assert message in error and "Traceback" not in error
 
 
 def test_models_that_are_not_helmetlib_models_are_refused(run_dir, tmp_path, capsys):
-    plain = keras.Sequential([keras.Input((48, 48, 3)), keras.layers.Flatten(), keras.layers.Dense(1)])
+    from helmetlib.backend import keras
+
+    plain = keras.Sequential([keras.Input((64, 64, 3)), keras.layers.Flatten(), keras.layers.Dense(1)])
     plain.save(tmp_path / "plain.keras")
     with pytest.raises(ModelError, match=r"plain.keras: not a helmetlib model \(no model card plain.card.json"):
         load_model(tmp_path / "plain.keras")
-    shutil.copy(card_path(run_dir / "models" / "cnn.keras"), tmp_path / "plain.card.json")
-    with pytest.raises(ModelError, match="model card does not match the model"):
-        load_model(tmp_path / "plain.keras")
-    (tmp_path / "junk.keras").write_bytes(b"zip? no")
-    shutil.copy(card_path(run_dir / "models" / "cnn.keras"), tmp_path / "junk.card.json")
-    with pytest.raises(ModelError, match="junk.keras: not a loadable Keras model"):
-        load_model(tmp_path / "junk.keras")
     assert main(["--model", str(tmp_path / "nothing.keras"), str(tmp_path)]) == 2
     assert "nothing.keras: model file not found" in capsys.readouterr().err
+
+
+def test_saved_and_exported_models_agree_with_training_on_a_discriminating_model(cnn_run):
+    run, dataset, outcome, comparison = cnn_run
+    validation = outcome.deployed.probabilities["validation"]
+    assert np.ptp(validation) >= 100 * TOLERANCE  # the model discriminates: agreement is not vacuous
+    images = dataset.images[outcome.parts.validation]
+    saved = predict(run.folder.model_file("cnn"), images)["probability"].to_numpy()
+    np.testing.assert_allclose(saved, validation, atol=TOLERANCE)
+    exported = predict(run.folder.tflite_file("cnn"), images)["probability"].to_numpy()
+    np.testing.assert_allclose(exported, validation, atol=TOLERANCE)
+    quantized = predict(run.folder.tflite_file("cnn", quantized=True), images)["probability"].to_numpy()
+    assert np.abs(quantized - validation).max() < 0.05 and np.ptp(quantized) > 0.5
+    export = comparison.selection.export
+    assert export["tflite"].label_agreement == 1.0 and export["quant_tflite"].megabytes < export["tflite"].megabytes
+
+
+def test_helmet_predict_uses_the_deployed_threshold_chosen_on_validation(cnn_run):
+    run, dataset, _, comparison = cnn_run
+    selection = comparison.selection
+    assert selection.threshold.rule == "max_f1" and "chosen on validation" in selection.threshold.description
+    table = predict(run.folder.path, dataset.images[:8])  # the run folder: its selected model and card
+    assert (table["threshold"] == selection.threshold.value).all()
+    assert (table["label"] == (table["probability"] >= selection.threshold.value)).all()

@@ -1,14 +1,23 @@
-"""The jupytext pairs: in sync, output-free, each with a parameters cell first (no kernel started)."""
+"""The notebooks: paired and output-free, typed parameters that papermill can describe and the first cell checks,
+and runs on their own under plain papermill (the python3 kernel) from the notebooks folder."""
 
 import json
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import jupytext
 import nbformat
 import pytest
+from conftest import NOTEBOOKS, REPO
 
-NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+from helmetlib.notebook import start
+from helmetlib.runs import PARAMETER_TYPES, ParameterError, RunFolder
+from helmetlib.selection import SELECTION_RULE
+
 SOURCES = sorted(NOTEBOOKS.glob("*.py"))
+NOISE = ("Warning", "warn(", "absl", "I0000", "E0000", "W0000", "cuInit", "XNNPACK", "IPKernelApp")
 
 
 def test_notebooks_are_found():
@@ -36,9 +45,134 @@ def test_committed_ipynb_is_output_free(source):
 
 
 @pytest.mark.parametrize("source", SOURCES, ids=lambda path: path.stem)
-def test_parameters_cell_is_the_first_code_cell(source):
+def test_parameters_cell_first_typed_and_documented(source):
+    from papermill.translators import PythonTranslator
+
     cells = [cell for cell in jupytext.read(source).cells if cell.cell_type == "code"]
     assert "parameters" in cells[0].metadata.get("tags", [])
-    assert cells[0].source.splitlines()[0].split("=")[0].strip().isupper()
     assert all("parameters" not in cell.metadata.get("tags", []) for cell in cells[1:])
+    parameters = PythonTranslator.inspect(cells[0])
+    assert parameters, "papermill finds no parameter"
+    for parameter in parameters:
+        assert parameter.inferred_type_name == PARAMETER_TYPES[parameter.name].__name__, parameter.name
+        assert len(parameter.help.split()) >= 3, f"{parameter.name} has no help text"
+    assert "start(globals())" in cells[1].source  # the first code cell checks the parameters
     assert "def " not in "".join(cell.source for cell in cells), "helpers belong in helmetlib, not in notebooks"
+
+
+def test_papermill_help_lists_a_type_and_help_for_every_parameter():
+    result = subprocess.run(
+        [Path(sys.executable).parent / "papermill", "--help-notebook", str(NOTEBOOKS / "10_model.ipynb")],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    listed = [
+        line.split(":")[0].strip()
+        for line in result.stdout.splitlines()
+        if line.startswith("  ") and ": " in line and "(default" in line
+    ]
+    assert listed and "Unknown type" not in result.stdout
+    for name in listed:
+        assert f"  {name}: {PARAMETER_TYPES[name].__name__} (default" in result.stdout, name
+
+
+def test_jupytext_finds_its_configuration_beside_the_notebooks():
+    from jupytext.config import find_jupytext_configuration_file
+
+    assert Path(find_jupytext_configuration_file(str(NOTEBOOKS))) == NOTEBOOKS / "jupytext.toml"
+
+
+def test_parameters_are_checked_and_coerced(tmp_path):
+    base = {"RUN_DIR": str(tmp_path / "run"), "WEIGHTS": "none", "DEMO_SIZE": 40, "CACHE_DIR": str(tmp_path)}
+    run = start({**base, "FAITHFUL": "false", "EPOCHS": "3", "MODEL_NAME": "cnn", "unrelated": 1})
+    assert run.config.faithful is False and run.config.epochs == 3 and run.model_name == "cnn"
+    assert run.config.batch_size == 16 and run.config.repeats == 1  # the demo's defaults, as helmet-reports picks
+    assert RunFolder(tmp_path / "run").read_config() == run.config  # written for the notebooks that follow
+    for bad, message in [
+        ({"FAITHFUL": "maybe"}, "FAITHFUL must be true or false, got 'maybe'"),
+        ({"THRESHOLD": 1.5}, "THRESHOLD must be a number strictly between 0 and 1"),
+        ({"EPOCHS": -1}, "EPOCHS must be at least 1"),
+        ({"MODEL_NAME": "resnet"}, "MODEL_NAME 'resnet' is not a model"),
+        ({"MODELS": "cnn,resnet"}, "unknown model 'resnet' in MODELS"),
+    ]:
+        with pytest.raises(ParameterError, match=message):
+            start({**base, **bad})
+
+
+def test_relative_paths_resolve_against_the_repository(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    name = f"reports/pytest-{tmp_path.name}"
+    try:
+        run = start({"RUN_DIR": name, "WEIGHTS": "none", "CACHE_DIR": str(tmp_path)})
+        assert run.folder.path == REPO / name and (REPO / name / "config.json").is_file()
+    finally:
+        shutil.rmtree(REPO / name, ignore_errors=True)
+
+
+def test_a_helmet_reports_config_wins_and_disagreeing_parameters_are_refused(finished_run):
+    run_dir = finished_run[1] / "tiny"
+    config = RunFolder(run_dir).read_config()
+    assert start({"RUN_DIR": str(run_dir), **config.parameters()}).config == config
+    with pytest.raises(ParameterError, match=r"EPOCHS=7 \(config.json: 15\)"):
+        start({"RUN_DIR": str(run_dir), "EPOCHS": 7})
+
+
+def papermill(notebook: str, output: Path, parameters: dict, cwd: Path) -> subprocess.CompletedProcess:
+    arguments = [str(Path(sys.executable).parent / "papermill"), notebook, str(output), "--no-progress-bar"]
+    for name, value in parameters.items():
+        arguments += ["-p", name, str(value)]
+    return subprocess.run(arguments, cwd=cwd, capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def standalone(tmp_path_factory):
+    """Plain papermill from the notebooks folder with the python3 kernel: a model notebook with FAITHFUL given
+    as the string "false", then the comparison of two models of which only one has run."""
+    root = tmp_path_factory.mktemp("standalone")
+    common = {
+        "RUN_DIR": str(root / "run"),
+        "CACHE_DIR": str(root / "cache"),
+        "WEIGHTS": "none",
+        "DEMO_SIZE": 40,
+        "IMAGE_SIZE": 48,
+    }
+    model = papermill(
+        "10_model.ipynb",
+        root / "model.ipynb",
+        {**common, "MODEL_NAME": "vgg16_linear", "FAITHFUL": "false", "EPOCHS": 1},
+        NOTEBOOKS,
+    )
+    comparison = papermill(
+        "20_comparison.ipynb",
+        root / "comparison.ipynb",
+        {**common, "MODELS": "cnn,vgg16_linear", "BOOTSTRAP_RESAMPLES": 200, "EXPORT_TFLITE": "False"},
+        NOTEBOOKS,
+    )
+    return root, model, comparison
+
+
+def outputs_text(notebook: Path) -> str:
+    node = nbformat.read(notebook, as_version=4)
+    return json.dumps([cell.get("outputs", []) for cell in node.cells])
+
+
+def test_papermill_runs_the_model_notebook_in_fast_mode_with_a_string_bool(standalone):
+    root, model, _ = standalone
+    assert model.returncode == 0, model.stderr[-3000:]
+    result = RunFolder(root / "run").results(["vgg16_linear"])["vgg16_linear"]
+    assert result.mode == "fast" and result.epochs_run == 1
+    text = outputs_text(root / "model.ipynb")
+    assert not [noise for noise in NOISE if noise in text], [noise for noise in NOISE if noise in text]
+
+
+def test_the_comparison_compares_what_exists_and_says_what_is_missing(standalone):
+    root, _, comparison = standalone
+    assert comparison.returncode == 0, comparison.stderr[-3000:]
+    selection = RunFolder(root / "run").read_selection()
+    assert selection.missing == ("cnn",) and selection.candidates == ("vgg16_linear",)
+    assert selection.rule == SELECTION_RULE
+    text = outputs_text(root / "comparison.ipynb")
+    assert "Not compared (no results in this run folder): cnn." in text
+    assert "<h2>Decision</h2>" in text
+    assert not [noise for noise in NOISE if noise in text], [noise for noise in NOISE if noise in text]

@@ -1,94 +1,151 @@
-"""The helmet-reports pipeline end to end on a tiny demo set (1 epoch, no pretrained weights)."""
+"""The helmet-reports pipeline end to end on a tiny demo set, and every way a run can be refused before it starts."""
 
 import json
+import re
 import shutil
-from pathlib import Path
 
-from conftest import TINY
+import pytest
+from conftest import CNN_ONLY, NOTEBOOKS, TINY, runner
 
 from helmetlib import MODEL_NAMES
-from helmetlib.reports import main
+from helmetlib.reports import main, notebook_parameter_names, plan_stages
+from helmetlib.runs import (
+    NOTEBOOK_ONLY,
+    PARAMETER_TYPES,
+    ReportsFolder,
+    RunConfig,
+    RunFolder,
+    RunRecord,
+)
+from helmetlib.weights import WeightsChoice
 
-NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+LOG_LINES = ("UserWarning", "DeprecationWarning", "absl", "I0000", "E0000", "W0000", "cuInit", "XNNPACK", "Traceback")
 
 
-def test_run_succeeds_and_writes_every_file(finished_run):
-    status, out = finished_run
-    assert status == 0
-    run = out / "tiny"
-    stems = ["00_eda", *(f"10_model_{name}" for name in MODEL_NAMES), "20_comparison"]
+@pytest.fixture(scope="module")
+def run(finished_run):
+    status, out, _ = finished_run
+    assert status == 0, finished_run[2][-3000:]
+    return RunFolder(out / "tiny")
+
+
+def test_run_writes_every_file_and_moves_into_place(finished_run, run):
+    out = finished_run[1]
+    stems = ["00_eda", *(RunFolder.model_stem(name) for name in MODEL_NAMES), "20_comparison"]
     for stem in stems:
-        for suffix in (".ipynb", ".html", ".code.html"):
-            assert (run / f"{stem}{suffix}").is_file(), f"{stem}{suffix} missing"
+        for path in (run.notebook(stem), run.html(stem), run.code_html(stem)):
+            assert path.is_file(), f"{path.name} missing"
     for name in MODEL_NAMES:
-        for suffix in (".keras", ".history.json", ".probabilities.npz", ".metrics.json"):
-            assert (run / "models" / f"{name}{suffix}").is_file()
+        for path in (run.card_file(name), run.result_file(name), run.history_file(name), run.probabilities_file(name)):
+            assert path.is_file(), f"{path.name} missing"
+        assert run.model_file(name).is_file() or run.head_file(name).is_file()
+    assert run.config_file.is_file() and run.audit_file.is_file() and run.selection_file.is_file()
     assert not list(out.glob(".tmp-*"))
-    assert json.loads((out / "latest.json").read_text())["run_id"] == "tiny"
-    assert "tiny/index.html" in (out / "index.html").read_text()
+    assert ReportsFolder(out).latest_run_id() == "tiny" and (out / "latest").resolve() == run.path
 
 
-def test_html_reports_have_sections_and_figures(finished_run):
-    run = finished_run[1] / "tiny"
-    eda = (run / "00_eda.html").read_text()
-    for section in ("Class balance", "Examples per class", "Image statistics by class", "The split", "Leakage audit"):
-        assert section in eda
-    assert "20 groups" in eda and "Validation scores of vgg16_linear" in eda and "grouped split" in eda
-    model = (run / "10_model_vgg16_mlp.html").read_text()
-    for section in (
-        "Training curves",
-        "Performance on train and validation",
-        "Predictions on validation",
-        "Observation",
-    ):
-        assert section in model
-    assert model.count("<img") >= 4  # curves, two confusion matrices, prediction grid
-    assert 'class="highlight' not in model  # the reader version hides code cells
-    assert 'class="highlight' in (run / "10_model_cnn.code.html").read_text()
-    comparison = (run / "20_comparison.html").read_text()
-    assert "Selected model" in comparison and comparison.count("<img") >= 7  # curves, 4 Grad-CAM grids, ...
-    assert comparison.count("Grad-CAM") >= 1
-    for section in ("ROC and precision-recall", "bootstrap 95 % intervals", "Calibration and threshold", "Grad-CAM"):
-        assert section in comparison
-    index = (run / "index.html").read_text()
-    for stem in ("00_eda", "20_comparison", *(f"10_model_{name}" for name in MODEL_NAMES)):
-        assert f"href='{stem}.html'" in index
-
-
-def test_run_json_keys_and_values(finished_run):
-    record = json.loads((finished_run[1] / "tiny" / "run.json").read_text())
-    assert record["status"] == "ok" and record["failures"] == []
-    assert record["started"] <= record["finished"]
-    assert record["data"]["images"] == 40 and len(record["data"]["content_hash"]) == 16
-    assert record["parameters"]["batch_size"] == 16  # the demo default
-    assert record["split"] == {
-        "train": 28,
-        "validation": 6,
-        "test": 6,
+def test_run_json_is_a_typed_record_with_repeats_and_summary(run):
+    record = RunRecord.read(run.record_file)
+    raw = json.loads(run.record_file.read_text())
+    assert record.status == "ok" and record.failures == () and record.started <= record.finished
+    assert record.data.images == 160 and len(record.data.content_hash) == 16 and record.data.demo
+    assert record.config.batch_size == 16 and record.config.repeats == 1  # the demo defaults
+    assert record.split == {
+        "train": 112,
+        "validation": 24,
+        "test": 24,
+        "kind": "random",
         "random_state": 42,
         "stratified": True,
-        "kind": "random",
     }
-    assert record["weights"]["requested"] == "none" and record["weights"]["used"] == "random"
-    assert record["versions"]["tensorflow"] and record["versions"]["papermill"]
-    assert set(record["stage_seconds"]) >= {"validate data", "notebook 00_eda", "notebook 20_comparison"}
-    assert all(seconds >= 0 for seconds in record["stage_seconds"].values())
-    assert set(record["models"]) == set(MODEL_NAMES)
-    for result in record["models"].values():
-        for part in ("train", "validation"):
-            metrics = result[part]
-            assert set(metrics) >= {"accuracy", "recall", "precision", "f1", "per_class"}
-            assert all(0 <= metrics[key] <= 1 for key in ("accuracy", "recall", "precision", "f1"))
-        assert "test" not in result
-    assert record["selected_model"] in MODEL_NAMES
-    assert record["backbone_precision"]["features"] == ["float32"]
-    assert record["backbone_precision"]["augmented_views"][0] in ("float32", "bfloat16")
-    assert record["test"]["n"] == 6 and 0 <= record["test"]["accuracy"] <= 1
-    evaluation = record["evaluation"]
-    intervals = evaluation["test_intervals"]["0.5000"]["accuracy"]
-    assert intervals["low"] <= intervals["value"] == record["test"]["accuracy"] <= intervals["high"]
-    assert evaluation["runner_up"] in MODEL_NAMES and evaluation["runner_up"] != record["selected_model"]
-    assert 0 <= evaluation["validation_ece"] <= 1
+    assert raw["weights"]["requested"] == "none" and raw["weights"]["used"] == "random"
+    assert set(record.models) == set(MODEL_NAMES)
+    for name, result in raw["models"].items():
+        assert {"repeats", "summary", "collapsed", "train", "validation"} <= set(result)
+        [repeat] = result["repeats"]
+        assert {"seed", "train", "validation", "epochs_run", "collapsed", "restarts"} <= set(repeat)
+        assert repeat["seed"] == 812 and result["collapsed"] == repeat["collapsed"]
+        assert set(result["summary"]["f1"]) == {"mean", "std", "min", "max"}
+        assert result["summary"]["f1"]["mean"] == repeat["validation"]["f1"], name
+    assert set(record.stage_seconds) >= {"notebook 00_eda", "notebook 20_comparison"}
+    selection = record.selection
+    if selection.selected_model is not None:
+        assert not record.models[selection.selected_model].collapsed
+        assert raw["selected_model"] == selection.selected_model and raw["test"]["n"] == 24
+        interval = selection.test_intervals["accuracy"]
+        assert interval.low <= interval.value == selection.test.accuracy <= interval.high
+    assert RunRecord.from_json(raw) == record  # the file round-trips
+
+
+def test_reports_hold_no_log_lines_or_warnings(finished_run, run):
+    for page in run.path.glob("*.html"):
+        text = page.read_text()
+        found = [line for line in LOG_LINES if line in text]
+        assert not found, f"{page.name} contains {found}"
+    stderr = finished_run[2]
+    assert not re.search(r"^[IWE]\d{4} ", stderr, re.M) and "cuInit" not in stderr, stderr[-2000:]
+
+
+def test_reports_open_with_their_conclusion(run):
+    eda = run.html("00_eda").read_text()
+    conclusion = eda.index("Conclusion")
+    assert conclusion < eda.index("Class balance") < eda.index("Leakage audit") if "Leakage audit" in eda else True
+    for text in ("Valid:", "160 images of 64×64", "Leakage:", "80 groups", "Grouped split", "vgg16_linear"):
+        assert text in eda, text
+    assert "No near-duplicate pairs" in eda or "LEAKAGE" in eda  # an empty table is a sentence
+    model = run.html("10_model_cnn").read_text()
+    assert model.index("Conclusion") < model.index("Spread over seeds") < model.index("Architecture")
+    assert "over 1 repeat(s) (seeds 812)" in model and "Model: Sequential" not in model  # no Keras printout
+    comparison = run.html("20_comparison").read_text()
+    assert comparison.index("Decision") < comparison.index("Spread over seeds") < comparison.index("Grad-CAM")
+    assert "```json" not in comparison  # the card is a table, not a JSON dump
+
+
+def test_html_titles_and_report_order(run):
+    title = re.search(r"<title>(.*?)</title>", run.html("10_model_cnn").read_text()).group(1)
+    assert title == "Helmet study: one model · run tiny"
+    page = run.page.read_text()
+    order = [
+        page.index(f"href='{stem}.html'")
+        for stem in ["00_eda", *(RunFolder.model_stem(name) for name in MODEL_NAMES), "20_comparison"]
+    ]
+    assert order == sorted(order)  # EDA, models in the order run, comparison
+
+
+def test_run_page_opens_with_the_decision(run):
+    page = run.page.read_text()
+    record = RunRecord.read(run.record_file)
+    decision = page.index("<h2>Decision</h2>")
+    assert decision < page.index("<h2>Reports</h2>")
+    assert "RANDOMLY INITIALISED" in page and "Synthetic demo data" in page  # random backbone, demo data
+    selected = record.selection.selected_model
+    if selected:
+        assert f"Deploy <b>{selected}</b>" in page and "bare-head recall" in page
+        assert f"threshold <b>{record.selection.threshold.value:.3f}</b>" in page
+        assert "Runner-up:" in page and "95 % bootstrap CI" in page
+    for name, result in record.models.items():
+        if result.collapsed:
+            assert f"{name} collapsed in every repeat" in page
+
+
+def test_runs_index_lists_each_run_once(finished_run):
+    out = finished_run[1]
+    index = (out / "index.html").read_text()
+    assert index.count("href='tiny/index.html'") == 1  # the `latest` link is not a second run
+
+
+def test_runner_and_notebook_parameters_agree():
+    config = RunConfig(run_id="x", weights=WeightsChoice(requested="none", used="random"), cache_dir="/c")
+    values = config.parameters()
+    for source in sorted(NOTEBOOKS.glob("*.py")):
+        names = notebook_parameter_names(source)
+        unknown = set(names) - set(PARAMETER_TYPES)
+        assert not unknown, f"{source.name} declares {unknown}, which the runner cannot pass"
+        assert set(names) - set(NOTEBOOK_ONLY) <= set(values)
+    stages = plan_stages(config, RunFolder("/tmp/run"), NOTEBOOKS)
+    for stage in stages:
+        assert list(stage.parameters) == notebook_parameter_names(stage.source)  # exactly its cell, in order
+    assert [stage.parameters.get("MODEL_NAME") for stage in stages[1:-1]] == list(config.models)
 
 
 def test_bad_data_fails_fast_and_leaves_no_run(tmp_path, capsys):
@@ -97,38 +154,58 @@ def test_bad_data_fails_fast_and_leaves_no_run(tmp_path, capsys):
     (bad / "images_proj.npy").write_bytes(b"not numpy")
     (bad / "Labels_proj.csv").write_text("Label\n0\n1\n")
     out = tmp_path / "reports"
-    status = main(["--out", str(out), "--data", str(bad), "--run-id", "bad", *TINY])
-    assert status == 2
+    assert main(["--out", str(out), "--data", str(bad), "--run-id", "bad", *TINY]) == 2
     assert "images_proj.npy: not a valid .npy file" in capsys.readouterr().err
-    assert not (out / "bad").exists() and not list(out.glob(".tmp-*")) and not (out / "latest.json").exists()
+    assert not out.exists() or not any(out.iterdir())
 
 
-def test_failing_notebook_gives_a_failed_run_with_its_html(tmp_path, capsys):
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--run-id", "../escape"], "run id '../escape' is not allowed"),
+        (["--run-id", "/abs/path"], "is not allowed"),
+        (["--run-id", "a/b"], "is not allowed"),
+        (["--run-id", ".hidden"], "is not allowed"),
+        (["--run-id", "x" * 101], "is not allowed"),
+        (["--models", ","], "MODELS is empty"),
+        (["--models", "cnn,resnet"], "unknown model 'resnet'"),
+        (["--threshold", "nan"], "THRESHOLD must be a number strictly between 0 and 1"),
+        (["--threshold", "1.5"], "THRESHOLD must be a number strictly between 0 and 1"),
+        (["--demo-size", "3"], "DEMO_SIZE must be at least 20"),
+        (["--epochs", "0"], "EPOCHS must be at least 1"),
+        (["--split", "grouped", "--groups", "/nope/groups.csv"], "groups.csv"),
+        (["--weights", "/nope/w.h5"], "w.h5: weights file not found"),
+    ],
+)
+def test_argument_problems_exit_2_before_any_kernel(tmp_path, capsys, arguments, message):
+    out = tmp_path / "reports"
+    assert main(["--out", str(out), *CNN_ONLY, *arguments]) == 2
+    error = capsys.readouterr().err
+    assert message in error and "Traceback" not in error
+    assert not out.exists() or not any(out.iterdir())
+    assert not (tmp_path / "escape").exists()
+
+
+def test_out_under_a_file_and_unknown_options_exit_2(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert main(["--out", str(blocker / "reports"), *CNN_ONLY]) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err
+    result = runner(["--out", str(tmp_path / "r"), "--no-such-option"])
+    assert result.returncode == 2 and "unrecognized arguments: --no-such-option" in result.stderr
+
+
+def test_a_stale_notebook_pair_is_refused(tmp_path, capsys):
     notebooks = tmp_path / "notebooks"
     shutil.copytree(NOTEBOOKS, notebooks)
-    template = notebooks / "10_model.py"
-    template.write_text(
-        template.read_text().replace(
-            "# ## Architecture",
-            "# ## Architecture\n\n# %%\nraise RuntimeError('planted failure')\n\n# %% [markdown]\n#",
-        )
-    )
-    out = tmp_path / "reports"
-    status = main(["--out", str(out), "--run-id", "broken", "--models", "cnn", "--notebooks", str(notebooks), *TINY])
-    assert status == 1
-    assert "planted failure" in capsys.readouterr().err
-    failed = out / "broken.failed"
-    record = json.loads((failed / "run.json").read_text())
-    assert record["status"] == "failed" and "planted failure" in record["failures"][0]
-    assert "planted failure" in (failed / "10_model_cnn.html").read_text()
-    assert not (failed / "20_comparison.ipynb").exists()
-    assert not (out / "broken").exists() and not (out / "latest.json").exists()
-    assert "broken.failed/index.html" in (out / "index.html").read_text()
+    source = notebooks / "10_model.py"
+    source.write_text(source.read_text().replace("## How it was trained", "## How it was trained, edited"))
+    assert main(["--out", str(tmp_path / "r"), "--notebooks", str(notebooks), *CNN_ONLY]) == 2
+    error = capsys.readouterr().err
+    assert "10_model.ipynb and 10_model.py are out of sync" in error and "jupytext --sync" in error
 
 
-def test_grouped_split_with_a_missing_groups_file_fails_before_any_notebook(tmp_path, capsys):
-    out = tmp_path / "reports"
-    missing = tmp_path / "nope.csv"
-    assert main(["--out", str(out), "--run-id", "g", "--split", "grouped", "--groups", str(missing), *TINY]) == 2
-    assert "nope.csv" in capsys.readouterr().err
-    assert not list(out.glob("g*")) and not list(out.glob(".tmp-*"))
+def test_existing_run_folder_is_not_overwritten(finished_run, capsys):
+    out = finished_run[1]
+    assert main(["--out", str(out), "--run-id", "tiny", *CNN_ONLY]) == 2
+    assert "already exists" in capsys.readouterr().err

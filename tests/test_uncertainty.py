@@ -32,10 +32,12 @@ def test_bare_head_recall_and_threshold_choice():
     assert bare_head_recall(Y, P, 0.85) == pytest.approx(1.0)
     threshold = choose_threshold(Y, P, target_bare_head_recall=1.0)
     assert threshold == pytest.approx(0.9)  # the lowest threshold that calls 0.8 a bare head
+    # 3 of 4 bare heads (0.1, 0.35, 0.4) are below any threshold in (0.4, 0.6]; the candidate kept is 0.6
+    assert choose_threshold(Y, P, target_bare_head_recall=0.75) == pytest.approx(0.6)
     assert bare_head_recall(Y, P, threshold) == 1.0
     best = choose_threshold(Y, P)
     assert best in set(P) | {0.5}
-    assert performance(Y, P, threshold=best)["f1"] >= performance(Y, P, threshold=0.5)["f1"]
+    assert performance(Y, P, threshold=best).f1 >= performance(Y, P, threshold=0.5).f1
 
 
 def test_calibration_by_hand():
@@ -45,6 +47,7 @@ def test_calibration_by_hand():
     # bin [0.5, 1): mean prediction 0.75, observed 0.5 -> gap 0.25 over all 4 images
     off = reliability(np.array([0, 1, 0, 1]), np.array([0.6, 0.9, 0.6, 0.9]), bins=2)
     assert off["counts"] == [0, 4] and off["ece"] == pytest.approx(0.25)
+    assert off["predicted"] == pytest.approx([0.75]) and off["observed"] == pytest.approx([0.5])
 
 
 def test_bootstrap_interval_covers_the_estimate_and_narrows_with_more_data():
@@ -58,8 +61,8 @@ def test_bootstrap_interval_covers_the_estimate_and_narrows_with_more_data():
     small = bootstrap_intervals(*sample(40), n_resamples=500)
     large = bootstrap_intervals(*sample(400), n_resamples=500)
     for name in ("accuracy", "f1", "bare_head_recall"):
-        assert small[name]["low"] <= small[name]["value"] <= small[name]["high"]
-        assert large[name]["high"] - large[name]["low"] < small[name]["high"] - small[name]["low"]
+        assert small[name].low <= small[name].value <= small[name].high
+        assert large[name].high - large[name].low < small[name].high - small[name].low
 
 
 def test_bootstrap_difference_between_two_models():
@@ -68,13 +71,24 @@ def test_bootstrap_difference_between_two_models():
     coin = np.full(100, 0.6)  # calls everything a helmet: accuracy 0.5
     intervals = bootstrap_intervals(y, good, reference_probabilities=coin, n_resamples=300)
     difference = intervals["accuracy_difference"]
-    assert difference["value"] == pytest.approx(0.5)
-    assert 0.3 < difference["low"] <= difference["value"] <= difference["high"] < 0.7
+    assert difference.value == pytest.approx(0.5)
+    assert 0.3 < difference.low <= difference.value <= difference.high < 0.7
 
 
 def test_bootstrap_point_estimates_equal_the_performance_table():
-    intervals = bootstrap_intervals(Y, P, n_resamples=50)
+    intervals = bootstrap_intervals(Y, P, n_resamples=100)
     table = performance(Y, P)
     for name in ("accuracy", "recall", "precision", "f1"):
-        assert intervals[name]["value"] == pytest.approx(table[name])
-    assert intervals["bare_head_recall"]["value"] == pytest.approx(table["per_class"]["no helmet"]["recall"])
+        assert intervals[name].value == pytest.approx(getattr(table, name))
+    assert intervals["bare_head_recall"].value == pytest.approx(3 / 4)
+
+
+def test_bootstrap_interval_of_a_known_proportion_matches_theory():
+    """100 images, 80 right: the percentile interval of accuracy is about 0.80 +- 1.96 * 0.04."""
+    y = np.tile([0, 1], 50)
+    probabilities = np.where(y == 1, 0.9, 0.1)
+    probabilities[:20] = 1 - probabilities[:20]  # 20 mistakes
+    interval = bootstrap_intervals(y, probabilities, n_resamples=4000)["accuracy"]
+    assert interval.value == pytest.approx(0.8)
+    assert interval.low == pytest.approx(0.8 - 1.96 * 0.04, abs=0.015)
+    assert interval.high == pytest.approx(0.8 + 1.96 * 0.04, abs=0.015)

@@ -1,0 +1,194 @@
+"""A run's saved models: self-contained `.keras` files, and heads over a content-addressed backbone store.
+
+The frozen VGG16 is the same 59 MB in every backbone model of a run (and of every run with the same weights), so
+it is stored once per weights fingerprint under `<cache>/backbones/`, and each backbone model keeps only its
+head (`<name>.head.keras`, a few kB to 19 MB) with the backbone's fingerprint in its card. The selected model
+is also written self-contained (`<name>.keras`, no optimizer state), so that `helmet-predict` needs nothing else.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from helmetlib.backend import keras
+from helmetlib.cards import (
+    BackboneRef,
+    ModelCard,
+    ModelError,
+    TrainingInfo,
+    card_path,
+    check_file,
+    file_ref,
+    read_card,
+)
+from helmetlib.features import BACKBONES_FOLDER, weights_fingerprint
+from helmetlib.metrics import Scores
+from helmetlib.models import BACKBONE_LAYER, assemble, frozen_backbone
+from helmetlib.records import write_json
+from helmetlib.runs import DeployThreshold, ExportedFile, ModelResult, RunFolder, now
+from helmetlib.specs import get_spec
+from helmetlib.train import Deployed, TrainedModel
+
+
+def inference_copy(model: keras.Model) -> keras.Model:
+    """The same layers as a new, uncompiled model: saved without optimizer state (smaller, no load warnings)."""
+    [inputs], [outputs] = model.inputs, model.outputs
+    return keras.Model(inputs, outputs, name=model.name)
+
+
+def _plain_vgg16(backbone: keras.Model) -> keras.Model:
+    vgg16 = keras.applications.VGG16(include_top=False, weights=None, input_shape=backbone.input_shape[1:])
+    vgg16.set_weights(backbone.get_weights())  # pooling layers have no weights: the lists line up
+    return vgg16
+
+
+def store_backbone(backbone: keras.Model, cache_dir: str | Path) -> tuple[str, Path]:
+    """(fingerprint, path) of the backbone's VGG16 weights in the store, written once per fingerprint."""
+    vgg16 = _plain_vgg16(backbone)
+    fingerprint = weights_fingerprint(vgg16)
+    store = Path(cache_dir) / BACKBONES_FOLDER
+    path = store / f"vgg16-{fingerprint}.weights.h5"
+    if not path.is_file():
+        store.mkdir(parents=True, exist_ok=True)
+        partial = store / f".vgg16-{fingerprint}.{os.getpid()}.partial.weights.h5"
+        vgg16.save_weights(partial)
+        partial.replace(path)
+    return fingerprint, path
+
+
+def load_backbone(ref: BackboneRef, input_shape: tuple[int, int, int]) -> keras.Model:
+    """The frozen backbone a head needs, from the store, checked against its fingerprint."""
+    path = Path(ref.weights_file)
+    if not path.is_file():
+        raise ModelError(
+            f"{path}: the backbone store has no VGG16 weights {ref.fingerprint} (only the selected model of a run is "
+            "self-contained; the others need the store under the run's cache folder)"
+        )
+    vgg16 = keras.applications.VGG16(include_top=False, weights=None, input_shape=input_shape)
+    vgg16.load_weights(path)
+    if weights_fingerprint(vgg16) != ref.fingerprint:
+        raise ModelError(f"{path}: backbone weights changed in the store (fingerprint differs from the card's)")
+    return frozen_backbone(ref.features, vgg16)
+
+
+def save_model_outputs(
+    folder: RunFolder,
+    result: ModelResult,
+    deployed: Deployed,
+    repeats: list[TrainedModel],
+    *,
+    cache_dir: str | Path,
+    versions: dict[str, str | None],
+) -> ModelCard:
+    """Write the deployed model (CNN: `.keras`; backbone models: head + store), its card, its result record
+    (`<name>.metrics.json`), the histories of all repeats and the probabilities (deployed, and per repeat)."""
+    name = result.name
+    folder.models_dir.mkdir(parents=True, exist_ok=True)
+    if deployed.head is None:
+        path = folder.model_file(name)
+        inference_copy(deployed.model).save(path)
+        files, backbone = {"keras": file_ref(path)}, None
+    else:
+        fingerprint, stored = store_backbone(deployed.model.get_layer(BACKBONE_LAYER), cache_dir)
+        path = folder.head_file(name)
+        inference_copy(deployed.head).save(path)
+        files = {"head": file_ref(path)}
+        backbone = BackboneRef(fingerprint=fingerprint, features=get_spec(name).features, weights_file=str(stored))
+    write_json(folder.history_file(name), {f"seed {trained.seed}": trained.history for trained in repeats})
+    np.savez(
+        folder.probabilities_file(name),
+        **deployed.probabilities,
+        **{f"validation_seed_{trained.seed}": trained.probabilities["validation"] for trained in repeats},
+    )
+    height, width, channels = result.input_shape
+    card = ModelCard(
+        format="helmetlib-model-card/2",
+        name=name,
+        description=result.description,
+        input={
+            "height": height,
+            "width": width,
+            "channels": channels,
+            "color_order": "RGB",
+            "normalization": result.normalization,
+        },
+        threshold=DeployThreshold(
+            value=result.threshold, rule="fixed", description=f"the run's threshold {result.threshold:g}"
+        ),
+        files=files,
+        backbone=backbone,
+        training_data=result.data,
+        split=result.split,
+        weights=result.weights,
+        training=TrainingInfo(
+            mode=result.mode,
+            precision=result.precision,
+            epochs_run=result.epochs_run,
+            parameters=result.parameters,
+            repeats=len(result.repeats),
+            deployed=result.deployed,
+            seeds=result.deployed_seeds,
+        ),
+        metrics={"train": result.train, "validation": result.validation},
+        selected=False,
+        versions=versions,
+        created=now(),
+    )
+    card.write(folder.card_file(name))
+    result.write(folder.result_file(name))
+    return card
+
+
+def load_run_model(path: Path, card: ModelCard) -> keras.Model:
+    """The image -> P(helmet) model stored at `path` (self-contained `.keras`, or head + stored backbone)."""
+    kind = check_file(path, card)
+    try:
+        model = keras.saving.load_model(path, safe_mode=True, compile=False)
+    except Exception as error:  # Keras raises many types for a file that is not a valid model
+        raise ModelError(f"{path}: not a loadable Keras model ({type(error).__name__}: {error})") from None
+    if kind == "head":
+        if card.backbone is None:
+            raise ModelError(f"{card_path(path)}: a head without a backbone reference")
+        shape = (card.input.height, card.input.width, card.input.channels)
+        model = assemble(card.name, load_backbone(card.backbone, shape), model)
+    return model
+
+
+def save_selected(
+    folder: RunFolder,
+    name: str,
+    *,
+    threshold: DeployThreshold,
+    test: Scores,
+    test_at_threshold: Scores,
+) -> ModelCard:
+    """Make the selected model self-contained (`<name>.keras`) and mark its card: selected, deploy threshold,
+    test scores."""
+    card = read_card(folder.card_file(name).with_name(f"{name}.keras"))
+    files = dict(card.files)
+    if "keras" not in files:
+        model = load_run_model(folder.head_file(name), card)
+        model.save(folder.model_file(name))
+        files["keras"] = file_ref(folder.model_file(name))
+    card = replace(
+        card,
+        files=files,
+        selected=True,
+        threshold=threshold,
+        metrics={**card.metrics, "test": test, "test_at_threshold": test_at_threshold},
+    )
+    card.write(folder.card_file(name))
+    return card
+
+
+def add_exports(folder: RunFolder, name: str, exports: dict[str, ExportedFile]) -> None:
+    """Record the TensorFlow Lite files (and their hashes) in the selected model's card."""
+    card = read_card(folder.model_file(name))
+    files = dict(card.files)
+    for kind, export in exports.items():
+        files[kind] = file_ref(folder.models_dir / export.file)
+    replace(card, files=files).write(folder.card_file(name))

@@ -1,0 +1,148 @@
+"""Model cards: what a saved model expects and decides, bound to the exact files it describes.
+
+A card (`<name>.card.json` beside the model) records the input (size, RGB, normalisation), the threshold to
+deploy and how it was chosen, the training data and metrics, and the SHA-256 of every file it describes (the
+self-contained `.keras`, the head of a backbone model, the TensorFlow Lite exports) and, for a head, the
+backbone it needs from the content-addressed store. A model file is only used with a card that names it and
+whose hash matches; a malformed card is refused with the bad key named.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import field
+from pathlib import Path
+from typing import Literal
+
+from helmetlib.data import CLASS_NAMES
+from helmetlib.metrics import Scores
+from helmetlib.preprocess import NORMALIZATIONS
+from helmetlib.records import Record, RecordError, record
+from helmetlib.runs import DataInfo, DeployThreshold
+from helmetlib.weights import WeightsChoice, file_sha256
+
+CARD_FORMAT = "helmetlib-model-card/2"
+CARD_SUFFIX = ".card.json"
+FILE_KINDS = ("keras", "head", "tflite", "quant_tflite")
+
+
+class ModelError(ValueError):
+    """A model path that is missing, not a helmetlib model, or whose card does not match the model."""
+
+
+@record
+class InputSpec(Record):
+    """What a model's input must be: size, channels, colour order and normalisation."""
+
+    height: int
+    width: int
+    channels: Literal[3]
+    color_order: Literal["RGB"]
+    normalization: Literal["unit", "vgg16"]
+
+    @property
+    def normalization_description(self) -> str:
+        return NORMALIZATIONS[self.normalization]
+
+
+@record
+class FileRef(Record):
+    """A file beside the card and the SHA-256 of its bytes."""
+
+    file: str
+    sha256: str
+
+
+@record
+class BackboneRef(Record):
+    """The frozen backbone a head needs: VGG16 weights in the store (by fingerprint) and the pooled features."""
+
+    fingerprint: str
+    features: str
+    weights_file: str
+
+
+@record
+class TrainingInfo(Record):
+    """How the model was trained."""
+
+    mode: str
+    precision: str
+    epochs_run: int
+    parameters: int
+    repeats: int
+    deployed: str
+    seeds: tuple[int, ...]
+
+
+@record
+class ModelCard(Record):
+    """Everything prediction needs to prepare images and decide, and where the model came from."""
+
+    format: Literal["helmetlib-model-card/2"]
+    name: str
+    description: str
+    input: InputSpec
+    threshold: DeployThreshold
+    files: dict[str, FileRef]
+    backbone: BackboneRef | None
+    training_data: DataInfo
+    split: dict[str, int]
+    weights: WeightsChoice | None
+    training: TrainingInfo
+    metrics: dict[str, Scores]
+    selected: bool
+    versions: dict[str, str | None]
+    created: str
+    output: str = "probability of label 1 (helmet), one sigmoid unit"
+    class_names: dict[str, str] = field(default_factory=lambda: {str(i): name for i, name in enumerate(CLASS_NAMES)})
+
+    def __post_init__(self):
+        if not (math.isfinite(self.threshold.value) and 0 < self.threshold.value < 1):
+            raise ValueError(f"threshold.value must lie strictly between 0 and 1, got {self.threshold.value!r}")
+        unknown = set(self.files) - set(FILE_KINDS)
+        if unknown:
+            raise ValueError(f"files has unknown kinds {sorted(unknown)}; known: {', '.join(FILE_KINDS)}")
+
+    def kind_of(self, model_path: Path) -> str:
+        """Which of the card's files `model_path` is; `ModelError` when the card does not describe it."""
+        for kind, ref in self.files.items():
+            if ref.file == model_path.name:
+                return kind
+        raise ModelError(
+            f"{model_path}: its card {card_path(model_path).name} does not describe this file "
+            f"(it describes {', '.join(ref.file for ref in self.files.values()) or 'nothing'})"
+        )
+
+
+def card_path(model_path: str | Path) -> Path:
+    """The card beside a model file: `x.keras`, `x.head.keras`, `x.tflite`, `x.quant.tflite` -> `x.card.json`."""
+    model_path = Path(model_path)
+    return model_path.parent / (model_path.name.split(".")[0] + CARD_SUFFIX)
+
+
+def read_card(model_path: str | Path) -> ModelCard:
+    """The validated card of a model file; `ModelError` when it is missing, malformed or not a helmetlib card."""
+    path = card_path(model_path)
+    if not path.is_file():
+        raise ModelError(f"{model_path}: not a helmetlib model (no model card {path.name} beside it)")
+    try:
+        return ModelCard.read(path)
+    except RecordError as error:
+        raise ModelError(str(error)) from None
+
+
+def check_file(model_path: Path, card: ModelCard) -> str:
+    """The kind of `model_path` in `card`, after checking that its bytes are the ones the card describes."""
+    kind = card.kind_of(model_path)
+    if file_sha256(model_path) != card.files[kind].sha256:
+        raise ModelError(
+            f"{model_path}: does not match its card {card_path(model_path).name} (SHA-256 differs: the file was "
+            "replaced or changed after the card was written)"
+        )
+    return kind
+
+
+def file_ref(path: Path) -> FileRef:
+    """A reference to `path` (name and SHA-256) for a card."""
+    return FileRef(file=path.name, sha256=file_sha256(path))

@@ -1,0 +1,355 @@
+"""The HTML the runner and the evaluator write (run page, runs index, evaluation page) and the decision block the
+comparison notebook shows: one stylesheet, one banner style, the decision first.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from datetime import datetime
+
+from helmetlib.runs import (
+    Audit,
+    Comparison,
+    Interval,
+    ModelResult,
+    ReportsFolder,
+    RunConfig,
+    RunFolder,
+    RunRecord,
+    Selection,
+)
+
+esc = html.escape
+
+STYLE = """<style>
+.hl{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;color:#222;line-height:1.35}
+body.hl{margin:1.2em 2em;max-width:78em}
+.hl h1{font-size:1.5em;margin:.2em 0 .3em}.hl h2{font-size:1.15em;margin:.9em 0 .3em}
+.hl table{border-collapse:collapse;margin:.3em 0}
+.hl td,.hl th{border:1px solid #ccc;padding:.2em .55em;text-align:right;font-size:.92em}
+.hl th{background:#f2f2f2;text-align:left}.hl small,.hl .muted{color:#666}
+.hl-banner{padding:.45em .8em;margin:.35em 0;border-left:6px solid;font-weight:600;font-size:.95em}
+.hl-banner.danger{background:#fde8e8;border-color:#c00}.hl-banner.warning{background:#fff6d6;border-color:#c90}
+.hl-banner.ok{background:#e8f6e8;border-color:#2a2}.hl-banner.info{background:#eef3fb;border-color:#47c}
+.hl-decision{border:2px solid #335;border-radius:6px;padding:.5em 1em .6em;margin:.6em 0;background:#fafbff}
+.hl-decision h2{margin-top:.1em}.hl-answer{font-size:1.2em;margin:.2em 0 .4em}
+.hl-decision p{margin:.25em 0}.hl .ok{color:#070;font-weight:600}.hl .failed,.hl .interrupted{color:#c00;
+font-weight:600}.hl .running{color:#c90;font-weight:600}
+</style>"""
+
+
+def in_notebook(fragment: str):
+    """A page fragment (banners, the decision block) as notebook output, with its stylesheet."""
+    from IPython.display import HTML
+
+    return HTML(STYLE + fragment)
+
+
+def page(title: str, body: str) -> str:
+    """A complete page in the one stylesheet."""
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{esc(title)}</title>{STYLE}</head>"
+        f"<body class='hl'>{body}</body></html>"
+    )
+
+
+def banner(text: str, level: str = "warning") -> str:
+    """One banner (`danger`, `warning`, `ok` or `info`), the same on every page and in every report."""
+    return f"<div class='hl-banner {level}'>{esc(text)}</div>"
+
+
+def config_banners(config: RunConfig, *, uses_backbone: bool = True) -> str:
+    """The banners every report of a run shows: a backbone that is not ImageNet's, the synthetic demo set."""
+    parts = []
+    if uses_backbone and config.weights.banner():
+        parts.append(banner(config.weights.banner(), config.weights.banner_level))
+    if config.demo:
+        parts.append(banner(config.demo_note, "info"))
+    return "".join(parts)
+
+
+def _interval(interval: Interval | None) -> str:
+    if interval is None:
+        return "<td>-</td>"
+    return f"<td>{interval.value:.3f} <small>[{interval.low:.2f}–{interval.high:.2f}]</small></td>"
+
+
+def decision_html(
+    config: RunConfig,
+    results: dict[str, ModelResult],
+    selection: Selection | None,
+    audit: Audit | None,
+    comparison: Comparison | None = None,
+) -> str:
+    """The decision block: which model, how sure, which threshold to deploy, what to worry about."""
+    from helmetlib.selection import mean_f1, run_warnings
+
+    parts = ["<section class='hl hl-decision'><h2>Decision</h2>"]
+    if comparison is not None and comparison.regressions:
+        parts.append(
+            banner(f"REGRESSION since run {comparison.previous_run}: " + "; ".join(comparison.regressions), "danger")
+        )
+    if selection is None or selection.selected_model is None:
+        parts.append("<p class='hl-answer'><b>No model selected.</b></p>")
+    else:
+        name, threshold = selection.selected_model, selection.threshold
+        result = results.get(name)
+        deployed = f" ({esc(result.deployed)})" if result else ""
+        parts.append(
+            f"<p class='hl-answer'>Deploy <b>{esc(name)}</b>{deployed} at threshold <b>{threshold.value:.3f}</b> "
+            f"<span class='muted'>({esc(threshold.description)})</span>.</p>"
+        )
+        columns = (("accuracy", "accuracy"), ("f1", "F1"), ("bare_head_recall", "bare-head recall"))
+        header = "".join(f"<th>{label}</th>" for _, label in columns)
+        parts.append(f"<table><tr><th>test ({selection.test.n} images, 95 % bootstrap CI)</th>{header}</tr>")
+        parts.append(
+            f"<tr><th>at the study's {config.threshold:g}</th>"
+            + "".join(_interval(selection.test_intervals.get(key)) for key, _ in columns)
+            + "</tr>"
+        )
+        if abs(threshold.value - config.threshold) > 1e-9:
+            parts.append(
+                f"<tr><th>at the deployed {threshold.value:.3f}</th>"
+                + "".join(_interval(selection.test_intervals_at_threshold.get(key)) for key, _ in columns)
+                + "</tr>"
+            )
+        parts.append("</table>")
+        if selection.verdict is not None:
+            parts.append(f"<p><b>Runner-up:</b> {esc(selection.verdict.text)}</p>")
+        if result:
+            spread = result.summary["f1"]
+            parts.append(
+                f"<p><b>Seeds:</b> {len(result.repeats)} repeat(s) per model; {esc(name)} validation F1 "
+                f"{mean_f1(result):.3f} ± {spread.std:.3f} (range {spread.min:.3f}–{spread.max:.3f}).</p>"
+            )
+    uses_backbone = any(result.weights for result in results.values())
+    weights = config.weights.describe() if uses_backbone else "no backbone model in this run"
+    parts.append(
+        f"<p><b>Weights:</b> {esc(weights)}. <b>Leakage:</b> {esc(audit.verdict if audit else 'not audited')}</p>"
+    )
+    for level, warning in run_warnings(config, results, selection, audit):
+        parts.append(banner(warning, level))
+    parts.append("</section>")
+    return "".join(parts)
+
+
+def _figure_tag(fig, *, fmt: str = "png") -> str:
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format=fmt, dpi=80, bbox_inches="tight")
+    plt.close(fig)
+    data = base64.b64encode(buffer.getvalue()).decode()
+    return f"<img alt='figure' src='data:image/{'svg+xml' if fmt == 'svg' else fmt};base64,{data}'>"
+
+
+def run_page(record: RunRecord, folder: RunFolder) -> str:
+    """A run's landing page: status, the decision, the change since the last run, the reports in run order and
+    every model's spread over seeds."""
+    config = record.config
+    status = record.status
+    duration = f"{record.total_seconds:.0f}s" if record.total_seconds is not None else "-"
+    data = record.data
+    data_text = f"data {esc(data.path)} (hash {data.content_hash}, {data.images} images)" if data else ""
+    parts = [
+        f"<h1>Helmet study run {esc(record.run_id)}</h1>",
+        f"<p>Status: <span class='{status}'>{status.upper()}</span> · started {record.started} · {duration} · "
+        f"{data_text}</p>",
+    ]
+    if status != "ok":
+        parts.append(banner(f"{status.upper()} at {record.stage or '?'}: {record.reason or ''}", "danger"))
+    if record.selection is None:  # otherwise the decision block carries these banners
+        parts.append(config_banners(config, uses_backbone=any(r.weights for r in record.models.values())))
+    else:
+        parts.append(
+            decision_html(config, record.models, record.selection, record.audit, record.comparison_with_previous)
+        )
+    parts.append(_comparison_html(record.comparison_with_previous))
+    parts.append("<h2>Reports</h2><ul>")
+    for stem, label in _reports_in_run_order(record, folder):
+        parts.append(
+            f"<li><a href='{esc(stem)}.html'>{esc(label)}</a> <small>(<a href='{esc(stem)}.code.html'>with code</a>, "
+            f"<a href='{esc(stem)}.ipynb'>notebook</a>)</small></li>"
+        )
+    parts.append("</ul>")
+    if record.models:
+        parts.append(_models_table(record))
+    parts.append(
+        "<p><a href='run.json'>run.json</a> · <a href='config.json'>config.json</a> · "
+        "<a href='../index.html'>all runs</a></p>"
+    )
+    return page(f"Helmet study run {record.run_id}", "".join(parts))
+
+
+def _reports_in_run_order(record: RunRecord, folder: RunFolder) -> list[tuple[str, str]]:
+    from helmetlib.runs import COMPARISON, EDA
+
+    stems = [(EDA, "Data exploration and leakage audit")]
+    stems += [(RunFolder.model_stem(name), f"Model {name}") for name in record.config.models]
+    stems.append((COMPARISON, "Comparison and selection"))
+    return [(stem, label) for stem, label in stems if folder.html(stem).is_file()]
+
+
+def _models_table(record: RunRecord) -> str:
+    from helmetlib.selection import mean_f1
+
+    rows = []
+    for name, result in record.models.items():
+        spread = result.summary["f1"]
+        marker = " ★" if name == record.selected_model else ""
+        state = (
+            "collapsed"
+            if result.collapsed
+            else (
+                f"{sum(r.collapsed for r in result.repeats)} collapsed"
+                if any(r.collapsed for r in result.repeats)
+                else "ok"
+            )
+        )
+        restarts = sum(len(r.restarts) for r in result.repeats)
+        rows.append(
+            f"<tr><th>{esc(name)}{marker}</th><td>{len(result.repeats)}</td><td>{mean_f1(result):.3f} ± "
+            f"{spread.std:.3f}</td><td>{spread.min:.3f}–{spread.max:.3f}</td><td>{esc(state)}</td><td>{restarts}</td>"
+            f"<td>{esc(result.deployed)}</td><td>{result.validation.accuracy:.3f}</td>"
+            f"<td>{result.validation.f1:.3f}</td><td>{result.validation.bare_head_recall:.3f}</td>"
+            f"<td>{esc(result.mode)}</td></tr>"
+        )
+    return (
+        "<h2>Models on validation (selection is made here)</h2><table><tr><th>model</th><th>repeats</th>"
+        "<th>mean F1 ± sd</th><th>F1 range</th><th>collapse</th><th>restarts</th><th>deployed</th>"
+        "<th>accuracy</th><th>F1</th><th>bare-head recall</th><th>mode</th></tr>" + "".join(rows) + "</table>"
+    )
+
+
+def _comparison_html(comparison: Comparison | None) -> str:
+    if comparison is None:
+        return ""
+    if not comparison.same_data or comparison.previous_run is None:
+        return f"<h2>Since the previous run</h2><p>{esc(comparison.note)}</p>"
+    rows = []
+    for change in comparison.test:
+        flag = " <b class='failed'>regression</b>" if change.regression else ""
+        rows.append(
+            f"<tr><th>selected model, test {esc(change.metric)}</th><td>{change.previous:.3f}</td>"
+            f"<td>{change.current:.3f}</td>{_interval(change.change)}<td>{flag}</td></tr>"
+        )
+    for name, changes in comparison.validation.items():
+        for change in changes:
+            flag = " <b class='failed'>regression</b>" if change.regression else ""
+            rows.append(
+                f"<tr><th>{esc(name)}, validation {esc(change.metric)}</th><td>{change.previous:.3f}</td>"
+                f"<td>{change.current:.3f}</td>{_interval(change.change)}<td>{flag}</td></tr>"
+            )
+    return (
+        f"<h2>Since the previous run ({esc(comparison.previous_run)})</h2><p>{esc(comparison.note)}</p>"
+        "<table><tr><th></th><th>previous</th><th>now</th><th>change (paired 95 % CI)</th><th></th></tr>"
+        + "".join(rows)
+        + "</table>"
+    )
+
+
+def runs_index(out: ReportsFolder) -> str:
+    """Every run in `out` once, newest first: status, duration, data, selected model, test metrics with
+    intervals, regressions; and the selected model's test accuracy and bare-head recall over time."""
+    runs = out.runs()
+    rows = []
+    for folder, record in runs:
+        selection = record.selection
+        intervals = selection.test_intervals if selection else {}
+        regression = record.comparison_with_previous.regressions if record.comparison_with_previous else []
+        flag = (
+            banner("random backbone", "danger")
+            if record.config.weights.used == "random"
+            and record.models
+            and any(r.weights for r in record.models.values())
+            else ""
+        )
+        rows.append(
+            f"<tr><th><a href='{esc(folder.path.name)}/index.html'>{esc(record.run_id)}</a></th>"
+            f"<td>{record.started}</td><td class='{record.status}'>{record.status}</td>"
+            f"<td>{record.total_seconds or 0:.0f}s</td>"
+            f"<td>{record.data.content_hash if record.data else '-'}</td>"
+            f"<td>{esc(str(record.selected_model or '-'))}{flag}</td>"
+            f"{_interval(intervals.get('accuracy'))}{_interval(intervals.get('bare_head_recall'))}"
+            f"<td>{'<b class=failed>regression</b>' if regression else ''}</td></tr>"
+        )
+    trend = _trend_figure([record for _, record in runs])
+    body = (
+        "<h1>Helmet study runs</h1>"
+        + (trend or "")
+        + "<table><tr><th>run</th><th>started</th><th>status</th><th>duration</th><th>data hash</th><th>selected</th>"
+        "<th>test accuracy</th><th>test bare-head recall</th><th></th></tr>" + "".join(rows) + "</table>"
+    )
+    return page("Helmet study runs", body)
+
+
+def _trend_figure(records: list[RunRecord]) -> str | None:
+    points = [
+        (datetime.fromisoformat(r.started), r.selection.test_intervals)
+        for r in reversed(records)
+        if r.status == "ok" and r.selection and r.selection.test_intervals
+    ]
+    if not points:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 2.2))
+    times = [time for time, _ in points]
+    for key, label in (("accuracy", "test accuracy"), ("bare_head_recall", "test bare-head recall")):
+        values = [intervals[key] for _, intervals in points]
+        ax.errorbar(
+            times,
+            [v.value for v in values],
+            yerr=[[v.value - v.low for v in values], [v.high - v.value for v in values]],
+            marker="o",
+            capsize=3,
+            label=label,
+        )
+    ax.set_ylim(0, 1.02)
+    ax.legend(fontsize=7, loc="lower left")
+    ax.set_title("Selected model over time (95 % CI)", fontsize=9)
+    fig.autofmt_xdate()
+    return _figure_tag(fig, fmt="svg")
+
+
+def evaluation_page(result) -> str:
+    """`helmet-evaluate`'s page: metrics table, ROC / PR curves and a confusion matrix per model."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import numpy as np
+
+    from helmetlib import plots
+    from helmetlib.uncertainty import curves
+
+    evaluation = result.evaluation
+    rows = "".join(
+        f"<tr><th>{esc(name)}{' ★' if name == evaluation.selected_model else ''}</th>"
+        + "".join(f"<td>{value:.3f}</td>" for value in (*model.headline().values(), model.roc_auc, model.brier))
+        + f"<td>{model.bare_head_recall:.3f}</td><td>{model.threshold:.3f}</td></tr>"
+        for name, model in evaluation.models.items()
+    )
+    header = "".join(
+        f"<th>{key}</th>"
+        for key in ("accuracy", "recall", "precision", "F1", "ROC AUC", "Brier", "bare-head recall", "threshold")
+    )
+    curves_tag = _figure_tag(
+        plots.roc_pr_curves({name: curves(result.labels, p) for name, p in result.probabilities.items()})
+    )
+    matrices = "".join(
+        _figure_tag(plots.confusion_heatmap(np.array(model.confusion), title=name))
+        for name, model in evaluation.models.items()
+    )
+    data = evaluation.data
+    body = (
+        f"<h1>Generalisation check</h1><p>Run {esc(evaluation.run)} on {esc(data.path)} ({data.images} images, "
+        f"hash {data.content_hash}); thresholds from the model cards; ★ selected.</p>"
+        f"<h2>Metrics</h2><table><tr><th>model</th>{header}</tr>{rows}</table>"
+        f"<h2>ROC and precision-recall</h2>{curves_tag}<h2>Confusion matrices</h2>{matrices}"
+    )
+    return page("helmet-evaluate", body)

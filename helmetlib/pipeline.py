@@ -1,0 +1,259 @@
+"""The three stages the notebooks narrate, as library calls: audit the data, train one model, compare and select.
+
+Each stage computes, writes its record into the run folder and returns what the notebook shows; the notebooks
+hold no logic of their own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from helmetlib.data import Dataset
+from helmetlib.metrics import performance
+from helmetlib.notebook import NotebookRun
+from helmetlib.runs import Audit, DataInfo, ModelResult, Selection, package_versions
+from helmetlib.splits import Split, indices_digest
+
+# ---------------------------------------------------------------------------------------------------------- the EDA
+
+
+@dataclass
+class DataAudit:
+    """What the EDA found: duplicates and look-alikes across the split, groups on two sides, and the verdict."""
+
+    duplicates: pd.DataFrame
+    closest: pd.DataFrame
+    look_alikes: pd.DataFrame | None
+    shared: pd.DataFrame | None
+    record: Audit
+
+
+def audit_data(run: NotebookRun, dataset: Dataset, parts: Split, features: np.ndarray | None) -> DataAudit:
+    """Duplicate and look-alike images across the split (and groups on two sides when groups are given);
+    the verdict is written to `audit.json` for the decision block."""
+    from helmetlib.audit import (
+        across_parts,
+        closest_cross_split_pairs,
+        embedding_neighbours,
+        near_duplicate_pairs,
+        verdict,
+    )
+    from helmetlib.splits import read_groups, shared_groups, split
+
+    duplicates = near_duplicate_pairs(dataset.images, parts)
+    across = across_parts(duplicates)
+    look_alikes = embedding_neighbours(features, parts) if features is not None else None
+    shared = None
+    if run.config.groups_csv:
+        groups = read_groups(run.config.groups_csv, run.config.group_column, expected_rows=len(dataset))
+        shared = shared_groups(split(dataset.labels, random_state=run.config.split_seed), groups)
+    shared_count = int(shared["shared groups"].sum()) if shared is not None else None
+    record = Audit(
+        verdict=verdict(duplicates, look_alikes),
+        leakage=bool(len(across)),
+        exact_pairs_across=int(across["exact"].sum()),
+        near_pairs_across=int((~across["exact"]).sum()),
+        look_alike_pairs_across=None if look_alikes is None else len(look_alikes),
+        shared_groups=shared_count,
+    )
+    record.write(run.folder.audit_file)
+    return DataAudit(
+        duplicates=duplicates,
+        closest=closest_cross_split_pairs(dataset.images, parts, n=4),
+        look_alikes=look_alikes,
+        shared=shared,
+        record=record,
+    )
+
+
+# ------------------------------------------------------------------------------------------------------ one model
+
+
+@dataclass
+class ModelOutcome:
+    """An architecture's repeats, the deployed model and its saved result record."""
+
+    repeats: list
+    deployed: object
+    result: ModelResult
+    parts: Split
+
+
+def train_and_save(run: NotebookRun, name: str, dataset: Dataset) -> ModelOutcome:
+    """Train `name` `REPEATS` times (restarting collapses), keep the best repeat or the seed ensemble, and save
+    the model, its card and its result record in the run folder."""
+    from helmetlib.artifacts import save_model_outputs
+    from helmetlib.train import deploy, model_result, train_repeats
+
+    config = run.config
+    splits = [run.split(dataset, repeat) for repeat in range(config.repeats)] if config.resplit else run.split(dataset)
+    repeats = train_repeats(
+        name,
+        dataset,
+        splits,
+        repeats=config.repeats,
+        seed=config.seed,
+        weights=config.weights,
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        faithful=config.faithful,
+        augmented_views=config.augmented_views,
+        cache_dir=config.cache_dir,
+        max_restarts=config.max_restarts,
+        threshold=config.threshold,
+    )
+    deployed = deploy(repeats, dataset, threshold=config.threshold)
+    result = model_result(
+        repeats, deployed, dataset, DataInfo.of(dataset, run.config.data_dir), threshold=config.threshold
+    )
+    save_model_outputs(run.folder, result, deployed, repeats, cache_dir=config.cache_dir, versions=package_versions())
+    return ModelOutcome(repeats=repeats, deployed=deployed, result=result, parts=deployed.best_repeat.split)
+
+
+# ----------------------------------------------------------------------------------------------- the comparison
+
+
+@dataclass
+class Comparison:
+    """What the comparison decided and the numbers behind it (validation for the choice, test once)."""
+
+    results: dict[str, ModelResult]
+    selection: Selection
+    validation_indices: np.ndarray
+    validation_labels: np.ndarray
+    validation: dict[str, np.ndarray]
+    trained_here: list[str] = field(default_factory=list)
+    test_labels: np.ndarray | None = None
+    test_probabilities: np.ndarray | None = None
+    calibration: dict | None = None
+
+
+def compare_and_select(run: NotebookRun, dataset: Dataset) -> Comparison:
+    """Compare the models whose results exist in the run folder (training them all, quickly, when none exist),
+    select one on validation, choose the threshold to deploy, score the selected model once on test, write it
+    self-contained (and as TensorFlow Lite) and save `selection.json`."""
+    from helmetlib.selection import SELECTION_RULE, deploy_threshold, excluded_models, runner_up, select_model, verdict
+    from helmetlib.uncertainty import bootstrap_intervals, brier_score, reliability
+
+    config, folder = run.config, run.folder
+    results = folder.results(config.models)
+    trained_here = []
+    if not results:  # run on its own with nothing trained yet: train every model first
+        for name in config.models:
+            train_and_save(run, name, dataset)
+            trained_here.append(name)
+        results = folder.results(config.models)
+    missing = tuple(name for name in config.models if name not in results)
+    parts = run.split(dataset)
+    validation_labels = dataset.labels[parts.validation]
+    validation = {name: folder.probabilities(name)["validation"] for name in results}
+    selected = select_model(results)
+    comparison = Comparison(
+        results=results,
+        selection=None,
+        validation_indices=parts.validation,
+        validation_labels=validation_labels,
+        validation=validation,
+        trained_here=trained_here,
+    )
+    if selected is None:
+        comparison.selection = Selection(
+            selected_model=None,
+            rule=SELECTION_RULE,
+            candidates=tuple(results),
+            excluded=excluded_models(results),
+            missing=missing,
+            validation_labels=tuple(int(v) for v in validation_labels),
+        )
+        comparison.selection.write(folder.selection_file)
+        return comparison
+    second = runner_up(results, selected)
+    threshold = deploy_threshold(config, validation_labels, validation[selected])
+    test_split = _deployed_split(run, dataset, results[selected], parts)
+    test_labels = dataset.labels[test_split.test]
+    test_probabilities = _test_probabilities(run, dataset, selected, test_split)
+    test = performance(test_labels, test_probabilities, threshold=config.threshold)
+    test_at_threshold = performance(test_labels, test_probabilities, threshold=threshold.value)
+    intervals = {
+        value: bootstrap_intervals(
+            test_labels, test_probabilities, threshold=value, n_resamples=config.bootstrap_resamples
+        )
+        for value in (config.threshold, threshold.value)
+    }
+    calibration = reliability(validation_labels, validation[selected])
+    from helmetlib.artifacts import save_selected
+
+    save_selected(folder, selected, threshold=threshold, test=test, test_at_threshold=test_at_threshold)
+    export = None
+    if config.export_tflite:
+        from helmetlib.inference import export_tflite
+
+        export = export_tflite(folder.model_file(selected), dataset.images[parts.validation])
+    comparison.selection = Selection(
+        selected_model=selected,
+        rule=SELECTION_RULE,
+        candidates=tuple(results),
+        excluded=excluded_models(results),
+        missing=missing,
+        verdict=verdict(
+            selected,
+            second,
+            validation_labels,
+            validation,
+            results,
+            threshold=config.threshold,
+            n_resamples=config.bootstrap_resamples,
+        )
+        if not config.resplit
+        else None,
+        threshold=threshold,
+        test=test,
+        test_at_threshold=test_at_threshold,
+        test_intervals=intervals[config.threshold],
+        test_intervals_at_threshold=intervals[threshold.value],
+        test_probabilities=tuple(float(p) for p in test_probabilities),
+        test_labels=tuple(int(v) for v in test_labels),
+        test_indices_hash=indices_digest(test_split.test),
+        validation_labels=tuple(int(v) for v in validation_labels),
+        validation_brier=brier_score(validation_labels, validation[selected]),
+        validation_ece=calibration["ece"],
+        export=export,
+    )
+    comparison.selection.write(folder.selection_file)
+    comparison.test_labels, comparison.test_probabilities = test_labels, test_probabilities
+    comparison.calibration = calibration
+    return comparison
+
+
+def _deployed_split(run: NotebookRun, dataset: Dataset, result: ModelResult, parts: Split) -> Split:
+    """The split the deployed model was trained on (another one per repeat with RESPLIT)."""
+    if not run.config.resplit:
+        return parts
+    seed = result.deployed_seeds[0]
+    repeat = next(r for r in result.repeats if r.seed == seed)
+    return run.split(dataset, repeat.split_seed - run.config.split_seed)
+
+
+def _test_probabilities(run: NotebookRun, dataset: Dataset, name: str, parts: Split) -> np.ndarray:
+    from helmetlib.artifacts import load_run_model
+    from helmetlib.cards import read_card
+    from helmetlib.train import predict_proba
+
+    folder = run.folder
+    path = folder.model_file(name) if folder.model_file(name).is_file() else folder.head_file(name)
+    card = read_card(path)
+    model = load_run_model(path, card)
+    return predict_proba(model, dataset.images[parts.test], normalization=card.input.normalization)
+
+
+def look_alike_features(run: NotebookRun, dataset: Dataset) -> np.ndarray:
+    """The frozen VGG16's features of every image (N, 6, 6, 512) as models 2-4 see them, from the shared cache."""
+    from helmetlib.features import FeatureCache, cached_features
+    from helmetlib.models import vgg16_backbone
+
+    vgg16 = vgg16_backbone(run.config.weights, dataset.images.shape[1:])
+    cache = FeatureCache(run.config.cache_dir)
+    return cached_features(dataset.images, dataset.content_hash, vgg16, cache, kind="block5")

@@ -1,0 +1,113 @@
+"""Each ok run against the previous ok run on the same data: what changed, and whether it is a regression.
+
+Per model, the change in validation accuracy, F1 and bare-head recall of the deployed models; for the selected
+model, the change in test scores. Both with paired bootstrap intervals (the same images scored by both runs); a
+change whose interval lies entirely below 0 is a regression.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from helmetlib.runs import Comparison, MetricChange, ReportsFolder, RunFolder, RunRecord
+from helmetlib.uncertainty import bootstrap_intervals
+
+COMPARED = ("accuracy", "f1", "bare_head_recall")
+
+
+def previous_ok_run(out: ReportsFolder, current: RunRecord) -> tuple[RunFolder, RunRecord] | None:
+    """The newest ok run in `out` started before `current`."""
+    for folder, record in out.runs():
+        if record.status == "ok" and record.run_id != current.run_id and record.started <= current.started:
+            return folder, record
+    return None
+
+
+def compare_with_previous(out: ReportsFolder, folder: RunFolder, current: RunRecord) -> Comparison:
+    """This run against the previous ok run; says so instead when there is none or the data or split differ."""
+    found = previous_ok_run(out, current)
+    if found is None:
+        return Comparison(
+            previous_run=None,
+            same_data=False,
+            note="First ok run in this folder: nothing to compare.",
+            validation={},
+            test=(),
+        )
+    previous_folder, previous = found
+    problems = []
+    if previous.data is None or current.data is None or previous.data.content_hash != current.data.content_hash:
+        old = previous.data.content_hash if previous.data else "?"
+        problems.append(f"the data changed (hash {old} -> {current.data.content_hash if current.data else '?'})")
+    split_settings = ["split", "split_seed", "image_size", "resplit"]
+    if current.config.split == "grouped":
+        split_settings += ["groups_csv", "group_column"]
+    if any(getattr(previous.config, key) != getattr(current.config, key) for key in split_settings):
+        problems.append("the split or image size changed")
+    if problems:
+        return Comparison(
+            previous_run=previous.run_id,
+            same_data=False,
+            note=f"Not compared with run {previous.run_id}: {' and '.join(problems)}.",
+            validation={},
+            test=(),
+        )
+    threshold = current.config.threshold
+    resamples = current.config.bootstrap_resamples
+    validation = {}
+    labels = np.asarray(current.selection.validation_labels) if current.selection else None
+    for name in current.models:
+        if name not in previous.models or labels is None or not len(labels):
+            continue
+        now = folder.probabilities(name)["validation"]
+        before = previous_folder.probabilities(name)["validation"]
+        if len(now) != len(before) or len(now) != len(labels):
+            continue
+        validation[name] = _changes(labels, now, before, threshold, threshold, resamples)
+    test = ()
+    selection, old = current.selection, previous.selection
+    if selection and old and selection.test_probabilities and old.test_probabilities:
+        if selection.test_indices_hash == old.test_indices_hash:
+            test = _changes(
+                np.asarray(selection.test_labels),
+                np.asarray(selection.test_probabilities),
+                np.asarray(old.test_probabilities),
+                threshold,
+                threshold,
+                resamples,
+            )
+    changed_models = ""
+    if set(previous.models) != set(current.models):
+        changed_models = f" Models differ (then {', '.join(previous.models)}; now {', '.join(current.models)})."
+    return Comparison(
+        previous_run=previous.run_id,
+        same_data=True,
+        selection_lost=previous.selected_model if previous.selected_model and not current.selected_model else None,
+        note=(
+            f"Compared with run {previous.run_id} (same data and split): selected then "
+            f"{previous.selected_model or 'none'}, now {current.selected_model or 'none'}.{changed_models}"
+        ),
+        validation=validation,
+        test=test,
+    )
+
+
+def _changes(labels, now, before, threshold_now, threshold_before, resamples) -> tuple[MetricChange, ...]:
+    intervals = bootstrap_intervals(
+        labels,
+        now,
+        threshold=threshold_now,
+        reference_probabilities=before,
+        reference_threshold=threshold_before,
+        n_resamples=resamples,
+    )
+    return tuple(
+        MetricChange(
+            metric=metric,
+            previous=intervals[metric].value - intervals[f"{metric}_difference"].value,
+            current=intervals[metric].value,
+            change=intervals[f"{metric}_difference"],
+            regression=intervals[f"{metric}_difference"].high < 0,
+        )
+        for metric in COMPARED
+    )

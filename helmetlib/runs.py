@@ -1,0 +1,770 @@
+"""A run: what it was asked to do (`RunConfig`, written once), where its files live (`RunFolder`,
+`ReportsFolder`) and what it found (`ModelResult`, `Selection`, `RunRecord`).
+
+Everything here is free of TensorFlow: the report runner, the pages and the clean-up read runs without it.
+Notebook parameters are the upper-case names of `PARAMETER_TYPES`; `RunConfig.from_parameters` turns them (from
+the command line or a notebook's parameters cell) into one validated config, resolving every default that
+depends on the data (batch size and repeats on the demo set) and the weights, once.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import secrets
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import computed_field
+
+from helmetlib import specs
+from helmetlib.metrics import HEADLINE_METRICS, Scores
+from helmetlib.records import Record, RecordError, record
+from helmetlib.weights import WeightsChoice, resolve_weights
+
+PROGRESS_ENV = "HELMETLIB_PROGRESS_FILE"  # kernels append progress lines (epochs) here; the runner prints them
+THREADS_ENV = "HELMETLIB_THREADS"  # TensorFlow threads per kernel, when several workers share a machine
+RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}")
+NOTEBOOKS = ("00_eda", "10_model", "20_comparison")
+EDA, MODEL, COMPARISON = NOTEBOOKS
+THRESHOLD_RULES = ("fixed", "max_f1", "bare_head_recall")
+
+
+class ParameterError(ValueError):
+    """A run setting that cannot be used; the message is one line naming the parameter and the allowed values."""
+
+
+def check_run_id(run_id: str) -> str:
+    """`run_id` when it is a safe folder name, else `ParameterError` (it must never reach outside `--out`)."""
+    if not isinstance(run_id, str) or not RUN_ID_PATTERN.fullmatch(run_id):
+        raise ParameterError(
+            f"run id {run_id!r} is not allowed: use 1 to 100 letters, digits, '-', '_' or '.', not starting with '.'"
+        )
+    return run_id
+
+
+def default_run_id() -> str:
+    """UTC date-time plus a random suffix, so that two runs started in the same second never collide."""
+    return f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+
+
+def now() -> str:
+    """The current UTC time, ISO 8601 to the second."""
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def project_root() -> Path:
+    """The repository when helmetlib runs from a checkout (relative notebook paths resolve here), else the cwd."""
+    checkout = Path(__file__).resolve().parents[1]
+    return checkout if (checkout / "pyproject.toml").is_file() and (checkout / "notebooks").is_dir() else Path.cwd()
+
+
+def resolve_path(value: str | Path, base: Path) -> str:
+    """An absolute path string: `value` as it is when absolute, else against `base`; "" stays "" (not given)."""
+    if not str(value):
+        return ""
+    path = Path(value).expanduser()
+    return str(path if path.is_absolute() else (base / path).resolve())
+
+
+# The notebook parameters (upper-case) and the command-line options (lower-case, dashes) share these names.
+PARAMETER_TYPES: dict[str, type] = {
+    "RUN_DIR": str,
+    "MODEL_NAME": str,
+    "DATA_DIR": str,
+    "DEMO_SIZE": int,
+    "IMAGE_SIZE": int,
+    "SPLIT": str,
+    "SPLIT_SEED": int,
+    "GROUPS_CSV": str,
+    "GROUP_COLUMN": str,
+    "MODELS": str,
+    "EPOCHS": int,
+    "BATCH_SIZE": int,
+    "SEED": int,
+    "REPEATS": int,
+    "RESPLIT": bool,
+    "MAX_RESTARTS": int,
+    "WEIGHTS": str,
+    "THRESHOLD": float,
+    "THRESHOLD_RULE": str,
+    "TARGET_BARE_HEAD_RECALL": float,
+    "FAITHFUL": bool,
+    "AUGMENTED_VIEWS": int,
+    "CACHE_DIR": str,
+    "EXPORT_TFLITE": bool,
+    "BOOTSTRAP_RESAMPLES": int,
+}
+NOTEBOOK_ONLY = ("RUN_DIR", "MODEL_NAME")  # passed to notebooks, not settings of the run
+TRUE_WORDS, FALSE_WORDS = ("true", "yes", "1", "on"), ("false", "no", "0", "off", "")
+
+
+def coerce_parameter(name: str, value: Any) -> Any:
+    """`value` as the parameter's type; strings from papermill's `-p` are parsed ("false" is False).
+
+    `ParameterError` with one line naming the parameter when the value is not of that type.
+    """
+    kind = PARAMETER_TYPES.get(name)
+    if kind is None:
+        raise ParameterError(f"unknown parameter {name}; known: {', '.join(PARAMETER_TYPES)}")
+    text = str(value).strip().lower() if isinstance(value, str) else None
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
+        if text in TRUE_WORDS or text in FALSE_WORDS:
+            return text in TRUE_WORDS
+        raise ParameterError(f"{name} must be true or false, got {value!r}")
+    if kind is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if text is not None and re.fullmatch(r"[+-]?\d+", text):
+            return int(text)
+        raise ParameterError(f"{name} must be a whole number, got {value!r}")
+    if kind is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        if text is not None and re.fullmatch(r"[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?|[+-]?(nan|inf)", text):
+            return float(text)  # nan and inf parse here and are refused by the range checks, by name
+        raise ParameterError(f"{name} must be a number, got {value!r}")
+    return "" if value is None else str(value)
+
+
+@record
+class RunConfig(Record):
+    """Everything a run was asked to do, resolved once (data path, defaults, weights with their fingerprint).
+
+    The runner writes it to `config.json` in the run folder; notebooks read it from there.
+    """
+
+    run_id: str
+    weights: WeightsChoice
+    cache_dir: str
+    data_dir: str = ""
+    demo_size: int = specs.DEMO_SIZE
+    image_size: int = 0
+    split: Literal["random", "grouped"] = "random"
+    split_seed: int = specs.SPLIT_SEED
+    groups_csv: str = ""
+    group_column: str = "path"
+    models: tuple[str, ...] = specs.MODEL_NAMES
+    epochs: int = specs.EPOCHS
+    batch_size: int = specs.BATCH_SIZE
+    seed: int = specs.SEED
+    repeats: int = 1
+    resplit: bool = False
+    max_restarts: int = specs.MAX_RESTARTS
+    threshold: float = specs.THRESHOLD
+    threshold_rule: Literal["fixed", "max_f1", "bare_head_recall"] = "fixed"
+    target_bare_head_recall: float = 0.9
+    faithful: bool = False
+    augmented_views: int = specs.AUGMENTED_VIEWS
+    export_tflite: bool = True
+    bootstrap_resamples: int = 2000
+    origin: Literal["helmet-reports", "notebook"] = "notebook"
+
+    def __post_init__(self):
+        check_run_id(self.run_id)
+        if not self.models:
+            raise ParameterError("MODELS is empty: name at least one model")
+        for name in self.models:
+            if name not in specs.MODEL_SPECS:
+                raise ParameterError(f"unknown model {name!r} in MODELS; choose from {', '.join(specs.MODEL_NAMES)}")
+        if len(set(self.models)) != len(self.models):
+            raise ParameterError(f"MODELS names a model twice: {','.join(self.models)}")
+        for name in ("threshold", "target_bare_head_recall"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and 0 < value < 1):
+                raise ParameterError(f"{name.upper()} must be a number strictly between 0 and 1, got {value!r}")
+        minimum = {
+            "epochs": 1,
+            "batch_size": 1,
+            "repeats": 1,
+            "augmented_views": 1,
+            "max_restarts": 0,
+            "bootstrap_resamples": 100,
+            "demo_size": 20,
+        }
+        for name, least in minimum.items():
+            if getattr(self, name) < least:
+                raise ParameterError(f"{name.upper()} must be at least {least}, got {getattr(self, name)}")
+        if self.image_size and not 32 <= self.image_size <= 1024:
+            raise ParameterError(f"IMAGE_SIZE must be 0 (keep) or between 32 and 1024, got {self.image_size}")
+        if self.resplit and self.repeats < 2:
+            raise ParameterError("RESPLIT needs REPEATS of at least 2 (one split per repeat)")
+
+    @property
+    def demo(self) -> bool:
+        """True when the run uses the synthetic demo set."""
+        return not self.data_dir
+
+    @property
+    def demo_note(self) -> str:
+        """What every page says about a run on the synthetic demo set."""
+        return f"Synthetic demo data (batch size {self.batch_size}): these numbers say nothing about real photos."
+
+    def parameters(self) -> dict[str, Any]:
+        """The notebook parameters of this config, by name (scalars: models comma-joined, weights as requested)."""
+        values = {name: getattr(self, name.lower()) for name in PARAMETER_TYPES if name not in NOTEBOOK_ONLY}
+        values["MODELS"] = ",".join(self.models)
+        values["WEIGHTS"] = self.weights.path if self.weights.used == "file" else self.weights.requested
+        return values
+
+    @classmethod
+    def from_parameters(
+        cls,
+        *,
+        run_id: str,
+        origin: Literal["helmet-reports", "notebook"],
+        base: Path | None = None,
+        weights: WeightsChoice | None = None,
+        **parameters: Any,
+    ) -> RunConfig:
+        """A config from parameters named as in `PARAMETER_TYPES` (missing ones take the defaults).
+
+        Relative paths resolve against `base` (default: the repository), `BATCH_SIZE` 0 and `REPEATS` 0 mean "the
+        default for this data" (16 and 1 on the demo set, 128 and `specs.REPEATS` on real data), and `WEIGHTS` is
+        resolved (ImageNet downloaded or its fallback recorded) unless an already resolved `weights` is given.
+        Raises `ParameterError` with one line for a value that cannot be used.
+        """
+        base = base or project_root()
+        values = {name: coerce_parameter(name, value) for name, value in parameters.items()}
+        unknown = set(values) & set(NOTEBOOK_ONLY)
+        if unknown:
+            raise ParameterError(f"{', '.join(sorted(unknown))} are notebook parameters, not run settings")
+        data_dir = resolve_path(values.pop("DATA_DIR", ""), base)
+        demo = not data_dir
+        batch_size = values.pop("BATCH_SIZE", 0) or (specs.DEMO_BATCH_SIZE if demo else specs.BATCH_SIZE)
+        repeats = values.pop("REPEATS", 0) or (specs.DEMO_REPEATS if demo else specs.REPEATS)
+        listed = str(values.pop("MODELS", ",".join(specs.MODEL_NAMES))).split(",")
+        models = tuple(name.strip() for name in listed if name.strip())
+        requested = values.pop("WEIGHTS", "imagenet")
+        if weights is None:
+            local = requested.lower() not in ("imagenet", "none", "random")
+            try:
+                weights = resolve_weights(resolve_path(requested, base) if local else requested)
+            except FileNotFoundError as error:
+                raise ParameterError(str(error)) from None
+        split = values.pop("SPLIT", "random")
+        if split not in ("random", "grouped"):
+            raise ParameterError(f"SPLIT must be random or grouped, got {split!r}")
+        rule = values.pop("THRESHOLD_RULE", "fixed").replace("-", "_")
+        if rule not in THRESHOLD_RULES:
+            raise ParameterError(f"THRESHOLD_RULE must be one of {', '.join(THRESHOLD_RULES)}, got {rule!r}")
+        cache_dir = resolve_path(values.pop("CACHE_DIR", "") or "reports/.cache", base)
+        groups_csv = resolve_path(values.pop("GROUPS_CSV", ""), base)
+        settings = {name.lower(): value for name, value in values.items()}
+        try:
+            return cls(
+                run_id=run_id,
+                origin=origin,
+                data_dir=data_dir,
+                batch_size=batch_size,
+                repeats=repeats,
+                models=models,
+                weights=weights,
+                split=split,
+                threshold_rule=rule,
+                cache_dir=cache_dir,
+                groups_csv=groups_csv,
+                **settings,
+            )
+        except ParameterError:
+            raise
+        except ValueError as error:  # pydantic wraps the checks of __post_init__
+            raise ParameterError(_first_message(error)) from None
+
+
+def _first_message(error: ValueError) -> str:
+    errors = getattr(error, "errors", None)
+    if errors is None:
+        return str(error)
+    first = errors()[0]
+    message = str(first.get("ctx", {}).get("error", first["msg"]))
+    where = ".".join(str(part) for part in first.get("loc", ()))
+    return message if "ctx" in first or not where else f"{where.upper()}: {message}"
+
+
+# ---------------------------------------------------------------------------------------------------------- results
+
+
+@record
+class DataInfo(Record):
+    """Which data a run or model saw: where it came from, its content hash and counts."""
+
+    path: str
+    demo: bool
+    content_hash: str
+    images: int
+    class_counts: dict[str, int]
+
+    @classmethod
+    def of(cls, dataset, data_dir: str) -> DataInfo:
+        """The record of a loaded `Dataset` read from `data_dir` ("" for the demo set)."""
+        return cls(
+            path=data_dir or "synthetic demo set",
+            demo=not data_dir,
+            content_hash=dataset.content_hash,
+            images=len(dataset),
+            class_counts={str(label): count for label, count in dataset.class_counts.items()},
+        )
+
+
+def package_versions() -> dict[str, str | None]:
+    """Installed versions of the packages a result depends on, and Python's."""
+    import platform
+    from importlib import metadata
+
+    versions = {}
+    for package in (
+        "helmetlib",
+        "tensorflow",
+        "keras",
+        "numpy",
+        "pandas",
+        "scikit-learn",
+        "papermill",
+        "nbconvert",
+        "jupytext",
+    ):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    versions["python"] = platform.python_version()
+    return versions
+
+
+@record
+class Restart(Record):
+    """A training attempt abandoned because the model collapsed; training restarted with another seed."""
+
+    seed: int
+    epoch: int
+    reason: str
+
+
+@record
+class RepeatResult(Record):
+    """One training of a model: its seed, scores on train and validation, and whether it collapsed."""
+
+    seed: int
+    seed_used: int
+    split_seed: int
+    train: Scores
+    validation: Scores
+    epochs_run: int
+    collapsed: bool
+    restarts: tuple[Restart, ...] = ()
+    seconds: float = 0.0
+
+
+@record
+class Spread(Record):
+    """Mean, standard deviation (ddof 1; 0 for one repeat), minimum and maximum of a metric over repeats."""
+
+    mean: float
+    std: float
+    min: float
+    max: float
+
+    @classmethod
+    def of(cls, values: list[float]) -> Spread:
+        array = np.asarray(values, dtype=float)
+        std = float(array.std(ddof=1)) if len(array) > 1 else 0.0
+        return cls(mean=float(array.mean()), std=std, min=float(array.min()), max=float(array.max()))
+
+
+SPREAD_METRICS = (*HEADLINE_METRICS, "bare_head_recall")
+
+
+@record
+class ModelResult(Record):
+    """A model's results over its repeats and how it was trained; `train` / `validation` are the deployed model's.
+
+    `deployed` says which model is kept for this architecture: its best non-collapsed repeat on validation, or
+    the seed ensemble (probabilities averaged over the non-collapsed repeats) when that does better.
+    """
+
+    name: str
+    description: str
+    parameters: int
+    trainable_parameters: int
+    normalization: str
+    input_shape: tuple[int, int, int]
+    mode: str
+    precision: str
+    view_precision: str | None
+    weights: WeightsChoice | None
+    threshold: float
+    repeats: tuple[RepeatResult, ...]
+    deployed: str
+    deployed_seeds: tuple[int, ...]
+    train: Scores
+    validation: Scores
+    best_repeat_validation: Scores | None
+    ensemble_validation: Scores | None
+    notes: tuple[str, ...]
+    data: DataInfo
+    split: dict[str, int]
+    train_seconds: float
+
+    @computed_field
+    @property
+    def collapsed(self) -> bool:
+        """True only when every repeat collapsed (such a model is never selected)."""
+        return all(repeat.collapsed for repeat in self.repeats)
+
+    @computed_field
+    @property
+    def summary(self) -> dict[str, Spread]:
+        """Spread of each validation metric over the repeats."""
+        return {
+            metric: Spread.of([_metric(repeat.validation, metric) for repeat in self.repeats])
+            for metric in SPREAD_METRICS
+        }
+
+    @property
+    def epochs_run(self) -> int:
+        """Epochs of the first repeat's final attempt (all repeats train the same number unless they stop early)."""
+        return self.repeats[0].epochs_run
+
+
+def _metric(scores: Scores, metric: str) -> float:
+    return scores.bare_head_recall if metric == "bare_head_recall" else getattr(scores, metric)
+
+
+@record
+class Interval(Record):
+    """A point estimate with a 95 % bootstrap interval."""
+
+    value: float
+    low: float
+    high: float
+
+    def excludes_zero(self) -> bool:
+        return self.low > 0 or self.high < 0
+
+    def text(self, digits: int = 3) -> str:
+        return f"{self.value:.{digits}f} (95 % CI {self.low:.{digits}f}–{self.high:.{digits}f})"
+
+
+@record
+class Verdict(Record):
+    """Whether validation separates the selected model from the runner-up, in words and numbers."""
+
+    runner_up: str | None
+    difference: dict[str, Interval]
+    separated: bool
+    text: str
+
+
+@record
+class DeployThreshold(Record):
+    """The threshold written into the selected model's card, and how it was chosen."""
+
+    value: float
+    rule: str
+    description: str
+
+
+@record
+class ExportedFile(Record):
+    """A TensorFlow Lite export of the selected model, its size and its agreement with the Keras model."""
+
+    file: str
+    megabytes: float
+    sha256: str
+    label_agreement: float | None = None
+    max_probability_difference: float | None = None
+
+
+@record
+class Selection(Record):
+    """What the comparison decided: the selected model and its test scores (the only look at the test part).
+
+    `test` is at the run's threshold (the study's 0.5), `test_at_threshold` at the deployed threshold; the
+    labels and probabilities are kept for the paired comparison with the next run.
+    """
+
+    selected_model: str | None
+    rule: str
+    candidates: tuple[str, ...]
+    excluded: dict[str, str] = field(default_factory=dict)
+    missing: tuple[str, ...] = ()
+    verdict: Verdict | None = None
+    threshold: DeployThreshold | None = None
+    test: Scores | None = None
+    test_at_threshold: Scores | None = None
+    test_intervals: dict[str, Interval] = field(default_factory=dict)
+    test_intervals_at_threshold: dict[str, Interval] = field(default_factory=dict)
+    test_labels: tuple[int, ...] = ()
+    test_probabilities: tuple[float, ...] = ()
+    test_indices_hash: str | None = None
+    validation_labels: tuple[int, ...] = ()
+    validation_brier: float | None = None
+    validation_ece: float | None = None
+    export: dict[str, ExportedFile] | None = None
+
+
+@record
+class Audit(Record):
+    """The EDA's leakage audit in numbers and one verdict line (shown in the decision block)."""
+
+    verdict: str
+    leakage: bool
+    exact_pairs_across: int
+    near_pairs_across: int
+    look_alike_pairs_across: int | None
+    shared_groups: int | None
+
+
+@record
+class MetricChange(Record):
+    """A metric now minus the same metric in the previous run, with a paired bootstrap interval."""
+
+    metric: str
+    previous: float
+    current: float
+    change: Interval
+    regression: bool
+
+
+@record
+class Comparison(Record):
+    """This run against the previous ok run on the same data: per-model validation changes, selected test changes."""
+
+    previous_run: str | None
+    same_data: bool
+    note: str
+    validation: dict[str, tuple[MetricChange, ...]]
+    test: tuple[MetricChange, ...]
+    selection_lost: str | None = None
+
+    @property
+    def regressions(self) -> list[str]:
+        """One line per change whose interval excludes 0 in the bad direction (and a selection that vanished)."""
+        lines = []
+        if self.selection_lost:
+            lines.append(f"no model selected now; the previous run selected {self.selection_lost}")
+        lines += [f"selected model, test {c.metric}: {c.change.text()}" for c in self.test if c.regression]
+        for name, changes in self.validation.items():
+            lines += [f"{name}, validation {c.metric}: {c.change.text()}" for c in changes if c.regression]
+        return lines
+
+
+@record
+class RunRecord(Record):
+    """`run.json`: status, times, settings, data, results, selection and the comparison with the previous run."""
+
+    run_id: str
+    status: Literal["running", "ok", "failed", "interrupted"]
+    started: str
+    config: RunConfig
+    finished: str | None = None
+    stage: str | None = None
+    reason: str | None = None
+    failures: tuple[str, ...] = ()
+    pid: int | None = None
+    data: DataInfo | None = None
+    split: dict[str, int | str | bool] | None = None
+    versions: dict[str, str | None] = field(default_factory=dict)
+    git_commit: str | None = None
+    host: dict[str, str | int | None] = field(default_factory=dict)
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    total_seconds: float | None = None
+    models: dict[str, ModelResult] = field(default_factory=dict)
+    selection: Selection | None = None
+    audit: Audit | None = None
+    comparison_with_previous: Comparison | None = None
+
+    @computed_field
+    @property
+    def weights(self) -> WeightsChoice:
+        """The backbone weights used (also under `config`), kept at the top level for readers of `run.json`."""
+        return self.config.weights
+
+    @computed_field
+    @property
+    def selected_model(self) -> str | None:
+        return self.selection.selected_model if self.selection else None
+
+    @computed_field
+    @property
+    def test(self) -> Scores | None:
+        return self.selection.test if self.selection else None
+
+
+# ------------------------------------------------------------------------------------------------------------ files
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """Every path of one run; no other module spells a run's file names."""
+
+    path: Path
+
+    def __post_init__(self):
+        object.__setattr__(self, "path", Path(self.path))
+
+    config_file = property(lambda self: self.path / "config.json")
+    record_file = property(lambda self: self.path / "run.json")
+    selection_file = property(lambda self: self.path / "selection.json")
+    audit_file = property(lambda self: self.path / "audit.json")
+    page = property(lambda self: self.path / "index.html")
+    models_dir = property(lambda self: self.path / "models")
+    log_file = property(lambda self: self.path / "run.log")
+    progress_file = property(lambda self: self.path / "progress.log")
+
+    def notebook(self, stem: str) -> Path:
+        return self.path / f"{stem}.ipynb"
+
+    def html(self, stem: str) -> Path:
+        return self.path / f"{stem}.html"
+
+    def code_html(self, stem: str) -> Path:
+        return self.path / f"{stem}.code.html"
+
+    @staticmethod
+    def model_stem(name: str) -> str:
+        """The executed model notebook's file stem for model `name`."""
+        return f"{MODEL}_{name}"
+
+    def model_file(self, name: str) -> Path:
+        """The self-contained image -> P(helmet) model (CNNs, and the selected model)."""
+        return self.models_dir / f"{name}.keras"
+
+    def head_file(self, name: str) -> Path:
+        """The trainable head of a backbone model; its frozen backbone lives once in the backbone store."""
+        return self.models_dir / f"{name}.head.keras"
+
+    def card_file(self, name: str) -> Path:
+        return self.models_dir / f"{name}.card.json"
+
+    def result_file(self, name: str) -> Path:
+        return self.models_dir / f"{name}.metrics.json"
+
+    def history_file(self, name: str) -> Path:
+        return self.models_dir / f"{name}.history.json"
+
+    def probabilities_file(self, name: str) -> Path:
+        return self.models_dir / f"{name}.probabilities.npz"
+
+    def tflite_file(self, name: str, *, quantized: bool = False) -> Path:
+        return self.models_dir / f"{name}{'.quant' if quantized else ''}.tflite"
+
+    def evaluation_dir(self, data_hash: str) -> Path:
+        return self.path / "evaluations" / data_hash
+
+    def read_config(self) -> RunConfig:
+        return RunConfig.read(self.config_file)
+
+    def read_record(self) -> RunRecord:
+        return RunRecord.read(self.record_file)
+
+    def read_selection(self) -> Selection | None:
+        return Selection.read(self.selection_file) if self.selection_file.is_file() else None
+
+    def read_audit(self) -> Audit | None:
+        return Audit.read(self.audit_file) if self.audit_file.is_file() else None
+
+    def results(self, names: tuple[str, ...] | list[str]) -> dict[str, ModelResult]:
+        """The saved results of those of `names` that have run, in the order given."""
+        return {name: ModelResult.read(self.result_file(name)) for name in names if self.result_file(name).is_file()}
+
+    def probabilities(self, name: str) -> dict[str, np.ndarray]:
+        """The deployed model's saved P(helmet) by part (`train`, `validation`; and per-repeat `validation_<i>`)."""
+        with np.load(self.probabilities_file(name)) as saved:
+            return {part: saved[part] for part in saved.files}
+
+
+@dataclass(frozen=True)
+class ReportsFolder:
+    """The `--out` folder: one folder per run, the latest pointer, the runs index, the lock and the caches."""
+
+    path: Path
+
+    def __post_init__(self):
+        object.__setattr__(self, "path", Path(self.path).resolve())
+
+    index_page = property(lambda self: self.path / "index.html")
+    latest_link = property(lambda self: self.path / "latest")
+    latest_file = property(lambda self: self.path / "latest.json")
+    lock_file = property(lambda self: self.path / ".lock")
+    default_cache = property(lambda self: self.path / ".cache")
+
+    def run(self, run_id: str) -> RunFolder:
+        return RunFolder(self.inside(self.path / check_run_id(run_id)))
+
+    def work(self, run_id: str) -> RunFolder:
+        return RunFolder(self.inside(self.path / f".tmp-{check_run_id(run_id)}"))
+
+    def failed(self, run_id: str) -> RunFolder:
+        return RunFolder(self.inside(self.path / f"{check_run_id(run_id)}.failed"))
+
+    def inside(self, candidate: Path) -> Path:
+        """`candidate` resolved, when it lies strictly inside this folder; `ParameterError` otherwise."""
+        resolved = Path(os.path.realpath(candidate))
+        if resolved == self.path or self.path not in resolved.parents:
+            raise ParameterError(f"{candidate} would lie outside the output folder {self.path}")
+        return resolved
+
+    def lock(self, timeout: float = 60):
+        """An exclusive lock on this folder's index and latest pointer (a `filelock.FileLock`)."""
+        from filelock import FileLock
+
+        return FileLock(str(self.lock_file), timeout=timeout)
+
+    def latest_run_id(self) -> str | None:
+        try:
+            return read_latest(self.latest_file)
+        except RecordError:
+            return None
+
+    def runs(self) -> list[tuple[RunFolder, RunRecord]]:
+        """Every run with a readable `run.json`, each once (links such as `latest` are skipped), newest first.
+
+        Runs still in progress (`.tmp-<id>`) are listed while their process is alive.
+        """
+        found = []
+        for entry in self.path.iterdir() if self.path.is_dir() else []:
+            if entry.is_symlink() or not entry.is_dir() or not (entry / "run.json").is_file():
+                continue
+            try:
+                run = RunRecord.read(entry / "run.json")
+            except RecordError:
+                continue
+            if entry.name.startswith(".tmp-") and not (run.pid and process_alive(run.pid)):
+                continue
+            found.append((RunFolder(entry), run))
+        found.sort(key=lambda item: item[1].started, reverse=True)
+        return found
+
+
+@record
+class LatestPointer(Record):
+    run_id: str
+    path: str
+    updated: str
+
+
+def read_latest(path: Path) -> str:
+    return LatestPointer.read(path).run_id
+
+
+def process_alive(pid: int) -> bool:
+    """True when a process with this id exists (and may be a run in progress)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

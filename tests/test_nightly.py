@@ -1,0 +1,268 @@
+"""A year of nightly runs, as an operator and an attacker see them: regressions between runs, clean-up, signals,
+time-outs, dead kernels, concurrent runs, hostile run ids and Dask workers, each with real runner processes."""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+from conftest import NOTEBOOKS, runner
+
+from helmetlib.runs import ReportsFolder, RunRecord
+
+QUICK = [
+    "--models",
+    "cnn",
+    "--weights",
+    "none",
+    "--demo-size",
+    "20",
+    "--image-size",
+    "32",
+    "--epochs",
+    "1",
+    "--no-export",
+    "--bootstrap-resamples",
+    "100",
+]
+
+
+@pytest.fixture(scope="module")
+def nightly(finished_run, tmp_path_factory):
+    """Two nights on the same data: the shared tiny run (the CNN trained 15 epochs), then, in a copy of its output
+    folder, a worse run (the CNN trained 1 epoch) with --fail-on-regression."""
+    status, shared, _ = finished_run
+    assert status == 0
+    out = tmp_path_factory.mktemp("nightly") / "out"
+    shutil.copytree(shared, out, symlinks=True)
+    bad = runner(
+        [
+            "--out",
+            str(out),
+            "--run-id",
+            "night2",
+            "--epochs",
+            "1",
+            "--models",
+            "cnn",
+            "--weights",
+            "none",
+            "--demo-size",
+            "160",
+            "--image-size",
+            "64",
+            "--no-export",
+            "--bootstrap-resamples",
+            "500",
+            "--fail-on-regression",
+        ]
+    )
+    return out, bad
+
+
+def test_a_worse_run_is_a_regression_and_exits_3_after_it_is_complete(nightly):
+    out, bad = nightly
+    assert bad.returncode == 3, bad.stderr[-3000:]
+    assert "REGRESSION: " in bad.stderr
+    record = RunRecord.read(out / "night2" / "run.json")
+    assert record.status == "ok" and ReportsFolder(out).latest_run_id() == "night2"  # complete and indexed
+    comparison = record.comparison_with_previous
+    assert comparison.previous_run == "tiny" and comparison.same_data
+    accuracy = comparison.validation["cnn"][0]
+    assert accuracy.metric == "accuracy" and accuracy.regression and accuracy.change.high < 0
+    assert accuracy.previous > 0.8 and accuracy.current < accuracy.previous
+    if record.selected_model:  # the 1-epoch CNN may also have collapsed: then no model is selected at all
+        assert next(change for change in comparison.test if change.metric == "accuracy").regression
+    else:
+        assert comparison.selection_lost == "cnn" and "no model selected now" in bad.stderr
+    raw = json.loads((out / "night2" / "run.json").read_text())
+    assert raw["comparison_with_previous"]["validation"]["cnn"][0]["regression"] is True
+    page = (out / "night2" / "index.html").read_text()
+    assert page.index("REGRESSION since run tiny") < page.index("<h2>Reports</h2>")
+    first = RunRecord.read(out / "tiny" / "run.json").comparison_with_previous
+    assert first.previous_run is None and "nothing to compare" in first.note
+
+
+def test_the_index_lists_each_run_once_newest_first_with_a_trend(nightly):
+    out = nightly[0]
+    index = (out / "index.html").read_text()
+    assert index.count("href='tiny/index.html'") == 1 and index.count("href='night2/index.html'") == 1
+    assert index.index("night2/index.html") < index.index("tiny/index.html")
+    assert "data:image/svg+xml" in index and "regression" in index
+
+
+def test_changed_data_or_split_is_said_not_compared(nightly, tmp_path):
+    from dataclasses import replace
+
+    from helmetlib.regressions import compare_with_previous
+    from helmetlib.runs import RunFolder, now
+
+    out = nightly[0]
+    current = RunRecord.read(out / "night2" / "run.json")
+    other_data = replace(current, run_id="later", started=now(), data=replace(current.data, content_hash="0" * 16))
+    comparison = compare_with_previous(ReportsFolder(out), RunFolder(out / "night2"), other_data)
+    assert not comparison.same_data and "the data changed" in comparison.note and not comparison.regressions
+    other_split = replace(current, run_id="later", started=now(), config=replace(current.config, split_seed=7))
+    comparison = compare_with_previous(ReportsFolder(out), RunFolder(out / "night2"), other_split)
+    assert not comparison.same_data and "the split or image size changed" in comparison.note
+
+
+def test_clean_is_a_dry_run_unless_applied_and_never_deletes_the_latest_run(nightly, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(nightly[0], out, symlinks=True)
+    features = sorted((out / ".cache" / "features").glob("features-*.npy"))
+    assert features
+    dry = runner(["clean", "--out", str(out), "--keep", "0"])
+    assert dry.returncode == 0 and "dry run, nothing deleted" in dry.stdout
+    assert "would delete run tiny" in dry.stdout and "night2" not in dry.stdout.split("keeping")[0]
+    assert (out / "tiny").is_dir() and all(path.exists() for path in features)
+    store = sorted((out / ".cache" / "backbones").glob("*.weights.h5"))
+    assert store  # the tiny run's backbone models keep their VGG16 here
+    applied = runner(["clean", "--out", str(out), "--keep", "0", "--apply"])
+    assert applied.returncode == 0 and "deleting run tiny" in applied.stdout
+    assert not (out / "tiny").exists() and (out / "night2").is_dir()  # latest kept even with --keep 0
+    assert not any(path.exists() for path in features + store)  # no kept run needs them any more
+    assert "tiny/index.html" not in (out / "index.html").read_text()
+    older = runner(["clean", "--out", str(out), "--older-than", "30"])
+    assert "would delete run" not in older.stdout
+
+
+def runner_process(arguments, **options):
+    return subprocess.Popen(
+        [sys.executable, "-m", "helmetlib.reports", *arguments],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **options,
+    )
+
+
+def wait_for_line(process, text, timeout=120):
+    """Read the runner's output until a line holds `text`; every kernel it started by then."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        line = process.stdout.readline()
+        if text in line:
+            return
+    raise AssertionError(f"no line with {text!r} within {timeout}s")
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_leaves_an_interrupted_record_and_no_process(tmp_path, signum, code):
+    out = tmp_path / "out"
+    process = runner_process(["--out", str(out), "--run-id", "sig", *QUICK])
+    wait_for_line(process, "[stage 1/3]")  # the EDA notebook's kernel is starting
+    time.sleep(4)
+    children = psutil.Process(process.pid).children(recursive=True)
+    assert children, "no kernel was running"
+    os.kill(process.pid, signum)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == code
+    assert "Traceback" not in stderr and f"run interrupted: interrupted by {signal.Signals(signum).name}" in stderr
+    record = RunRecord.read(out / "sig.failed" / "run.json")
+    assert record.status == "interrupted" and record.stage == "notebook 00_eda"
+    assert not list(out.glob(".tmp-*")) and not (out / "latest.json").exists()
+    assert "sig.failed/index.html" in (out / "index.html").read_text()
+    assert not [child for child in children if child.is_running() and child.status() != psutil.STATUS_ZOMBIE]
+
+
+def test_a_cell_past_the_timeout_is_a_failed_record(tmp_path):
+    out = tmp_path / "out"
+    result = runner(["--out", str(out), "--run-id", "slow", "--timeout", "2", *QUICK])
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "a cell ran longer than --timeout 2s" in result.stderr
+    record = RunRecord.read(out / "slow.failed" / "run.json")
+    assert record.status == "failed" and "--timeout 2s" in record.reason and record.stage.startswith("00_eda")
+
+
+def test_a_dead_kernel_is_a_failed_record(tmp_path):
+    notebooks = tmp_path / "notebooks"
+    shutil.copytree(NOTEBOOKS, notebooks)
+    for suffix in (".py", ".ipynb"):
+        (notebooks / f"00_eda{suffix}").unlink()
+    source = (NOTEBOOKS / "00_eda.py").read_text()
+    (notebooks / "00_eda.py").write_text(
+        source.replace("# ## Conclusion", "# ## Conclusion\n\n# %%\nimport os\nos._exit(1)\n\n# %% [markdown]\n#")
+    )
+    out = tmp_path / "out"
+    result = runner(["--out", str(out), "--run-id", "dead", "--notebooks", str(notebooks), *QUICK])
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    record = RunRecord.read(out / "dead.failed" / "run.json")
+    assert record.status == "failed" and "00_eda" in record.reason and "kernel died" in record.reason
+    assert (out / "dead.failed" / "00_eda.html").is_file()  # the partial notebook, rendered
+
+
+@pytest.fixture(scope="module")
+def concurrent(tmp_path_factory):
+    """Two runs started at once on one output folder, with the default (generated) run ids."""
+    out = tmp_path_factory.mktemp("concurrent") / "out"
+    processes = [runner_process(["--out", str(out), *QUICK]) for _ in range(2)]
+    outputs = [process.communicate(timeout=600) for process in processes]
+    return out, [(process.returncode, stderr) for process, (_, stderr) in zip(processes, outputs, strict=True)]
+
+
+def test_two_runs_at_once_finish_in_their_own_folders(concurrent):
+    out, results = concurrent
+    assert all(code == 0 for code, _ in results), [stderr[-2000:] for _, stderr in results]
+    runs = ReportsFolder(out).runs()
+    assert len(runs) == 2 and len({folder.path for folder, _ in runs}) == 2
+    index = (out / "index.html").read_text()
+    assert all(f"href='{folder.path.name}/index.html'" in index for folder, _ in runs)
+    assert ReportsFolder(out).latest_run_id() in {record.run_id for _, record in runs}
+
+
+def test_a_run_id_never_reaches_outside_out(tmp_path):
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "precious.txt").write_text("keep me")
+    out = tmp_path / "a" / "out"
+    for _ in range(2):
+        result = runner(["--out", str(out), "--run-id", "../../victim", *QUICK])
+        assert result.returncode == 2 and "is not allowed" in result.stderr
+    assert (victim / "precious.txt").read_text() == "keep me" and not (tmp_path / "a").exists()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_model_notebooks_on_a_real_dask_scheduler_give_the_sequential_results(concurrent, tmp_path):
+    port = free_port()
+    bin_dir = Path(sys.executable).parent
+    scheduler = subprocess.Popen(
+        [bin_dir / "dask", "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    worker = subprocess.Popen(
+        [bin_dir / "dask", "worker", f"tcp://127.0.0.1:{port}", "--nthreads", "1", "--no-dashboard"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        out = tmp_path / "out"
+        result = runner(["--out", str(out), "--run-id", "dask", "--scheduler", f"tcp://127.0.0.1:{port}", *QUICK])
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert "[dask] 1 model notebooks on 1 worker(s)" in result.stdout
+        assert "notebook 10_model [cnn] done in" in result.stdout and "(Dask task)" in result.stdout
+    finally:
+        for process in (worker, scheduler):
+            process.terminate()
+            process.wait(timeout=30)
+    distributed = RunRecord.read(out / "dask" / "run.json")
+    [(_, sequential)] = ReportsFolder(concurrent[0]).runs()[:1]
+
+    def scores(record):
+        return [(r.seed_used, r.train, r.validation, r.epochs_run, r.collapsed) for r in record.models["cnn"].repeats]
+
+    assert scores(distributed) == scores(sequential)  # same seeds, same numbers
+    assert distributed.selection.test == sequential.selection.test

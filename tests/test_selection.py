@@ -1,0 +1,151 @@
+"""Selection across repeats, the runner-up verdict, the threshold to deploy and the warnings, on hand-made results."""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from helmetlib.metrics import performance
+from helmetlib.runs import DataInfo, ModelResult, RepeatResult, RunConfig
+from helmetlib.selection import (
+    deploy_threshold,
+    excluded_models,
+    mean_f1,
+    run_warnings,
+    runner_up,
+    select_model,
+    verdict,
+)
+from helmetlib.weights import WeightsChoice
+
+LABELS = np.array([0, 1] * 10)
+
+
+def scores_with_f1(target: float):
+    """Scores of a prediction whose weighted F1 is as close to `target` as 20 images allow (from real labels)."""
+    best = None
+    for wrong in range(11):
+        probabilities = np.where(LABELS == 1, 0.9, 0.1)
+        probabilities[: 2 * wrong : 2] = 0.9  # `wrong` bare heads called helmets
+        scores = performance(LABELS, probabilities)
+        if best is None or abs(scores.f1 - target) < abs(best.f1 - target):
+            best = scores
+    return best
+
+
+def result(name, validation_f1s, *, train_f1=1.0, parameters=10, collapsed=None):
+    collapsed = collapsed or [False] * len(validation_f1s)
+    repeats = tuple(
+        RepeatResult(
+            seed=812 + i,
+            seed_used=812 + i,
+            split_seed=42,
+            train=scores_with_f1(train_f1),
+            validation=scores_with_f1(f1),
+            epochs_run=20,
+            collapsed=c,
+        )
+        for i, (f1, c) in enumerate(zip(validation_f1s, collapsed, strict=True))
+    )
+    return ModelResult(
+        name=name,
+        description="",
+        parameters=parameters,
+        trainable_parameters=parameters,
+        normalization="unit",
+        input_shape=(200, 200, 3),
+        mode="fast",
+        precision="float32",
+        view_precision=None,
+        weights=None,
+        threshold=0.5,
+        repeats=repeats,
+        deployed="repeat",
+        deployed_seeds=(812,),
+        train=repeats[0].train,
+        validation=repeats[0].validation,
+        best_repeat_validation=None,
+        ensemble_validation=None,
+        notes=(),
+        data=DataInfo(path="x", demo=False, content_hash="h", images=20, class_counts={"0": 10, "1": 10}),
+        split={"train": 14, "validation": 3, "test": 3},
+        train_seconds=1.0,
+    )
+
+
+def test_the_best_mean_over_repeats_wins_not_the_best_single_seed():
+    lucky = result("lucky", [1.0, 0.55, 0.55])  # one great seed, mean 0.70
+    steady = result("steady", [0.80, 0.80, 0.80])
+    assert mean_f1(lucky) < mean_f1(steady)
+    assert select_model({"lucky": lucky, "steady": steady}) == "steady"
+
+
+def test_a_collapsed_model_is_never_selected_even_when_it_scores_best():
+    results = {"dead": result("dead", [1.0, 1.0], collapsed=[True, True]), "ok": result("ok", [0.6, 0.6])}
+    assert select_model(results) == "ok"
+    assert "collapsed in all 2 repeats" in excluded_models(results)["dead"]
+    half = {"half": result("half", [0.9, 0.333], collapsed=[False, True]), "ok": result("ok", [0.6, 0.6])}
+    assert select_model(half) == "half" and not half["half"].collapsed  # one good repeat keeps it eligible
+    assert select_model({"dead": results["dead"]}) is None
+
+
+def test_ties_go_to_the_smaller_gap_then_to_fewer_parameters():
+    results = {
+        "overfit": result("overfit", [0.9, 0.9], train_f1=1.0, parameters=1),
+        "big": result("big", [0.9, 0.9], train_f1=0.9, parameters=1000),
+        "small": result("small", [0.9, 0.9], train_f1=0.9, parameters=10),
+    }
+    assert select_model(results) == "small"
+    assert runner_up(results, "small") == "big"
+
+
+def test_verdict_separates_only_when_the_interval_excludes_zero():
+    y = np.array([0, 1] * 50)
+    good, coin = np.where(y == 1, 0.9, 0.1), np.full(100, 0.6)
+    results = {"good": result("good", [0.9]), "coin": result("coin", [0.3])}
+    separated = verdict("good", "coin", y, {"good": good, "coin": coin}, results, threshold=0.5, n_resamples=300)
+    assert separated.separated and "is better than coin" in separated.text
+    assert separated.difference["f1"].low > 0
+    twin = good.copy()
+    twin[:2] = 1 - twin[:2]  # two images differ
+    close = verdict(
+        "good",
+        "twin",
+        y,
+        {"good": good, "twin": twin},
+        {**results, "twin": result("twin", [0.88])},
+        threshold=0.5,
+        n_resamples=300,
+    )
+    assert not close.separated and "cannot be told apart from twin" in close.text
+
+
+def config(**changes):
+    base = RunConfig(
+        run_id="x", weights=WeightsChoice(requested="none", used="random"), cache_dir="/c", data_dir="/data"
+    )
+    return replace(base, **changes)
+
+
+def test_threshold_rules():
+    y = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    p = np.array([0.1, 0.4, 0.35, 0.8, 0.7, 0.9, 0.3, 0.6])
+    fixed = deploy_threshold(config(), y, p)
+    assert (fixed.value, fixed.rule) == (0.5, "fixed")
+    strict = deploy_threshold(config(threshold_rule="bare_head_recall", target_bare_head_recall=0.99), y, p)
+    assert strict.value == pytest.approx(0.9)  # the lowest threshold that calls the bare head at 0.8 a bare head
+    best = deploy_threshold(config(threshold_rule="max_f1"), y, p)
+    assert (
+        performance(y, p, threshold=best.value).f1 >= performance(y, p).f1 and "highest weighted F1" in best.description
+    )
+
+
+def test_warnings_name_collapsed_models_random_weights_and_demo_data():
+    results = {"dead": result("dead", [0.3], collapsed=[True]), "ok": result("ok", [0.8])}
+    results["ok"] = replace(results["ok"], weights=WeightsChoice(requested="none", used="random"))
+    warnings = run_warnings(config(data_dir=""), results, None, None)
+    texts = [text for _, text in warnings]
+    assert any("dead collapsed in every repeat" in text for text in texts)
+    assert any("RANDOMLY INITIALISED" in text for text in texts)
+    assert any(text.startswith("Synthetic demo data") for text in texts)
+    assert [level for level, _ in warnings][0] == "danger"
