@@ -2,9 +2,11 @@
 and runs on their own under plain papermill (the python3 kernel) from the notebooks folder."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import jupytext
@@ -176,3 +178,35 @@ def test_the_comparison_compares_what_exists_and_says_what_is_missing(standalone
     assert "Not compared (no results in this run folder): cnn." in text
     assert "<h2>Decision</h2>" in text
     assert not [noise for noise in NOISE if noise in text], [noise for noise in NOISE if noise in text]
+
+
+def test_pre_commit_syncs_a_notebook_edit_into_its_pair_and_strips_outputs(tmp_path):
+    repo = tmp_path / "repo"
+    shutil.copytree(NOTEBOOKS, repo / "notebooks")
+    for name in (".pre-commit-config.yaml", "pyproject.toml"):
+        shutil.copy(REPO / name, repo / name)
+    bin_dir = str(Path(sys.executable).parent)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "PRE_COMMIT_HOME": str(tmp_path / "cache")}
+
+    def git(*arguments):
+        return subprocess.run(["git", *arguments], cwd=repo, capture_output=True, text=True, env=env, check=True)
+
+    git("init", "-q")
+    git("-c", "user.email=t@t", "-c", "user.name=t", "add", "-A")
+    git("-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "start")
+    paired = nbformat.read(repo / "notebooks" / "10_model.ipynb", as_version=4)
+    paired.cells[2].outputs = [nbformat.v4.new_output("stream", text="leftover output")]  # an executed copy saved
+    nbformat.write(paired, repo / "notebooks" / "10_model.ipynb")
+    time.sleep(0.05)
+    source = repo / "notebooks" / "10_model.py"  # then the reviewed source edited: jupytext syncs from the newer
+    source.write_text(source.read_text().replace("## How it was trained", "## How this model was trained"))
+    hook = [str(Path(bin_dir) / "pre-commit"), "run", "--files", "notebooks/10_model.py", "notebooks/10_model.ipynb"]
+    first = subprocess.run(hook, cwd=repo, capture_output=True, text=True, env=env)
+    assert first.returncode == 1, first.stdout  # files were fixed
+    second = subprocess.run(hook, cwd=repo, capture_output=True, text=True, env=env)
+    assert second.returncode == 0, second.stdout
+    synced = nbformat.read(repo / "notebooks" / "10_model.ipynb", as_version=4)
+    assert any("How this model was trained" in cell.source for cell in synced.cells)
+    assert all(not cell.get("outputs") for cell in synced.cells)
+    diff = git("diff", "--", "notebooks/10_model.py").stdout
+    assert diff.count("@@ -") == 1  # the one-line change is one hunk in the reviewed source
