@@ -14,6 +14,7 @@ search on standardised backbone features (`sklearn.neighbors.NearestNeighbors`);
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -26,32 +27,47 @@ from helmetlib.splits import Split
 NEAR_DUPLICATE_BITS = 10  # of 64: shifted, re-encoded or slightly rescaled copies of one crop stay below this
 PIXEL_CORRELATION = 0.975  # and their 64 x 64 thumbnails, aligned, correlate at least this much
 CONFIRM_SIZE, ALIGNMENT = 64, 3
+CONFIRM_CHUNK = 4096  # candidate pairs confirmed at once
 EMBEDDING_SIMILARITY = 0.9  # cosine similarity of standardised backbone features above which two crops look alike
-BLOCK = 512  # rows compared at once: memory O(BLOCK x N)
+BLOCK = 256  # rows compared at once: memory O(BLOCK x N), 128 MB of XORed hashes at 60,000 images
 
 
-def _thumbnails(images_rgb: np.ndarray) -> np.ndarray:
-    """(N, 32, 32) float32 grayscale thumbnails, read batch by batch."""
-    out = np.empty((len(images_rgb), 32, 32), dtype=np.float32)
-    start = 0
-    for batch in batches(images_rgb):
-        for offset, image in enumerate(to_grayscale(batch)):
-            out[start + offset] = cv2.resize(image, (32, 32), interpolation=cv2.INTER_AREA)
-        start += len(batch)
-    return out
+@dataclass(frozen=True)
+class Fingerprints:
+    """What the pixel audit needs of each image, from one streaming pass: the packed 64-bit perceptual hash (N,),
+    a 64 x 64 grayscale thumbnail (N, 64, 64) uint8 for confirming candidates, and a SHA-1 of the pixels (N,)."""
+
+    hashes: np.ndarray
+    thumbnails: np.ndarray
+    digests: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.hashes)
+
+
+def fingerprints(images_rgb: np.ndarray) -> Fingerprints:
+    """Read the images once, batch by batch (memory: 4 kB of thumbnail per image), and fingerprint them."""
+    n = len(images_rgb)
+    bits = np.empty((n, 64), dtype=bool)
+    thumbnails = np.empty((n, CONFIRM_SIZE, CONFIRM_SIZE), dtype=np.uint8)
+    digests = np.empty(n, dtype=object)
+    row = 0
+    for batch in batches(images_rgb, 64):
+        for image, gray in zip(batch, to_grayscale(batch), strict=True):
+            small = cv2.resize(gray, (32, 32), interpolation=cv2.INTER_AREA).astype(np.float32)
+            low = cv2.dct(small)[:8, :8].ravel()
+            bits[row] = low > np.median(low[1:])
+            thumbnails[row] = cv2.resize(gray, (CONFIRM_SIZE, CONFIRM_SIZE), interpolation=cv2.INTER_AREA)
+            digests[row] = hashlib.sha1(image.tobytes()).hexdigest()
+            row += 1
+    return Fingerprints(hashes=_packed(bits), thumbnails=thumbnails, digests=digests)
 
 
 def perceptual_hashes(images_rgb: np.ndarray) -> np.ndarray:
     """64-bit DCT perceptual hash per image (N, 64) bool: low frequencies of a 32x32 gray copy above their median."""
-    return _hash_bits(_thumbnails(images_rgb))
-
-
-def _hash_bits(thumbnails: np.ndarray) -> np.ndarray:
-    hashes = np.empty((len(thumbnails), 64), dtype=bool)
-    for index, small in enumerate(thumbnails):
-        low = cv2.dct(small)[:8, :8].ravel()
-        hashes[index] = low > np.median(low[1:])
-    return hashes
+    return np.unpackbits(fingerprints(images_rgb).hashes.astype(">u8").view(np.uint8).reshape(-1, 8), axis=1).astype(
+        bool
+    )
 
 
 def _packed(bits: np.ndarray) -> np.ndarray:
@@ -80,26 +96,19 @@ def _hamming_pairs(packed: np.ndarray, max_distance: int):
     return join(firsts, np.int64), join(seconds, np.int64), join(distances, np.int64)
 
 
-def _aligned_correlation(images_rgb: np.ndarray, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+def _aligned_correlation(thumbnails: np.ndarray, first: np.ndarray, second: np.ndarray) -> np.ndarray:
     """For each candidate pair, the highest correlation of their 64 x 64 grayscale thumbnails over relative shifts
-    of up to `ALIGNMENT` pixels (a shifted copy correlates almost perfectly once aligned)."""
-    if len(first) == 0:
-        return np.zeros(0)
-    involved = np.unique(np.concatenate([first, second]))
-    gray = to_grayscale(np.asarray(images_rgb[involved]))
-    size = CONFIRM_SIZE
-    small = {
-        index: cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA).astype(np.float32)
-        for index, image in zip(involved.tolist(), gray, strict=True)
-    }
-    best = np.full(len(first), -1.0)
-    for dy in range(-ALIGNMENT, ALIGNMENT + 1):
-        for dx in range(-ALIGNMENT, ALIGNMENT + 1):
-            rows_a, rows_b = slice(max(dy, 0), size + min(dy, 0)), slice(max(-dy, 0), size + min(-dy, 0))
-            cols_a, cols_b = slice(max(dx, 0), size + min(dx, 0)), slice(max(-dx, 0), size + min(-dx, 0))
-            a = np.stack([small[i][rows_a, cols_a] for i in first.tolist()])
-            b = np.stack([small[i][rows_b, cols_b] for i in second.tolist()])
-            best = np.maximum(best, _correlation(a, b))
+    of up to `ALIGNMENT` pixels (a shifted copy correlates almost perfectly once aligned); in chunks of pairs."""
+    size, best = CONFIRM_SIZE, np.full(len(first), -1.0)
+    for start in range(0, len(first), CONFIRM_CHUNK):
+        a_all = thumbnails[first[start : start + CONFIRM_CHUNK]].astype(np.float32)
+        b_all = thumbnails[second[start : start + CONFIRM_CHUNK]].astype(np.float32)
+        for dy in range(-ALIGNMENT, ALIGNMENT + 1):
+            for dx in range(-ALIGNMENT, ALIGNMENT + 1):
+                a = a_all[:, max(dy, 0) : size + min(dy, 0), max(dx, 0) : size + min(dx, 0)]
+                b = b_all[:, max(-dy, 0) : size + min(-dy, 0), max(-dx, 0) : size + min(-dx, 0)]
+                chunk = best[start : start + CONFIRM_CHUNK]
+                np.maximum(chunk, _correlation(a, b), out=chunk)
     return best
 
 
@@ -117,60 +126,61 @@ def near_duplicate_pairs(
     *,
     max_distance: int = NEAR_DUPLICATE_BITS,
     min_correlation: float = PIXEL_CORRELATION,
+    prints: Fingerprints | None = None,
 ) -> pd.DataFrame:
     """Every pair of images whose perceptual hashes differ in at most `max_distance` bits and whose aligned
     thumbnails correlate at least `min_correlation` (-1 keeps every hash candidate), with their parts.
 
     Columns: first, second (row indices), distance (bits), exact (identical pixels), parts ("train/test" ...).
+    `prints` (from `fingerprints`) saves reading the images again.
     """
-    thumbnails = _thumbnails(images_rgb)
-    first, second, distance = _hamming_pairs(_packed(_hash_bits(thumbnails)), max_distance)
-    confirmed = _aligned_correlation(images_rgb, first, second) >= min_correlation
-    first, second, distance = first[confirmed], second[confirmed], distance[confirmed]
-    return _pairs_table(images_rgb, split, first, second, distance)
+    prints = prints or fingerprints(images_rgb)
+    first, second, distance = _hamming_pairs(prints.hashes, max_distance)
+    confirmed = _aligned_correlation(prints.thumbnails, first, second) >= min_correlation
+    return _pairs_table(prints, split, first[confirmed], second[confirmed], distance[confirmed])
 
 
-def _pairs_table(images_rgb, split, first, second, distance) -> pd.DataFrame:
-    part_of = _part_names(len(images_rgb), split)
-    digest = {
-        index: hashlib.sha1(np.ascontiguousarray(images_rgb[index]).tobytes()).hexdigest()
-        for index in set(first.tolist()) | set(second.tolist())
-    }
+def _pairs_table(prints: Fingerprints, split, first, second, distance) -> pd.DataFrame:
+    part_of = _part_names(len(prints), split)
     return pd.DataFrame(
         {
             "first": first,
             "second": second,
             "distance": distance,
-            "exact": [digest[a] == digest[b] for a, b in zip(first.tolist(), second.tolist(), strict=True)],
+            "exact": prints.digests[first] == prints.digests[second],
             "parts": ["/".join(sorted((part_of[a], part_of[b]))) for a, b in zip(first, second, strict=True)],
         }
     ).sort_values(["distance", "first", "second"], ignore_index=True)
 
 
-def closest_cross_split_pairs(images_rgb: np.ndarray, split: Split, *, n: int = 6) -> pd.DataFrame:
+def closest_cross_split_pairs(
+    images_rgb: np.ndarray, split: Split, *, n: int = 6, prints: Fingerprints | None = None
+) -> pd.DataFrame:
     """The `n` most similar pairs (by hash distance) whose images lie in different parts, duplicates or not.
 
     Only the best `n` per block are kept, so memory stays O(block x N).
     """
-    packed = _packed(perceptual_hashes(images_rgb))
+    prints = prints or fingerprints(images_rgb)
+    packed = prints.hashes
     part_index = np.empty(len(packed), dtype=np.int8)
     for code, indices in enumerate(split.parts().values()):
         part_index[indices] = code
+    columns = np.arange(len(packed))
     best = []
     for start in range(0, len(packed), BLOCK):
         block = packed[start : start + BLOCK]
-        distance = np.bitwise_count(block[:, None] ^ packed[None, :]).astype(np.int64)
-        rows, columns = np.indices(distance.shape)
-        valid = (columns > rows + start) & (part_index[start : start + BLOCK, None] != part_index[None, :])
-        flat = np.flatnonzero(valid.ravel())
-        keep = flat[np.argsort(distance.ravel()[flat], kind="stable")[:n]]
-        best += [(int(distance.flat[k]), start + int(k // len(packed)), int(k % len(packed))) for k in keep]
-    best.sort()
-    chosen = best[:n]
+        rows = np.arange(start, start + len(block))
+        distance = np.bitwise_count(block[:, None] ^ packed[None, :])  # uint8 (block, N)
+        valid = (columns[None, :] > rows[:, None]) & (part_index[rows, None] != part_index[None, :])
+        distance[~valid] = 255
+        flat = distance.ravel()
+        keep = np.argpartition(flat, min(n, len(flat) - 1))[:n] if len(flat) else []
+        best += [(int(flat[k]), start + int(k // len(packed)), int(k % len(packed))) for k in keep if flat[k] < 255]
+    chosen = sorted(best)[:n]
     first = np.array([a for _, a, _ in chosen], dtype=np.int64)
     second = np.array([b for _, _, b in chosen], dtype=np.int64)
     distance = np.array([d for d, _, _ in chosen], dtype=np.int64)
-    return _pairs_table(images_rgb, split, first, second, distance).reset_index(drop=True)
+    return _pairs_table(prints, split, first, second, distance).reset_index(drop=True)
 
 
 def leakage_summary(pairs: pd.DataFrame) -> pd.DataFrame:

@@ -38,12 +38,14 @@ def audit_data(run: NotebookRun, dataset: Dataset, parts: Split, features: np.nd
         across_parts,
         closest_cross_split_pairs,
         embedding_neighbours,
+        fingerprints,
         near_duplicate_pairs,
         verdict,
     )
     from helmetlib.splits import read_groups, shared_groups, split
 
-    duplicates = near_duplicate_pairs(dataset.images, parts)
+    prints = fingerprints(dataset.images)  # one read of the images serves every pixel check
+    duplicates = near_duplicate_pairs(dataset.images, parts, prints=prints)
     across = across_parts(duplicates)
     look_alikes = embedding_neighbours(features, parts) if features is not None else None
     shared = None
@@ -62,7 +64,7 @@ def audit_data(run: NotebookRun, dataset: Dataset, parts: Split, features: np.nd
     record.write(run.folder.audit_file)
     return DataAudit(
         duplicates=duplicates,
-        closest=closest_cross_split_pairs(dataset.images, parts, n=4),
+        closest=closest_cross_split_pairs(dataset.images, parts, n=4, prints=prints),
         look_alikes=look_alikes,
         shared=shared,
         record=record,
