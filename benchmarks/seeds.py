@@ -1,9 +1,9 @@
 """Seeds study: how much of each model's score is its seed, whether collapse recovery works, and how many repeats
 make the selection stable.
 
-1. The CNN on seeds 0-9 without and with collapse recovery (`max_restarts` 0 and 3): validation / test accuracy,
-   collapsed or not, restarts.
-2. Every model on seeds 0 .. 9 + N_MAX - 1 (recovery on): validation F1 per seed, mean and spread.
+1. Every model on seeds 0 .. 9 + N_MAX - 1 (recovery on): validation F1 per seed, mean and spread.
+2. The CNN on seeds 0-9 without and with collapse recovery (`--restarts`, default 0 and MAX_RESTARTS; the latter
+   reuses part 1's trainings): validation / test accuracy, collapsed or not, restarts.
 3. Selection stability: for N in 1, 3, 5 and base seeds 0-9, the model with the best mean validation F1 over seeds
    base .. base + N - 1; how many different models get selected, and how often the choice differs from the one
    made on all seeds.
@@ -24,6 +24,7 @@ import numpy as np
 
 from helmetlib import MODEL_NAMES, load_dataset, performance, split, train_repeats
 from helmetlib.selection import TIE
+from helmetlib.specs import MAX_RESTARTS
 from helmetlib.train import deploy
 
 N_VALUES = (1, 3, 5)
@@ -36,6 +37,7 @@ def main() -> None:
     parser.add_argument("--weights", default="none")
     parser.add_argument("--cache-dir", default="reports/.cache", help="feature cache (reused between runs)")
     parser.add_argument("--models", default=",".join(MODEL_NAMES))
+    parser.add_argument("--restarts", default=f"0,{MAX_RESTARTS}", help="max_restarts values for the CNN seed table")
     parser.add_argument("--json", help="write every number to this file")
     args = parser.parse_args()
 
@@ -45,11 +47,35 @@ def main() -> None:
     options = {"weights": args.weights, "cache_dir": args.cache_dir}
     report: dict = {"cnn_recovery": {}, "f1": {}, "stability": {}}
 
-    print("1. The CNN on seeds 0-9, validation / test accuracy")
-    for restarts in (0, 3):
+    seeds = list(range(max(BASES) + max(N_VALUES)))
+    print(f"1. Every model on seeds {seeds[0]}-{seeds[-1]} (recovery on), validation F1")
+    repeats_by_model = {}
+    for name in args.models.split(","):
+        started = time.perf_counter()
+        repeats = train_repeats(name, dataset, parts, repeats=len(seeds), seed=seeds[0], **options)
+        repeats_by_model[name] = repeats
+        f1 = [performance(labels["validation"], t.probabilities["validation"]).f1 for t in repeats]
+        accuracy = [performance(labels["validation"], t.probabilities["validation"]).accuracy for t in repeats]
+        report["f1"][name] = f1
+        print(
+            f"  {name:17s} F1 {np.mean(f1):.3f} ± {np.std(f1, ddof=1):.3f} (range {min(f1):.3f}-{max(f1):.3f}); "
+            f"accuracy {np.mean(accuracy):.3f} ± {np.std(accuracy, ddof=1):.3f}; collapsed "
+            f"{sum(t.collapsed for t in repeats)}; restarts {sum(len(t.restarts) for t in repeats)} "
+            f"({time.perf_counter() - started:.0f}s)",
+            flush=True,
+        )
+
+    print("2. The CNN on seeds 0-9, validation / test accuracy")
+    for restarts in [int(value) for value in args.restarts.split(",")]:
+        if restarts == MAX_RESTARTS and "cnn" in repeats_by_model:
+            trainings = repeats_by_model["cnn"][: len(BASES)]  # part 1 trained these seeds with this setting
+        else:
+            trainings = [
+                train_repeats("cnn", dataset, parts, repeats=1, seed=seed, max_restarts=restarts, **options)[0]
+                for seed in BASES
+            ]
         rows = []
-        for seed in range(10):
-            [trained] = train_repeats("cnn", dataset, parts, repeats=1, seed=seed, max_restarts=restarts, **options)
+        for seed, trained in zip(BASES, trainings, strict=True):
             test = _test_accuracy(trained.model, "cnn", dataset, parts)
             validation = performance(labels["validation"], trained.probabilities["validation"]).accuracy
             restarted = [(restart.seed, restart.epoch) for restart in trained.restarts]
@@ -71,24 +97,6 @@ def main() -> None:
         print(
             f"  max_restarts {restarts}: {collapsed} of 10 seeds collapsed; mean validation accuracy "
             f"{np.mean([row['validation'] for row in rows]):.3f}"
-        )
-
-    seeds = list(range(max(BASES) + max(N_VALUES)))
-    print(f"2. Every model on seeds {seeds[0]}-{seeds[-1]} (recovery on), validation F1")
-    repeats_by_model = {}
-    for name in args.models.split(","):
-        started = time.perf_counter()
-        repeats = train_repeats(name, dataset, parts, repeats=len(seeds), seed=seeds[0], **options)
-        repeats_by_model[name] = repeats
-        f1 = [performance(labels["validation"], t.probabilities["validation"]).f1 for t in repeats]
-        accuracy = [performance(labels["validation"], t.probabilities["validation"]).accuracy for t in repeats]
-        report["f1"][name] = f1
-        print(
-            f"  {name:17s} F1 {np.mean(f1):.3f} ± {np.std(f1, ddof=1):.3f} (range {min(f1):.3f}-{max(f1):.3f}); "
-            f"accuracy {np.mean(accuracy):.3f} ± {np.std(accuracy, ddof=1):.3f}; collapsed "
-            f"{sum(t.collapsed for t in repeats)}; restarts {sum(len(t.restarts) for t in repeats)} "
-            f"({time.perf_counter() - started:.0f}s)",
-            flush=True,
         )
 
     print("3. Selection stability over base seeds 0-9")

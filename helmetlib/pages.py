@@ -259,13 +259,9 @@ def runs_index(out: ReportsFolder) -> str:
         selection = record.selection
         intervals = selection.test_intervals if selection else {}
         regression = record.comparison_with_previous.regressions if record.comparison_with_previous else []
-        flag = (
-            banner("random backbone", "danger")
-            if record.config.weights.used == "random"
-            and record.models
-            and any(r.weights for r in record.models.values())
-            else ""
-        )
+        weights = record.config.weights
+        uses_backbone = any(result.weights for result in record.models.values())
+        flag = banner(weights.describe(), weights.banner_level) if weights.banner() and uses_backbone else ""
         rows.append(
             f"<tr><th><a href='{esc(folder.path.name)}/index.html'>{esc(record.run_id)}</a></th>"
             f"<td>{record.started}</td><td class='{record.status}'>{record.status}</td>"

@@ -161,15 +161,15 @@ def compare_and_select(run: NotebookRun, dataset: Dataset) -> Comparison:
         validation=validation,
         trained_here=trained_here,
     )
+    considered = {
+        "rule": SELECTION_RULE,
+        "candidates": tuple(results),
+        "excluded": excluded_models(results),
+        "missing": missing,
+        "validation_labels": tuple(int(v) for v in validation_labels),
+    }
     if selected is None:
-        comparison.selection = Selection(
-            selected_model=None,
-            rule=SELECTION_RULE,
-            candidates=tuple(results),
-            excluded=excluded_models(results),
-            missing=missing,
-            validation_labels=tuple(int(v) for v in validation_labels),
-        )
+        comparison.selection = Selection(selected_model=None, **considered)
         comparison.selection.write(folder.selection_file)
         return comparison
     second = runner_up(results, selected)
@@ -196,10 +196,7 @@ def compare_and_select(run: NotebookRun, dataset: Dataset) -> Comparison:
         export = export_tflite(folder.model_file(selected), dataset.images[parts.validation])
     comparison.selection = Selection(
         selected_model=selected,
-        rule=SELECTION_RULE,
-        candidates=tuple(results),
-        excluded=excluded_models(results),
-        missing=missing,
+        **considered,
         verdict=verdict(
             selected,
             second,
@@ -219,7 +216,6 @@ def compare_and_select(run: NotebookRun, dataset: Dataset) -> Comparison:
         test_probabilities=tuple(float(p) for p in test_probabilities),
         test_labels=tuple(int(v) for v in test_labels),
         test_indices_hash=indices_digest(test_split.test),
-        validation_labels=tuple(int(v) for v in validation_labels),
         validation_brier=brier_score(validation_labels, validation[selected]),
         validation_ece=calibration["ece"],
         export=export,

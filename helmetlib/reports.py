@@ -93,7 +93,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "demo set)",
     )
     add("--resplit", action="store_true", help="each repeat on another split (random state SPLIT_SEED + repeat)")
-    add("--max-restarts", type=int, default=specs.MAX_RESTARTS, help="restarts after a collapse (default 3)")
+    add(
+        "--max-restarts",
+        type=int,
+        default=specs.MAX_RESTARTS,
+        help=f"restarts after a collapse (default {specs.MAX_RESTARTS})",
+    )
     add("--weights", default="imagenet", help="imagenet | none | PATH to VGG16 no-top weights")
     add("--seed", type=int, default=specs.SEED, help="training seed of the first repeat")
     add("--split-seed", type=int, default=specs.SPLIT_SEED, help="random state of the split (the study's 42)")

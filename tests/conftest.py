@@ -71,6 +71,20 @@ def demo_small():
 
 
 @pytest.fixture(scope="session")
+def demo_64():
+    """160 synthetic images of 64x64 pixels: the CNN learns them in 15 epochs."""
+    return make_demo_dataset(160, seed=1, image_size=64)
+
+
+@pytest.fixture(scope="session")
+def learnt_cnn(demo_64):
+    """The CNN trained 15 epochs on `demo_64` (the study's split), shared by the tests that need a learnt model."""
+    from helmetlib import split, train_model
+
+    return train_model("cnn", demo_64, split(demo_64.labels), epochs=15, batch_size=16)
+
+
+@pytest.fixture(scope="session")
 def demo_folder(tmp_path_factory, demo_small):
     """The small demo set written in the study's file format."""
     return write_dataset(demo_small, tmp_path_factory.mktemp("demo"))

@@ -1,22 +1,16 @@
 """Grad-CAM maps and the mistake gallery."""
 
 import numpy as np
-import pytest
 
-from helmetlib import build_model, make_demo_dataset, normalize, split, train_model
+from helmetlib import build_model, normalize
 from helmetlib.artifacts import inference_copy
 from helmetlib.backend import keras
 from helmetlib.explain import confident_mistakes, explanation_examples, grad_cam
 from helmetlib.models import average_of
 
 
-@pytest.fixture(scope="module")
-def demo():
-    return make_demo_dataset(160, seed=1, image_size=64)
-
-
-def test_grad_cam_of_a_trained_cnn_has_the_image_size_and_is_not_constant(demo, tmp_path):
-    trained = train_model("cnn", demo, split(demo.labels), epochs=15, batch_size=16)
+def test_grad_cam_of_a_trained_cnn_has_the_image_size_and_is_not_constant(demo_64, learnt_cnn, tmp_path):
+    demo, trained = demo_64, learnt_cnn
     maps = grad_cam(trained.model, normalize(demo.images[:6]))
     assert maps.shape == (6, 64, 64) and maps.dtype == np.float32
     assert maps.min() >= 0 and maps.max() <= 1
@@ -30,7 +24,8 @@ def test_grad_cam_of_a_trained_cnn_has_the_image_size_and_is_not_constant(demo, 
     assert helmets and all(cam[:38].mean() > cam[38:].mean() for cam in helmets)  # on the head, not the shirt
 
 
-def test_grad_cam_of_a_vgg16_model(demo):
+def test_grad_cam_of_a_vgg16_model(demo_64):
+    demo = demo_64
     model = build_model("vgg16_mlp", weights=None, input_shape=(64, 64, 3))
     maps = grad_cam(model, normalize(demo.images[:3]))
     assert maps.shape == (3, 64, 64)

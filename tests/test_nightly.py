@@ -13,7 +13,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import NOTEBOOKS, runner
+from conftest import NOTEBOOKS, TINY, runner
 
 from helmetlib.runs import ReportsFolder, RunRecord
 
@@ -43,26 +43,8 @@ def nightly(finished_run, tmp_path_factory):
     out = tmp_path_factory.mktemp("nightly") / "out"
     shutil.copytree(shared, out, symlinks=True)
     bad = runner(
-        [
-            "--out",
-            str(out),
-            "--run-id",
-            "night2",
-            "--epochs",
-            "1",
-            "--models",
-            "cnn",
-            "--weights",
-            "none",
-            "--demo-size",
-            "160",
-            "--image-size",
-            "64",
-            "--no-export",
-            "--bootstrap-resamples",
-            "500",
-            "--fail-on-regression",
-        ]
+        ["--out", str(out), "--run-id", "night2", *TINY, "--epochs", "1", "--models", "cnn", "--no-export"]
+        + ["--fail-on-regression"]
     )
     return out, bad
 

@@ -15,11 +15,6 @@ TOLERANCE = 1e-4
 
 
 @pytest.fixture(scope="module")
-def demo_64():
-    return make_demo_dataset(160, seed=1, image_size=64)
-
-
-@pytest.fixture(scope="module")
 def discriminating_weights(tmp_path_factory):
     """The stand-in VGG16 weights beside the checkout, else a random VGG16 whose last block is scaled up, so
     that heads trained on its features give probabilities spread far apart (not all within 1e-3 of 0.5)."""
@@ -34,9 +29,8 @@ def discriminating_weights(tmp_path_factory):
     return resolve_weights(path)
 
 
-def test_cnn_learns_the_demo_set(demo_64):
-    parts = split(demo_64.labels)
-    trained = train_model("cnn", demo_64, parts, epochs=15, batch_size=16)
+def test_cnn_learns_the_demo_set(demo_64, learnt_cnn):
+    parts, trained = split(demo_64.labels), learnt_cnn
     validation = performance(demo_64.labels[parts.validation], trained.probabilities["validation"])
     assert validation.accuracy > 0.8 and not trained.collapsed
     assert trained.history["loss"][-1] < trained.history["loss"][0]
