@@ -108,6 +108,7 @@ def main() -> int:
     memory = PeakMemory(process.pid)
     _, errors = process.communicate()
     wall = time.perf_counter() - started
+    (out / "helmet-reports.stderr").write_text(errors)  # what an operator's log gets: checked for C++ log lines
     if process.returncode != 0:
         print(errors[-3000:], file=sys.stderr)
         return process.returncode
@@ -147,6 +148,7 @@ def main() -> int:
         )
     size = sum(path.stat().st_size for path in (out / "bench").rglob("*") if path.is_file())
     print(f"run folder size: {size / 2**20:.1f} MB")
+    print(f"helmet-reports stderr: {len(errors.splitlines())} line(s), in {out / 'helmet-reports.stderr'}")
     return 0
 
 

@@ -1,15 +1,20 @@
 """Seeds study: how much of each model's score is its seed, whether collapse recovery works, and how many repeats
 make the selection stable.
 
-1. Every model on seeds 0 .. 9 + N_MAX - 1 (recovery on): validation F1 per seed, mean and spread.
-2. The CNN on seeds 0-9 without and with collapse recovery (`--restarts`, default 0 and MAX_RESTARTS; the latter
-   reuses part 1's trainings): validation / test accuracy, collapsed or not, restarts.
-3. Selection stability: for N in 1, 3, 5 and base seeds 0-9, the model with the best mean validation F1 over seeds
-   base .. base + N - 1; how many different models get selected, and how often the choice differs from the one
-   made on all seeds.
-4. For the most selected model at N = 3: its best repeat against its seed ensemble, on validation and test.
+Every (model, seed, max_restarts) training is appended to `--results` (JSON lines) as soon as it ends, so the study
+resumes where it stopped and can be extended seed by seed (the CNN costs minutes per seed on a CPU). It prints:
 
-    python benchmarks/seeds.py --data ../shared/data/helmet-dev --weights ../shared/weights/vgg16-hed-notop.weights.h5
+1. Per model over the seeds measured: validation F1 mean, sd and range, collapsed seeds, restarts.
+2. The CNN per seed with and without recovery (each `--restarts` value): validation / test accuracy, collapsed,
+   restarts (seed, epoch).
+3. Selection stability: for N in 1, 3, 5 and every window of N consecutive measured seeds, the model with the best
+   mean validation F1; how many different models get selected and how often the choice differs from the one made on
+   all seeds.
+
+Augmented views are drawn once from the study's seed and shared by every seed, as within a run.
+
+    python benchmarks/seeds.py --data ../shared/data/helmet-dev \\
+        --weights ../shared/weights/vgg16-hed-notop.weights.h5 --seeds 0-9 --results seeds.jsonl
 """
 
 from __future__ import annotations
@@ -17,18 +22,15 @@ from __future__ import annotations
 import argparse
 import collections
 import json
-import time
 from pathlib import Path
 
 import numpy as np
 
 from helmetlib import MODEL_NAMES, load_dataset, performance, split, train_repeats
 from helmetlib.selection import TIE
-from helmetlib.specs import MAX_RESTARTS
-from helmetlib.train import deploy
+from helmetlib.specs import MAX_RESTARTS, SEED, get_spec
 
 N_VALUES = (1, 3, 5)
-BASES = range(10)
 
 
 def main() -> None:
@@ -37,103 +39,100 @@ def main() -> None:
     parser.add_argument("--weights", default="none")
     parser.add_argument("--cache-dir", default="reports/.cache", help="feature cache (reused between runs)")
     parser.add_argument("--models", default=",".join(MODEL_NAMES))
-    parser.add_argument("--restarts", default=f"0,{MAX_RESTARTS}", help="max_restarts values for the CNN seed table")
-    parser.add_argument("--json", help="write every number to this file")
+    parser.add_argument("--seeds", default="0-9", help="ranges and lists, trained in this order: 0-9 or 7,8,0-6")
+    parser.add_argument("--restarts", default=f"{MAX_RESTARTS}", help="max_restarts values for the CNN, e.g. 0,10")
+    parser.add_argument("--results", default="seeds.jsonl", help="one JSON line per training; the study resumes")
     args = parser.parse_args()
+
+    seeds = [
+        seed for part in args.seeds.split(",") for seed in range(int(part.split("-")[0]), int(part.split("-")[-1]) + 1)
+    ]
+    results = Path(args.results)
+    rows = [json.loads(line) for line in results.read_text().splitlines()] if results.is_file() else []
+    done = {(row["model"], row["seed"], row["max_restarts"]) for row in rows}
 
     dataset = load_dataset(args.data)
     parts = split(dataset.labels)
     labels = {part: dataset.labels[getattr(parts, part)] for part in ("validation", "test")}
-    options = {"weights": args.weights, "cache_dir": args.cache_dir}
-    report: dict = {"cnn_recovery": {}, "f1": {}, "stability": {}}
-
-    seeds = list(range(max(BASES) + max(N_VALUES)))
-    print(f"1. Every model on seeds {seeds[0]}-{seeds[-1]} (recovery on), validation F1")
-    repeats_by_model = {}
     for name in args.models.split(","):
-        started = time.perf_counter()
-        repeats = train_repeats(name, dataset, parts, repeats=len(seeds), seed=seeds[0], **options)
-        repeats_by_model[name] = repeats
-        f1 = [performance(labels["validation"], t.probabilities["validation"]).f1 for t in repeats]
-        accuracy = [performance(labels["validation"], t.probabilities["validation"]).accuracy for t in repeats]
-        report["f1"][name] = f1
-        print(
-            f"  {name:17s} F1 {np.mean(f1):.3f} ± {np.std(f1, ddof=1):.3f} (range {min(f1):.3f}-{max(f1):.3f}); "
-            f"accuracy {np.mean(accuracy):.3f} ± {np.std(accuracy, ddof=1):.3f}; collapsed "
-            f"{sum(t.collapsed for t in repeats)}; restarts {sum(len(t.restarts) for t in repeats)} "
-            f"({time.perf_counter() - started:.0f}s)",
-            flush=True,
-        )
-
-    print("2. The CNN on seeds 0-9, validation / test accuracy")
-    for restarts in [int(value) for value in args.restarts.split(",")]:
-        if restarts == MAX_RESTARTS and "cnn" in repeats_by_model:
-            trainings = repeats_by_model["cnn"][: len(BASES)]  # part 1 trained these seeds with this setting
-        else:
-            trainings = [
-                train_repeats("cnn", dataset, parts, repeats=1, seed=seed, max_restarts=restarts, **options)[0]
-                for seed in BASES
-            ]
-        rows = []
-        for seed, trained in zip(BASES, trainings, strict=True):
-            test = _test_accuracy(trained.model, "cnn", dataset, parts)
-            validation = performance(labels["validation"], trained.probabilities["validation"]).accuracy
-            restarted = [(restart.seed, restart.epoch) for restart in trained.restarts]
-            rows.append(
-                {
+        for restarts in [int(value) for value in args.restarts.split(",")] if name == "cnn" else [MAX_RESTARTS]:
+            for seed in seeds:
+                if (name, seed, restarts) in done:
+                    continue
+                [trained] = train_repeats(
+                    name,
+                    dataset,
+                    parts,
+                    seed=seed,
+                    max_restarts=restarts,
+                    views_seed=SEED,
+                    weights=args.weights,
+                    cache_dir=args.cache_dir,
+                )
+                validation = performance(labels["validation"], trained.probabilities["validation"])
+                row = {
+                    "model": name,
                     "seed": seed,
-                    "validation": validation,
-                    "test": test,
+                    "max_restarts": restarts,
+                    "validation_f1": validation.f1,
+                    "validation_accuracy": validation.accuracy,
+                    "test_accuracy": _test_accuracy(trained.model, name, dataset, parts) if name == "cnn" else None,
                     "collapsed": trained.collapsed,
-                    "restarts": restarted,
+                    "restarts": [(restart.seed, restart.epoch) for restart in trained.restarts],
+                    "seconds": trained.seconds,
                 }
-            )
-            flags = (" COLLAPSED" if trained.collapsed else "") + (
-                f" restarts (seed, epoch) {restarted}" if restarted else ""
-            )
-            print(f"  max_restarts {restarts} seed {seed}: {validation:.3f} / {test:.3f}{flags}", flush=True)
-        report["cnn_recovery"][restarts] = rows
-        collapsed = sum(row["collapsed"] for row in rows)
-        print(
-            f"  max_restarts {restarts}: {collapsed} of 10 seeds collapsed; mean validation accuracy "
-            f"{np.mean([row['validation'] for row in rows]):.3f}"
-        )
+                rows.append(row)
+                with results.open("a") as file:
+                    file.write(json.dumps(row) + "\n")
+                print(f"  {name} seed {seed} max_restarts {restarts}: {_describe(row)}", flush=True)
+    report(rows, sorted(seeds))
 
-    print("3. Selection stability over base seeds 0-9")
-    everything = _select({name: f1 for name, f1 in report["f1"].items()})
+
+def report(rows: list[dict], seeds: list[int]) -> None:
+    """Print the three tables from the measured rows (recovery on for the selection)."""
+    recovered = [row for row in rows if row["max_restarts"] == MAX_RESTARTS]
+    f1: dict[str, dict[int, float]] = collections.defaultdict(dict)
+    for row in recovered:
+        f1[row["model"]][row["seed"]] = row["validation_f1"]
+    print(f"1. Validation F1 over seeds (recovery on, max_restarts {MAX_RESTARTS})")
+    for name, by_seed in f1.items():
+        values = [by_seed[seed] for seed in seeds if seed in by_seed]
+        measured = [row for row in recovered if row["model"] == name and row["seed"] in seeds]
+        print(
+            f"  {name:17s} {np.mean(values):.3f} ± {np.std(values, ddof=1) if len(values) > 1 else 0:.3f} "
+            f"(range {min(values):.3f}-{max(values):.3f}, {len(values)} seeds); collapsed "
+            f"{sum(r['collapsed'] for r in measured)}; restarts {sum(len(r['restarts']) for r in measured)}"
+        )
+    print("2. The CNN per seed, validation / test accuracy")
+    for restarts in sorted({row["max_restarts"] for row in rows if row["model"] == "cnn"}):
+        cnn = sorted(
+            (r for r in rows if r["model"] == "cnn" and r["max_restarts"] == restarts and r["seed"] in seeds),
+            key=lambda r: r["seed"],
+        )
+        for row in cnn:
+            print(f"  max_restarts {restarts:2d} seed {row['seed']}: {_describe(row)}")
+        print(f"  max_restarts {restarts}: {sum(r['collapsed'] for r in cnn)} of {len(cnn)} seeds collapsed")
+    common = [seed for seed in seeds if all(seed in by_seed for by_seed in f1.values())]
+    everything = _select({name: [by_seed[s] for s in common] for name, by_seed in f1.items()})
+    print(f"3. Selection stability over windows of N consecutive seeds among {common[0]}-{common[-1]}")
     for n in N_VALUES:
-        choices = [_select({name: f1[base : base + n] for name, f1 in report["f1"].items()}) for base in BASES]
-        counts = collections.Counter(choices)
+        windows = [common[i : i + n] for i in range(len(common) - n + 1)]
+        choices = [_select({name: [by_seed[s] for s in window] for name, by_seed in f1.items()}) for window in windows]
         differs = sum(choice != everything for choice in choices)
-        report["stability"][n] = {"choices": choices, "differs_from_all_seeds": differs}
         print(
-            f"  N = {n}: selected {dict(counts)}; differs from the choice on all {len(seeds)} seeds "
-            f"({everything}) in {differs} of {len(BASES)}"
+            f"  N = {n}: {len(windows)} windows selected {dict(collections.Counter(choices))}; differs from the "
+            f"choice on all {len(common)} seeds ({everything}) in {differs}"
         )
 
-    print("4. Best repeat against the seed ensemble (N = 3, base seeds 0-9), for", everything)
-    rows = []
-    for base in BASES:
-        repeats = repeats_by_model[everything][base : base + 3]
-        deployed = deploy(repeats, dataset)
-        best = deployed.best_repeat
-        ensemble = np.mean([t.probabilities["validation"] for t in repeats if not t.collapsed], axis=0)
-        rows.append(
-            {
-                "base": base,
-                "best_validation_f1": performance(labels["validation"], best.probabilities["validation"]).f1,
-                "ensemble_validation_f1": performance(labels["validation"], ensemble).f1,
-                "deployed": deployed.description,
-                "best_test_accuracy": _test_accuracy(best.model, everything, dataset, parts),
-                "ensemble_test_accuracy": _test_accuracy(_ensemble(repeats, everything), everything, dataset, parts),
-            }
-        )
-        print("  " + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in rows[-1].items()))
-    report["ensemble"] = rows
-    for key in ("best_validation_f1", "ensemble_validation_f1", "best_test_accuracy", "ensemble_test_accuracy"):
-        print(f"  mean {key}: {np.mean([row[key] for row in rows]):.3f}")
-    if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2, default=str))
+
+def _describe(row: dict) -> str:
+    test = f" / {row['test_accuracy']:.3f}" if row["test_accuracy"] is not None else ""
+    flags = (" COLLAPSED" if row["collapsed"] else "") + (
+        f" restarts (seed, epoch) {row['restarts']}" if row["restarts"] else ""
+    )
+    return (
+        f"F1 {row['validation_f1']:.3f}, accuracy {row['validation_accuracy']:.3f}{test}{flags} ({row['seconds']:.0f}s)"
+    )
 
 
 def _select(f1_by_model: dict[str, list[float]]) -> str:
@@ -146,21 +145,9 @@ def _select(f1_by_model: dict[str, list[float]]) -> str:
 def _test_accuracy(model, name: str, dataset, parts) -> float:
     """Test accuracy of a trained model (a study of the training procedure, not a selection)."""
     from helmetlib import predict_proba
-    from helmetlib.specs import get_spec
 
     probabilities = predict_proba(model, dataset.images[parts.test], normalization=get_spec(name).normalization)
     return performance(dataset.labels[parts.test], probabilities).accuracy
-
-
-def _ensemble(repeats, name):
-    from helmetlib.models import BACKBONE_LAYER, HEAD_LAYER, assemble, average_of
-
-    usable = [t for t in repeats if not t.collapsed] or repeats
-    if usable[0].head is None:
-        return average_of([t.model for t in usable], name=name)
-    return assemble(
-        name, usable[0].model.get_layer(BACKBONE_LAYER), average_of([t.head for t in usable], name=HEAD_LAYER)
-    )
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from dataclasses import field
 from pathlib import Path
 from typing import Literal
 
+from helmetlib import specs
 from helmetlib.data import CLASS_NAMES
 from helmetlib.metrics import Scores
 from helmetlib.preprocess import NORMALIZATIONS
@@ -100,6 +101,12 @@ class ModelCard(Record):
     def __post_init__(self):
         if not (math.isfinite(self.threshold.value) and 0 < self.threshold.value < 1):
             raise ValueError(f"threshold.value must lie strictly between 0 and 1, got {self.threshold.value!r}")
+        trained_with = specs.MODEL_SPECS[self.name].normalization if self.name in specs.MODEL_SPECS else None
+        if trained_with and self.input.normalization != trained_with:
+            raise ValueError(
+                f"input.normalization {self.input.normalization!r} is not how {self.name} was trained "
+                f"({trained_with!r}): its predictions would be wrong"
+            )
         unknown = set(self.files) - set(FILE_KINDS)
         if unknown:
             raise ValueError(f"files has unknown kinds {sorted(unknown)}; known: {', '.join(FILE_KINDS)}")

@@ -79,6 +79,7 @@ def compare_with_previous(out: ReportsFolder, folder: RunFolder, current: RunRec
     changed_models = ""
     if set(previous.models) != set(current.models):
         changed_models = f" Models differ (then {', '.join(previous.models)}; now {', '.join(current.models)})."
+    changed_models += _changed_training(previous, current)
     return Comparison(
         previous_run=previous.run_id,
         same_data=True,
@@ -90,6 +91,21 @@ def compare_with_previous(out: ReportsFolder, folder: RunFolder, current: RunRec
         validation=validation,
         test=test,
     )
+
+
+TRAINING_SETTINGS = ("seed", "repeats", "epochs", "batch_size", "max_restarts", "augmented_views", "faithful")
+
+
+def _changed_training(previous: RunRecord, current: RunRecord) -> str:
+    """A sentence naming the training settings that differ between the runs (a change may come from them)."""
+    differ = [
+        f"{key} {getattr(previous.config, key)} -> {getattr(current.config, key)}"
+        for key in TRAINING_SETTINGS
+        if getattr(previous.config, key) != getattr(current.config, key)
+    ]
+    if previous.config.weights.sha256 != current.config.weights.sha256:
+        differ.append("weights")
+    return f" Training settings differ ({', '.join(differ)}): changes may come from them." if differ else ""
 
 
 def _changes(labels, now, before, threshold_now, threshold_before, resamples) -> tuple[MetricChange, ...]:

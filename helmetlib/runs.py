@@ -9,6 +9,7 @@ depends on the data (batch size and repeats on the demo set) and the weights, on
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import re
@@ -246,12 +247,7 @@ class RunConfig(Record):
         listed = str(values.pop("MODELS", ",".join(specs.MODEL_NAMES))).split(",")
         models = tuple(name.strip() for name in listed if name.strip())
         requested = values.pop("WEIGHTS", "imagenet")
-        if weights is None:
-            local = requested.lower() not in ("imagenet", "none", "random")
-            try:
-                weights = resolve_weights(resolve_path(requested, base) if local else requested)
-            except FileNotFoundError as error:
-                raise ParameterError(str(error)) from None
+        given = weights or resolve_weights("none")  # the requested weights (maybe a download) once the rest is valid
         split = values.pop("SPLIT", "random")
         if split not in ("random", "grouped"):
             raise ParameterError(f"SPLIT must be random or grouped, got {split!r}")
@@ -262,14 +258,14 @@ class RunConfig(Record):
         groups_csv = resolve_path(values.pop("GROUPS_CSV", ""), base)
         settings = {name.lower(): value for name, value in values.items()}
         try:
-            return cls(
+            config = cls(
                 run_id=run_id,
                 origin=origin,
                 data_dir=data_dir,
                 batch_size=batch_size,
                 repeats=repeats,
                 models=models,
-                weights=weights,
+                weights=given,
                 split=split,
                 threshold_rule=rule,
                 cache_dir=cache_dir,
@@ -280,6 +276,14 @@ class RunConfig(Record):
             raise
         except ValueError as error:  # pydantic wraps the checks of __post_init__
             raise ParameterError(_first_message(error)) from None
+        if weights is not None:
+            return config
+        local = requested.lower() not in ("imagenet", "none", "random")
+        try:
+            resolved = resolve_weights(resolve_path(requested, base) if local else requested)
+        except FileNotFoundError as error:
+            raise ParameterError(str(error)) from None
+        return dataclasses.replace(config, weights=resolved)
 
 
 def _first_message(error: ValueError) -> str:

@@ -194,6 +194,7 @@ def test_a_card_is_bound_to_its_own_files(run_dir, tmp_path, capsys):
         (lambda card: card["threshold"].update(value="abc"), "key 'threshold.value'"),
         (lambda card: card["threshold"].update(value=float("nan")), "strictly between 0 and 1"),
         (lambda card: card.update(format="other/1"), "key 'format'"),
+        (lambda card: card["input"].update(normalization="vgg16"), "is not how cnn was trained ('unit')"),
     ],
 )
 def test_malformed_cards_exit_2_naming_the_key(run_dir, tmp_path, capsys, edit, message):

@@ -57,6 +57,7 @@ def test_a_worse_run_is_a_regression_and_exits_3_after_it_is_complete(nightly):
     assert record.status == "ok" and ReportsFolder(out).latest_run_id() == "night2"  # complete and indexed
     comparison = record.comparison_with_previous
     assert comparison.previous_run == "tiny" and comparison.same_data
+    assert "Training settings differ (epochs 15 -> 1): changes may come from them." in comparison.note
     accuracy = comparison.validation["cnn"][0]
     assert accuracy.metric == "accuracy" and accuracy.regression and accuracy.change.high < 0
     assert accuracy.previous > 0.8 and accuracy.current < accuracy.previous

@@ -12,12 +12,13 @@ from helmetlib.reports import main, notebook_parameter_names, plan_stages
 from helmetlib.runs import (
     NOTEBOOK_ONLY,
     PARAMETER_TYPES,
+    ParameterError,
     ReportsFolder,
     RunConfig,
     RunFolder,
     RunRecord,
 )
-from helmetlib.weights import WeightsChoice
+from helmetlib.weights import WeightsChoice, resolve_weights
 
 LOG_LINES = ("UserWarning", "DeprecationWarning", "absl", "I0000", "E0000", "W0000", "cuInit", "XNNPACK", "Traceback")
 
@@ -184,6 +185,18 @@ def test_argument_problems_exit_2_before_any_kernel(tmp_path, capsys, arguments,
     assert message in error and "Traceback" not in error
     assert not out.exists() or not any(out.iterdir())
     assert not (tmp_path / "escape").exists()
+
+
+def test_settings_are_checked_before_the_weights_are_fetched(monkeypatch):
+    from helmetlib import runs
+
+    fetched = []
+    monkeypatch.setattr(runs, "resolve_weights", lambda requested: fetched.append(requested) or resolve_weights("none"))
+    with pytest.raises(ParameterError, match="DEMO_SIZE must be at least 20"):
+        RunConfig.from_parameters(run_id="x", origin="notebook", DEMO_SIZE=3, WEIGHTS="imagenet")
+    assert fetched == ["none"]  # only the placeholder: no download was attempted
+    assert RunConfig.from_parameters(run_id="x", origin="notebook", WEIGHTS="imagenet").weights.used == "random"
+    assert fetched[-1] == "imagenet"
 
 
 def test_out_under_a_file_and_unknown_options_exit_2(tmp_path, capsys):
