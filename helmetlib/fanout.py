@@ -10,6 +10,7 @@ fails the run as a sequential failure does, and the tasks not yet finished are c
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from pathlib import Path
@@ -30,7 +31,13 @@ def run_model_stages(
     if scheduler:
         client = Client(scheduler, timeout="30s")
     else:
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+        cluster = LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            silence_logs=logging.ERROR,  # cancellations after a failure are expected, not news for stderr
+        )
         client = Client(cluster)
     failures: list[str] = []
     try:

@@ -76,17 +76,17 @@ def compare_with_previous(out: ReportsFolder, folder: RunFolder, current: RunRec
                 threshold,
                 resamples,
             )
-    changed_models = ""
+    caveats = ""
     if set(previous.models) != set(current.models):
-        changed_models = f" Models differ (then {', '.join(previous.models)}; now {', '.join(current.models)})."
-    changed_models += _changed_training(previous, current)
+        caveats = f" Models differ (then {', '.join(previous.models)}; now {', '.join(current.models)})."
+    caveats += _changed_training(previous, current)
     return Comparison(
         previous_run=previous.run_id,
         same_data=True,
         selection_lost=previous.selected_model if previous.selected_model and not current.selected_model else None,
         note=(
             f"Compared with run {previous.run_id} (same data and split): selected then "
-            f"{previous.selected_model or 'none'}, now {current.selected_model or 'none'}.{changed_models}"
+            f"{previous.selected_model or 'none'}, now {current.selected_model or 'none'}.{caveats}"
         ),
         validation=validation,
         test=test,

@@ -52,6 +52,7 @@ from helmetlib.splits import make_split
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 KERNEL_NAME = "helmetlib"
+KERNEL_START_TIMEOUT = 300  # seconds; a loaded machine (Dask workers, other jobs) can take minutes to start one
 EXIT_FAILED, EXIT_USAGE, EXIT_REGRESSION = 1, 2, 3
 EXIT_SIGNAL = {signal.SIGTERM: 143, signal.SIGINT: 130}
 
@@ -273,6 +274,7 @@ def execute_notebook(stage: Stage, work: RunFolder, *, kernel: str, timeout: int
             cwd=str(work.path),
             progress_bar=False,
             execution_timeout=timeout,
+            start_timeout=KERNEL_START_TIMEOUT,
             kernel_manager_class=_local_kernel_manager(work.log_file),
         )
     except papermill.PapermillExecutionError as error:

@@ -16,7 +16,7 @@ SPLIT_SEED = 42
 THRESHOLD = 0.5
 AUGMENTED_VIEWS = 2
 MAX_RESTARTS = 10  # on helmet-dev (batch 128) about half the CNN's attempts die in epoch 1; 3 left 2 of 10 seeds dead
-REPEATS = 3  # on real data; the smallest N that keeps the selection stable on helmet-dev (README, seeds study)
+REPEATS = 3  # on real data: every run shows its spread (the choice alone is stable from 1 with recovery; README)
 DEMO_REPEATS = 1
 DEMO_SIZE = 160
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import socket
 import warnings
 from pathlib import Path
@@ -132,15 +134,16 @@ def _download_imagenet_notop(url: str, cache_dir: str | Path | None) -> Path:
 
     previous = socket.getdefaulttimeout()
     socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
-    try:
-        return Path(
-            keras.utils.get_file(
-                Path(IMAGENET_NOTOP_URL).name,
-                url,
-                cache_dir=None if cache_dir is None else str(cache_dir),
-                cache_subdir="models",
-                file_hash=IMAGENET_NOTOP_HASH,
+    try:  # Keras prints "Downloading data from ..." and a progress bar: not for reports (a failure is a warning)
+        with contextlib.redirect_stdout(io.StringIO()):
+            return Path(
+                keras.utils.get_file(
+                    Path(IMAGENET_NOTOP_URL).name,
+                    url,
+                    cache_dir=None if cache_dir is None else str(cache_dir),
+                    cache_subdir="models",
+                    file_hash=IMAGENET_NOTOP_HASH,
+                )
             )
-        )
     finally:
         socket.setdefaulttimeout(previous)

@@ -86,9 +86,10 @@ def test_unknown_model_name():
         build_model("resnet", weights=None)
 
 
-def test_imagenet_fallback_is_loud_and_recorded(tmp_path):
+def test_imagenet_fallback_is_loud_and_recorded(tmp_path, capsys):
     with pytest.warns(WeightsFallbackWarning, match="RANDOM"):
         choice = resolve_weights("imagenet", url=UNREACHABLE, cache_dir=tmp_path)
+    assert capsys.readouterr().out == ""  # a warning, not Keras' "Downloading data from ..." in a report
     assert (choice.requested, choice.used, choice.is_fallback) == ("imagenet", "random", True)
     assert "could not download" in choice.fallback_reason
     assert "RANDOMLY INITIALISED" in choice.banner() and choice.banner_level == "danger"
