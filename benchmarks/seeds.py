@@ -29,6 +29,7 @@ import numpy as np
 from helmetlib import MODEL_NAMES, load_dataset, performance, split, train_repeats
 from helmetlib.selection import TIE
 from helmetlib.specs import MAX_RESTARTS, SEED, get_spec
+from helmetlib.weights import resolve_weights
 
 N_VALUES = (1, 3, 5)
 
@@ -47,11 +48,15 @@ def main() -> None:
     seeds = [
         seed for part in args.seeds.split(",") for seed in range(int(part.split("-")[0]), int(part.split("-")[-1]) + 1)
     ]
+    dataset = load_dataset(args.data)
+    weights = resolve_weights(args.weights)
+    study = f"data {dataset.content_hash}, weights {weights.sha256 or weights.used}"
     results = Path(args.results)
     rows = [json.loads(line) for line in results.read_text().splitlines()] if results.is_file() else []
+    foreign = [row for row in rows if row.get("study") != study]
+    if foreign:
+        raise SystemExit(f"{results}: {len(foreign)} row(s) come from another study (not {study}); use another file")
     done = {(row["model"], row["seed"], row["max_restarts"]) for row in rows}
-
-    dataset = load_dataset(args.data)
     parts = split(dataset.labels)
     labels = {part: dataset.labels[getattr(parts, part)] for part in ("validation", "test")}
     for name in args.models.split(","):
@@ -66,11 +71,12 @@ def main() -> None:
                     seed=seed,
                     max_restarts=restarts,
                     views_seed=SEED,
-                    weights=args.weights,
+                    weights=weights,
                     cache_dir=args.cache_dir,
                 )
                 validation = performance(labels["validation"], trained.probabilities["validation"])
                 row = {
+                    "study": study,
                     "model": name,
                     "seed": seed,
                     "max_restarts": restarts,
@@ -113,8 +119,11 @@ def report(rows: list[dict], seeds: list[int]) -> None:
             print(f"  max_restarts {restarts:2d} seed {row['seed']}: {_describe(row)}")
         print(f"  max_restarts {restarts}: {sum(r['collapsed'] for r in cnn)} of {len(cnn)} seeds collapsed")
     common = [seed for seed in seeds if all(seed in by_seed for by_seed in f1.values())]
+    if not common:
+        print("3. Selection stability: no seed has every model measured yet")
+        return
     everything = _select({name: [by_seed[s] for s in common] for name, by_seed in f1.items()})
-    print(f"3. Selection stability over windows of N consecutive seeds among {common[0]}-{common[-1]}")
+    print(f"3. Selection stability over windows of N measured seeds in a row among {common}")
     for n in N_VALUES:
         windows = [common[i : i + n] for i in range(len(common) - n + 1)]
         choices = [_select({name: [by_seed[s] for s in window] for name, by_seed in f1.items()}) for window in windows]
