@@ -3,7 +3,8 @@
 The frozen VGG16 is the same 59 MB in every backbone model of a run (and of every run with the same weights), so
 it is stored once per weights fingerprint under `<cache>/backbones/`, and each backbone model keeps only its
 head (`<name>.head.keras`, a few kB to 19 MB) with the backbone's fingerprint in its card. The selected model
-is also written self-contained (`<name>.keras`, no optimizer state), so that `helmet-predict` needs nothing else.
+is also written self-contained (`<name>.keras`, no optimizer state), so that `helmet-predict` needs nothing else;
+once it is chosen, the other heads are kept for evaluation in float16 (half the size; see `archive_unselected`).
 """
 
 from __future__ import annotations
@@ -38,6 +39,18 @@ def inference_copy(model: keras.Model) -> keras.Model:
     """The same layers as a new, uncompiled model: saved without optimizer state (smaller, no load warnings)."""
     [inputs], [outputs] = model.inputs, model.outputs
     return keras.Model(inputs, outputs, name=model.name)
+
+
+def with_weights_dtype(model: keras.Model, dtype: str) -> keras.Model:
+    """A copy of `model` (nested models included) whose layers hold and compute in `dtype`, same weights cast."""
+
+    def clone(layer: keras.layers.Layer) -> keras.layers.Layer:
+        config = layer.get_config()
+        return layer.__class__.from_config({**config, "dtype": dtype} if "dtype" in config else config)
+
+    copy = keras.models.clone_model(model, clone_function=clone, recursive=True)
+    copy.set_weights([weights.astype(dtype) for weights in model.get_weights()])
+    return copy
 
 
 def _plain_vgg16(backbone: keras.Model) -> keras.Model:
@@ -150,6 +163,8 @@ def load_run_model(path: Path, card: ModelCard) -> keras.Model:
         model = keras.saving.load_model(path, safe_mode=True, compile=False)
     except Exception as error:  # Keras raises many types for a file that is not a valid model
         raise ModelError(f"{path}: not a loadable Keras model ({type(error).__name__}: {error})") from None
+    if card.files[kind].weights_dtype != "float32":
+        model = with_weights_dtype(model, "float32")
     if kind == "head":
         if card.backbone is None:
             raise ModelError(f"{card_path(path)}: a head without a backbone reference")
@@ -183,6 +198,27 @@ def save_selected(
     )
     card.write(folder.card_file(name))
     return card
+
+
+def archive_unselected(folder: RunFolder, selected: str, names: list[str]) -> None:
+    """Store the heads of the models in `names` other than `selected` in float16, their cards updated.
+
+    They stay loadable and scoreable (`helmet-evaluate` computes in float32 after loading; probabilities move by
+    about 1e-4) at half the size: the study's MLP head alone is 19 MB of float32 per repeat kept.
+    """
+    for name in names:
+        path = folder.head_file(name)
+        if name == selected or not path.is_file():
+            continue
+        card = read_card(path)
+        if check_file(path, card) != "head" or card.files["head"].weights_dtype == "float16":
+            continue
+        head = keras.saving.load_model(path, safe_mode=True, compile=False)
+        partial = path.with_name(f".{path.name}.{os.getpid()}.partial.keras")
+        with_weights_dtype(head, "float16").save(partial)
+        partial.replace(path)
+        files = {**card.files, "head": file_ref(path, weights_dtype="float16")}
+        replace(card, files=files).write(folder.card_file(name))
 
 
 def add_exports(folder: RunFolder, name: str, exports: dict[str, ExportedFile]) -> None:

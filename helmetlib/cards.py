@@ -48,10 +48,15 @@ class InputSpec(Record):
 
 @record
 class FileRef(Record):
-    """A file beside the card and the SHA-256 of its bytes."""
+    """A file beside the card, the SHA-256 of its bytes and the dtype its weights are stored in.
+
+    `float16`: a head kept for evaluation only (not the run's selected model), stored at half the size and computed
+    in float32 after loading; its probabilities differ from the trained head's by about 1e-4.
+    """
 
     file: str
     sha256: str
+    weights_dtype: Literal["float32", "float16"] = "float32"
 
 
 @record
@@ -150,6 +155,6 @@ def check_file(model_path: Path, card: ModelCard) -> str:
     return kind
 
 
-def file_ref(path: Path) -> FileRef:
-    """A reference to `path` (name and SHA-256) for a card."""
-    return FileRef(file=path.name, sha256=file_sha256(path))
+def file_ref(path: Path, *, weights_dtype: Literal["float32", "float16"] = "float32") -> FileRef:
+    """A reference to `path` (name, SHA-256 and the dtype of its weights) for a card."""
+    return FileRef(file=path.name, sha256=file_sha256(path), weights_dtype=weights_dtype)

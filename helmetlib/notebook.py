@@ -1,5 +1,5 @@
 """What a notebook does before its story starts: check its parameters, keep log lines and warnings out of the
-report, and find (or, run on its own, write) the run's settings in `RUN_DIR/config.json`.
+report (and photos in it small: JPEG), and find (or, run on its own, write) the run's settings in `RUN_DIR/config.json`.
 
 The same notebooks run under `helmet-reports` (which writes `config.json` first and passes the parameters it
 holds), under plain papermill and in JupyterLab (no `config.json` yet: the parameters cell is the config).
@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from helmetlib.data import Dataset, load_run_data
+from helmetlib.plots import show_photos_as_jpeg
 from helmetlib.runs import (
     PARAMETER_TYPES,
     RUN_ID_PATTERN,
@@ -73,6 +74,7 @@ def start(namespace: dict[str, Any]) -> NotebookRun:
         raise ParameterError(f"MODEL_NAME {model_name!r} is not a model; choose one of {', '.join(MODEL_NAMES)}")
     folder.path.mkdir(parents=True, exist_ok=True)
     keep_noise_out_of_reports(folder.log_file)
+    show_photos_as_jpeg()
     config = _runner_config(folder, given)
     if config is None:
         run_id = folder.path.name if RUN_ID_PATTERN.fullmatch(folder.path.name) else INTERACTIVE_RUN_ID

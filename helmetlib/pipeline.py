@@ -186,9 +186,10 @@ def compare_and_select(run: NotebookRun, dataset: Dataset) -> Comparison:
         for value in (config.threshold, threshold.value)
     }
     calibration = reliability(validation_labels, validation[selected])
-    from helmetlib.artifacts import save_selected
+    from helmetlib.artifacts import archive_unselected, save_selected
 
     save_selected(folder, selected, threshold=threshold, test=test, test_at_threshold=test_at_threshold)
+    archive_unselected(folder, selected, list(results))
     export = None
     if config.export_tflite:
         from helmetlib.inference import export_tflite

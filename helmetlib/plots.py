@@ -1,4 +1,8 @@
-"""Figures over datasets and over the results of `helmetlib.metrics` (each takes `ax=None` and returns the figure)."""
+"""Figures over datasets and over the results of `helmetlib.metrics` (each takes `ax=None` and returns the figure).
+
+Figures made of photos (sample, prediction, pair and Grad-CAM grids) carry the label `PHOTOS`; in a notebook,
+`show_photos_as_jpeg` has them shown as JPEG, a fifth of the bytes of PNG for photos, and the rest as PNG.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +12,54 @@ import seaborn as sns
 
 from helmetlib.data import CLASS_NAMES
 
+PHOTOS = "helmetlib-photos"
+JPEG_QUALITY = 85
+
 
 def _axes(ax=None, figsize=(5, 4)):
     if ax is None:
         fig, ax = plt.subplots(figsize=figsize)
         return fig, ax
     return ax.figure, ax
+
+
+def _photos(fig):
+    fig.tight_layout()
+    fig.set_label(PHOTOS)
+    return fig
+
+
+def show_photos_as_jpeg() -> None:
+    """In IPython, show figures labelled `PHOTOS` as JPEG (quality `JPEG_QUALITY`) instead of PNG; elsewhere,
+    nothing. Reports stay small: a grid of twelve crops is ~0.6 MB as PNG, ~0.1 MB as JPEG."""
+    from IPython import get_ipython
+    from IPython.core.pylabtools import print_figure
+    from matplotlib.figure import Figure
+
+    shell = get_ipython()
+    if shell is None:
+        return
+    import matplotlib_inline.backend_inline  # noqa: F401 -- on import, registers the PNG formatter wrapped here
+
+    formatters = shell.display_formatter.formatters
+    png = formatters["image/png"]
+    draw_png = png.lookup_by_type(Figure) if Figure in png else None
+    if draw_png is None or getattr(draw_png, "skips_photos", False):
+        return
+
+    def png_unless_photos(fig):
+        return None if fig.get_label() == PHOTOS else draw_png(fig)
+
+    png_unless_photos.skips_photos = True
+    png.for_type(Figure, png_unless_photos)
+    formatters["image/jpeg"].for_type(
+        Figure,
+        lambda fig: (
+            print_figure(fig, "jpeg", bbox_inches="tight", pil_kwargs={"quality": JPEG_QUALITY})
+            if fig.get_label() == PHOTOS
+            else None
+        ),
+    )
 
 
 def class_balance(labels: np.ndarray, *, ax=None):
@@ -39,8 +85,7 @@ def sample_grid(images: np.ndarray, labels: np.ndarray, *, per_class: int = 6, s
             if column < len(chosen):
                 ax.imshow(images[chosen[column]], cmap="gray" if grayscale else None, vmin=0, vmax=255)
         axes[label][0].set_title(CLASS_NAMES[label], loc="left")
-    fig.tight_layout()
-    return fig
+    return _photos(fig)
 
 
 def training_curves(histories: dict[str, dict[str, list[float]]]):
@@ -115,8 +160,7 @@ def prediction_grid(
             fontsize=8,
             color="black" if predicted == labels[index] else "red",
         )
-    fig.tight_layout()
-    return fig
+    return _photos(fig)
 
 
 def statistics_by_class(statistics):
@@ -181,8 +225,7 @@ def image_pairs(images: np.ndarray, pairs, *, title_columns=("parts", "distance"
         axes[1][column].text(
             0.5, -0.08, caption, transform=axes[1][column].transAxes, ha="center", va="top", fontsize=8
         )
-    fig.tight_layout()
-    return fig
+    return _photos(fig)
 
 
 def heat_map_grid(images: np.ndarray, maps: np.ndarray, titles: list[str], *, columns: int = 4):
@@ -195,5 +238,4 @@ def heat_map_grid(images: np.ndarray, maps: np.ndarray, titles: list[str], *, co
         ax.imshow(image)
         ax.imshow(heat, cmap="jet", alpha=0.45, vmin=0, vmax=1)
         ax.set_title(title, fontsize=8)
-    fig.tight_layout()
-    return fig
+    return _photos(fig)

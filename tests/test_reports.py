@@ -3,11 +3,17 @@
 import json
 import re
 import shutil
+import zipfile
 
+import h5py
+import numpy as np
 import pytest
 from conftest import CNN_ONLY, NOTEBOOKS, TINY, runner
 
 from helmetlib import MODEL_NAMES
+from helmetlib.artifacts import load_run_model
+from helmetlib.cards import read_card
+from helmetlib.notebook import NotebookRun
 from helmetlib.reports import main, notebook_parameter_names, plan_stages
 from helmetlib.runs import (
     NOTEBOOK_ONLY,
@@ -18,6 +24,7 @@ from helmetlib.runs import (
     RunFolder,
     RunRecord,
 )
+from helmetlib.train import predict_proba
 from helmetlib.weights import WeightsChoice, resolve_weights
 
 LOG_LINES = ("UserWarning", "DeprecationWarning", "absl", "I0000", "E0000", "W0000", "cuInit", "XNNPACK", "Traceback")
@@ -222,3 +229,44 @@ def test_existing_run_folder_is_not_overwritten(finished_run, capsys):
     out = finished_run[1]
     assert main(["--out", str(out), "--run-id", "tiny", *CNN_ONLY]) == 2
     assert "already exists" in capsys.readouterr().err
+
+
+def test_photo_grids_are_jpeg_and_plots_png(run):
+    for stem in ("00_eda", RunFolder.model_stem("cnn"), "20_comparison"):
+        cells = json.loads(run.notebook(stem).read_text())["cells"]
+        outputs = [("".join(cell["source"]), output) for cell in cells for output in cell.get("outputs", [])]
+        images = {
+            kind: [source for source, output in outputs if kind in output.get("data", {})]
+            for kind in ("image/png", "image/jpeg")
+        }
+        assert images["image/png"] and images["image/jpeg"], stem
+        assert all(grid not in source for source in images["image/png"] for grid in ("_grid(", "image_pairs("))
+    assert run.notebook("00_eda").read_text().count("image/jpeg") >= 2
+    assert "data:image/jpeg" in run.html("00_eda").read_text()
+
+
+def test_unselected_heads_are_archived_in_float16_and_still_score(run):
+    record = RunRecord.read(run.record_file)
+    notebook_run = NotebookRun(config=run.read_config(), folder=run)
+    dataset = notebook_run.dataset()
+    validation = notebook_run.split(dataset).validation
+    archived = [name for name in record.models if name != record.selected_model and run.head_file(name).is_file()]
+    assert len(archived) >= 4
+    for name in archived:
+        card = read_card(run.head_file(name))
+        assert card.files["head"].weights_dtype == "float16"
+        with zipfile.ZipFile(run.head_file(name)) as archive, archive.open("model.weights.h5") as weights:
+            stored = _stored_dtypes(h5py.File(weights))
+        assert stored == {"float16"}
+        model = load_run_model(run.head_file(name), card)
+        assert {weights.dtype for weights in model.weights} == {"float32"}
+        probabilities = predict_proba(model, dataset.images[validation], normalization=card.input.normalization)
+        trained = run.probabilities(name)["validation"]
+        # float16 storage moves probabilities by < 0.03 % of their range here; damaged weights would move them by ~all
+        assert np.ptp(trained) > 0 and abs(probabilities - trained).max() < 0.01 * np.ptp(trained), name
+
+
+def _stored_dtypes(weights: h5py.File) -> set[str]:
+    dtypes = set()
+    weights.visititems(lambda _, item: dtypes.add(str(item.dtype)) if isinstance(item, h5py.Dataset) else None)
+    return dtypes
