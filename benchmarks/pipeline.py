@@ -147,7 +147,7 @@ def main() -> int:
             f"bare-head recall {selection.test_intervals['bare_head_recall'].text()}"
         )
     size = sum(path.stat().st_size for path in (out / "bench").rglob("*") if path.is_file())
-    print(f"run folder size: {size / 2**20:.1f} MB")
+    print(f"run folder size: {size / 1e6:.1f} MB ({size / 2**20:.1f} MiB)")
     print(f"helmet-reports stderr: {len(errors.splitlines())} line(s), in {out / 'helmet-reports.stderr'}")
     return 0
 

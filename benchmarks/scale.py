@@ -6,16 +6,20 @@ crop (80-100 % of the side, resized back), and brightness / contrast jitter, so 
 stage runs in a process of its own, so that its peak RSS (the process and its children: kernels, workers) is its
 own. Light stages: load and validate (header, labels, memory map), content hash, leakage audit (perceptual-hash
 near duplicates, groups, closest cross-split pairs), EDA statistics. With `--study-sizes`, the full default study
-(`helmet-reports`, cold cache) runs at those sizes and at 600 images, and its cost ratio is printed.
+(`helmet-reports`, cold cache) runs at those sizes and at 600 images, and its cost ratio is printed;
+`--study-options` passes options to both runs (a reduced study where the full one does not fit the time).
 
     python benchmarks/scale.py --data ../shared/data/helmet-dev --sizes 6000,60000
     python benchmarks/scale.py --data ../shared/data/helmet-dev --sizes 6000 --study-sizes 6000 \\
         --weights ../shared/weights/vgg16-hed-notop.weights.h5
+    python benchmarks/scale.py --data ../shared/data/helmet-dev --sizes "" --study-sizes 6000 \\
+        --weights ../shared/weights/vgg16-hed-notop.weights.h5 --study-options "--models cnn,vgg16_linear --repeats 1"
 """
 
 from __future__ import annotations
 
 import argparse
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -99,6 +103,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="6000,60000")
     parser.add_argument("--study-sizes", default="", help="sizes at which the full default study also runs")
     parser.add_argument("--weights", default="none")
+    parser.add_argument("--study-options", default="", help="helmet-reports options for the study runs")
     parser.add_argument("--workdir", default=str(Path(tempfile.gettempdir()) / "helmet-scale"))
     args = parser.parse_args()
 
@@ -110,6 +115,8 @@ def main() -> None:
             rows.append((n, stage, seconds, peak, note))
             print(f"{n:>6} {stage:18s} {seconds:8.1f}s {peak:6.2f} GiB {note}", flush=True)
     study = {}
+    study_options = shlex.split(args.study_options)
+    study_name = f"study {' '.join(study_options)}" if study_options else "full default study"
     study_sizes = [int(size) for size in args.study_sizes.split(",") if size]
     for n in [600] + study_sizes if study_sizes else []:
         data = (
@@ -130,11 +137,12 @@ def main() -> None:
             str(out / ".cache"),
             "--run-id",
             f"n{n}",
+            *study_options,
         ]
         seconds, peak, note = measure(command)
         study[n] = seconds
-        rows.append((n, "full default study", seconds, peak, note))
-        print(f"{n:>6} {'full default study':18s} {seconds:8.1f}s {peak:6.2f} GiB {note}", flush=True)
+        rows.append((n, study_name, seconds, peak, note))
+        print(f"{n:>6} {study_name:18s} {seconds:8.1f}s {peak:6.2f} GiB {note}", flush=True)
     for n, seconds in study.items():
         if n != 600:
             ratio = seconds / study[600]
