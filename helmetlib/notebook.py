@@ -1,5 +1,5 @@
 """What a notebook does before its story starts: check its parameters, keep log lines and warnings out of the
-report (and photos in it small: JPEG), and find (or, run on its own, write) the run's settings in `RUN_DIR/config.json`.
+report, show photo grids as JPEG, and find (or, run on its own, write) the run's settings in `RUN_DIR/config.json`.
 
 The same notebooks run under `helmet-reports` (which writes `config.json` first and passes the parameters it
 holds), under plain papermill and in JupyterLab (no `config.json` yet: the parameters cell is the config).
