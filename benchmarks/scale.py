@@ -32,6 +32,7 @@ import pandas as pd
 from pipeline import PeakMemory
 
 from helmetlib.data import IMAGES_FILE, LABELS_FILE, load_dataset
+from helmetlib.runs import RunFolder, RunRecord
 
 LIGHT_STAGES = {
     "load + validate": "dataset = load_dataset(DATA)",
@@ -143,13 +144,16 @@ def main() -> None:
         study[n] = seconds
         rows.append((n, study_name, seconds, peak, note))
         print(f"{n:>6} {study_name:18s} {seconds:8.1f}s {peak:6.2f} GiB {note}", flush=True)
+        for stage, stage_seconds in RunRecord.read(RunFolder(out / f"n{n}").record_file).stage_seconds.items():
+            rows.append((n, f"  {stage}", stage_seconds, None, ""))
+            print(f"{n:>6}   {stage:40s} {stage_seconds:8.1f}s", flush=True)
     for n, seconds in study.items():
         if n != 600:
             ratio = seconds / study[600]
             print(f"study at {n} images / at 600: {ratio:.2f}x (per-image cost {ratio / (n / 600):.2f}x)")
     print("\n| N | stage | seconds | peak RSS (GiB) |\n|---|---|---|---|")
     for n, stage, seconds, peak, _ in rows:
-        print(f"| {n} | {stage} | {seconds:.1f} | {peak:.2f} |")
+        print(f"| {n} | {stage} | {seconds:.1f} | {'' if peak is None else f'{peak:.2f}'} |")
 
 
 if __name__ == "__main__":
