@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import cv2
 import numpy as np
 
@@ -17,8 +21,9 @@ def grad_cam(model: keras.Model, x: np.ndarray, *, threshold: float = 0.5) -> np
 
     Uses the last convolution (`block5_conv3` of the VGG16 backbone, or the CNN's last Conv2D) and weights each
     position by its positive gradients (the LayerCAM form of Grad-CAM): with the study's Flatten heads,
-    channel-averaged gradients cancel out and classic Grad-CAM maps are often empty. A seed ensemble of CNNs
-    is explained by the mean of its members' maps (the ensemble's output is the mean of theirs).
+    channel-averaged gradients cancel out and classic Grad-CAM maps are often empty. The gradients are those of
+    the predicted class's logit, not its probability: a confident prediction (P = 1.00) has a saturated sigmoid
+    and no probability gradient. A seed ensemble of CNNs is explained by the mean of its members' maps.
     """
     layer_names = [layer.name for layer in model.layers]
     members = [layer for layer in model.layers if isinstance(layer, keras.Model)]
@@ -44,15 +49,35 @@ def grad_cam(model: keras.Model, x: np.ndarray, *, threshold: float = 0.5) -> np
             return activations, hidden
 
     batch = tf.convert_to_tensor(x, dtype=tf.float32)
-    with tf.GradientTape() as tape:
-        activations, probabilities = forward(batch)
-        helmet = probabilities[:, 0]
-        score = tf.where(helmet >= threshold, helmet, 1.0 - helmet)  # the predicted class's probability
+    with _sigmoid_outputs_as_logits(model), tf.GradientTape() as tape:
+        activations, logits = forward(batch)
+        helmet = logits[:, 0]
+        score = tf.where(helmet >= math.log(threshold / (1 - threshold)), helmet, -helmet)  # the predicted class's
     gradients = tape.gradient(score, activations)
     maps = tf.reduce_sum(tf.nn.relu(gradients) * activations, axis=-1).numpy()
     height, width = x.shape[1:3]
     resized = np.stack([cv2.resize(cam, (width, height), interpolation=cv2.INTER_LINEAR) for cam in maps])
     return _normalised(resized)
+
+
+@contextmanager
+def _sigmoid_outputs_as_logits(model: keras.Model) -> Iterator[None]:
+    """Within the block, every sigmoid Dense layer of `model` (nested models included) outputs its logit."""
+    swapped = [layer for layer in _layers(model) if getattr(layer, "activation", None) is keras.activations.sigmoid]
+    for layer in swapped:
+        layer.activation = keras.activations.linear
+    try:
+        yield
+    finally:
+        for layer in swapped:
+            layer.activation = keras.activations.sigmoid
+
+
+def _layers(model: keras.Model) -> Iterator[keras.layers.Layer]:
+    for layer in model.layers:
+        yield layer
+        if isinstance(layer, keras.Model):
+            yield from _layers(layer)
 
 
 def _normalised(maps: np.ndarray) -> np.ndarray:
