@@ -211,7 +211,8 @@ def archive_unselected(folder: RunFolder, selected: str, names: list[str]) -> No
         if name == selected or not path.is_file():
             continue
         card = read_card(path)
-        if check_file(path, card) != "head" or card.files["head"].weights_dtype == "float16":
+        check_file(path, card)  # the bytes the card describes, before rewriting them
+        if card.files["head"].weights_dtype == "float16":
             continue
         head = keras.saving.load_model(path, safe_mode=True, compile=False)
         partial = path.with_name(f".{path.name}.{os.getpid()}.partial.keras")

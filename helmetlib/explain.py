@@ -52,7 +52,8 @@ def grad_cam(model: keras.Model, x: np.ndarray, *, threshold: float = 0.5) -> np
     with _sigmoid_outputs_as_logits(model), tf.GradientTape() as tape:
         activations, logits = forward(batch)
         helmet = logits[:, 0]
-        score = tf.where(helmet >= math.log(threshold / (1 - threshold)), helmet, -helmet)  # the predicted class's
+        # the predicted class's logit (P >= threshold is logit >= logit(threshold))
+        score = tf.where(helmet >= math.log(threshold / (1 - threshold)), helmet, -helmet)
     gradients = tape.gradient(score, activations)
     maps = tf.reduce_sum(tf.nn.relu(gradients) * activations, axis=-1).numpy()
     height, width = x.shape[1:3]
