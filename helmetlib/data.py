@@ -135,6 +135,12 @@ class Dataset:
         return {label: int((self.labels == label).sum()) for label in (0, 1)}
 
 
+def select_rows(images: np.ndarray, indices: np.ndarray) -> np.ndarray:
+    """The images (k, H, W, 3) at `indices` (k,): a lazy `ImageArray` view for a loaded dataset (read batch by
+    batch where used), an in-memory copy for an in-memory array."""
+    return images.subset(indices) if isinstance(images, ImageArray) else images[indices]
+
+
 def batches(images: np.ndarray, size: int = BATCH) -> Iterator[np.ndarray]:
     """Consecutive contiguous in-memory batches of at most `size` images of a (possibly memory-mapped) array."""
     for start in range(0, len(images), size):

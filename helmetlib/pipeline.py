@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from helmetlib.data import Dataset
+from helmetlib.data import Dataset, select_rows
 from helmetlib.metrics import performance
 from helmetlib.notebook import NotebookRun
 from helmetlib.runs import Audit, DataInfo, ModelResult, Selection, package_versions
@@ -194,7 +194,7 @@ def compare_and_select(run: NotebookRun, dataset: Dataset) -> Comparison:
     if config.export_tflite:
         from helmetlib.inference import export_tflite
 
-        export = export_tflite(folder.model_file(selected), dataset.images[parts.validation])
+        export = export_tflite(folder.model_file(selected), select_rows(dataset.images, parts.validation))
     comparison.selection = Selection(
         selected_model=selected,
         **considered,
@@ -245,7 +245,7 @@ def _test_probabilities(run: NotebookRun, dataset: Dataset, name: str, parts: Sp
     path = folder.model_file(name) if folder.model_file(name).is_file() else folder.head_file(name)
     card = read_card(path)
     model = load_run_model(path, card)
-    return predict_proba(model, dataset.images[parts.test], normalization=card.input.normalization)
+    return predict_proba(model, select_rows(dataset.images, parts.test), normalization=card.input.normalization)
 
 
 def look_alike_features(run: NotebookRun, dataset: Dataset) -> np.ndarray:

@@ -2,8 +2,8 @@
 
 Fast mode (default) trains a VGG16 model's head on backbone features computed once (`features`); `faithful=True`
 runs the study's computation instead: the frozen backbone on every batch of every epoch, augmentation on the fly.
-Data is read batch by batch (`ImageBatches`, `ArrayBatches`), so memory-mapped sets larger than memory train
-in constant memory. The test part is never touched.
+Images and cached features are read batch by batch (`ImageBatches`, `ViewBatches`) from their files, so sets
+larger than memory train in bounded memory. The test part is never touched.
 
 A model whose output stops depending on its input (the CNN's Dense(4, relu) bottleneck can die) is detected at
 the end of the epoch it happens in and training restarts with another seed, up to `max_restarts` times; every
@@ -21,7 +21,7 @@ import numpy as np
 
 from helmetlib import specs
 from helmetlib.backend import keras
-from helmetlib.data import Dataset, batches
+from helmetlib.data import Dataset, batches, select_rows
 from helmetlib.features import FeatureCache, backbone_precision, cached_features, compute_features, pass_key
 from helmetlib.metrics import Scores, is_collapsed, performance
 from helmetlib.models import (
@@ -46,6 +46,8 @@ RESTART_SEED_STEP = 100_003  # restart k of seed s uses s + k * step: never anot
 LOGISTIC_CS = (0.001, 0.01, 0.1, 1.0, 10.0)
 VARIANCE_FLOOR = 1e-3  # of the mean feature variance: the smallest variance a standardised feature is divided by
 DEAD_OUTPUT_SPAN = 1e-5  # probabilities of a training sample spanning less than this: the output is constant
+COLLAPSE_SAMPLE_SIZE = 64  # training inputs whose output span tells a collapse
+FEATURE_ROWS_PER_READ = 1024  # rows of memory-mapped features read at once for predictions
 
 
 @dataclass
@@ -104,7 +106,8 @@ class ImageBatches(keras.utils.PyDataset):
 
 
 class ViewBatches(ImageBatches):
-    """Batches over pre-computed augmented views (K, N, ...): each epoch picks one view per image and reshuffles."""
+    """Batches over K pre-computed augmented views (each (N, ...), memory maps): each epoch picks one view per
+    image and reshuffles."""
 
     def __init__(self, views, labels, batch_size, *, seed):
         self.views = views
@@ -113,7 +116,7 @@ class ViewBatches(ImageBatches):
 
     def __getitem__(self, index: int):
         rows = self.order[index * self.batch_size : (index + 1) * self.batch_size]
-        return np.stack([self.views[self.choice[row], row] for row in rows]), self.labels[rows]
+        return np.stack([self.views[self.choice[row]][row] for row in rows]), self.labels[rows]
 
     def on_epoch_end(self) -> None:
         super().on_epoch_end()
@@ -437,17 +440,19 @@ class _Trainer:
         self.backbone = frozen_backbone(spec.features, self.vgg16)
         self.mode = "faithful" if faithful else "fast"
         self.precision = "float32" if faithful else (precision or _feature_precision())
+        self.features = None  # fast mode: every image's features (N, ...), a memory map read batch by batch
+        self.train_features = None  # models 5 and 6: the training images' pooled features, in memory
         if faithful:
-            self.features = None
             if spec.head in ("gap", "logistic"):  # the standardisation needs the training features once
-                train_images = dataset.images[split.train]
-                [train_features] = compute_features(self.backbone, train_images, normalization=spec.normalization)
-                self.features = {"train": train_features}
+                [self.train_features] = compute_features(
+                    self.backbone, select_rows(dataset.images, split.train), normalization=spec.normalization
+                )
         else:
-            everything = cached_features(
+            self.features = cached_features(
                 dataset.images, dataset.content_hash, self.vgg16, cache, kind=spec.features, precision=self.precision
             )
-            self.features = {part: np.asarray(everything[getattr(split, part)]) for part in ("train", "validation")}
+            if spec.head in ("gap", "logistic"):
+                self.train_features = np.asarray(self.features[split.train])  # pooled: at most 2,560 per image
             if spec.augmented:
                 self.views = self._augmented_views(precision)
 
@@ -481,10 +486,10 @@ class _Trainer:
             )
         return notes + self.cache.warnings
 
-    def _augmented_views(self, precision: str | None) -> np.ndarray:
-        """(K, n_train, ...) backbone features of K augmented copies of the training images, cached."""
+    def _augmented_views(self, precision: str | None) -> list[np.ndarray]:
+        """K memory maps (n_train, ...): backbone features of K augmented copies of the training images, cached."""
         self.view_precision = precision or backbone_precision()  # views approximate anyway: take the fast path
-        train_images = self.dataset.images[self.split.train]
+        train_images = select_rows(self.dataset.images, self.split.train)
         from helmetlib.features import pass_extractor
 
         def view(index: int) -> np.ndarray:
@@ -514,7 +519,7 @@ class _Trainer:
             )
             return array
 
-        return np.stack([np.asarray(view(index)) for index in range(self.augmented_views)])
+        return [view(index) for index in range(self.augmented_views)]
 
     def _normalised(self, images: np.ndarray) -> np.ndarray:
         return normalize(np.asarray(images), self.spec.normalization)
@@ -530,7 +535,7 @@ class _Trainer:
             data = ImageBatches(
                 self.dataset.images, train, self.labels["train"], self.batch_size, seed=seed, transform=self._normalised
             )
-            sample = self._normalised(self.dataset.images[train[:64]])
+            sample = self._normalised(self.dataset.images[train[:COLLAPSE_SAMPLE_SIZE]])
             history, collapsed_at = self._fit(model, data, self._image_validation(), sample, epochs, label, verbose)
             return model, None, history, collapsed_at
         mean, variance = self._standardisation()
@@ -544,20 +549,16 @@ class _Trainer:
             data = ImageBatches(
                 self.dataset.images, train, self.labels["train"], self.batch_size, seed=seed, transform=transform
             )
-            sample = self._normalised(self.dataset.images[train[:64]])
+            sample = self._normalised(self.dataset.images[train[:COLLAPSE_SAMPLE_SIZE]])
             history, collapsed_at = self._fit(model, data, self._image_validation(), sample, epochs, label, verbose)
         else:
             compile_model(head, spec.learning_rate)
             if spec.augmented:
                 data = ViewBatches(self.views, self.labels["train"], self.batch_size, seed=seed)
             else:
-                data = ImageBatches(
-                    self.features["train"], np.arange(len(train)), self.labels["train"], self.batch_size, seed=seed
-                )
-            validation_data = ImageBatches(
-                self.features["validation"], np.arange(len(validation)), self.labels["validation"], self.batch_size
-            )
-            sample = self.features["train"][:64]
+                data = ImageBatches(self.features, train, self.labels["train"], self.batch_size, seed=seed)
+            validation_data = ImageBatches(self.features, validation, self.labels["validation"], self.batch_size)
+            sample = np.asarray(self.features[train[:COLLAPSE_SAMPLE_SIZE]])
             history, collapsed_at = self._fit(head, data, validation_data, sample, epochs, label, verbose)
         return model, head, history, collapsed_at
 
@@ -601,7 +602,7 @@ class _Trainer:
         """Per-feature mean and variance of the training features (models 5 and 6), else (None, None)."""
         if self.spec.head not in ("gap", "logistic"):
             return None, None
-        train = self.features["train"]
+        train = self.train_features
         variance = train.var(axis=0)
         # near-constant features (rare activations of a channel) would otherwise blow up to huge values
         return train.mean(axis=0), np.maximum(variance, VARIANCE_FLOOR * variance.mean())
@@ -613,7 +614,7 @@ class _Trainer:
 
         mean, variance = self._standardisation()
         scale = np.maximum(np.sqrt(variance), keras.config.epsilon())
-        x = (self.features["train"] - mean) / scale
+        x = (self.train_features - mean) / scale
         folds = StratifiedKFold(n_splits=5, shuffle=True, random_state=seed)
         fit = LogisticRegressionCV(
             Cs=list(LOGISTIC_CS),
@@ -631,10 +632,14 @@ class _Trainer:
     def predict(self, model, head) -> dict[str, np.ndarray]:
         """P(helmet) for the train and validation parts (float64)."""
         if self.spec.uses_backbone and not self.faithful:
-            return {part: _predict(head, self.features[part]) for part in ("train", "validation")}
+            return {
+                part: _predict_rows(head, self.features, getattr(self.split, part)) for part in ("train", "validation")
+            }
         return {
             part: predict_proba(
-                model, self.dataset.images[getattr(self.split, part)], normalization=self.spec.normalization
+                model,
+                select_rows(self.dataset.images, getattr(self.split, part)),
+                normalization=self.spec.normalization,
             )
             for part in ("train", "validation")
         }
@@ -667,3 +672,13 @@ def predict_proba(
 
 def _predict(model: keras.Model, x: np.ndarray, batch_size: int = 32) -> np.ndarray:
     return model.predict(x, batch_size=batch_size, verbose=0).ravel().astype(np.float64)
+
+
+def _predict_rows(head: keras.Model, features: np.ndarray, indices: np.ndarray) -> np.ndarray:
+    """P(helmet) (k,) float64 of a head for the rows `indices` (k,) of memory-mapped features (N, ...), read
+    `FEATURE_ROWS_PER_READ` rows at a time."""
+    chunk = FEATURE_ROWS_PER_READ
+    parts = [
+        _predict(head, np.asarray(features[indices[start : start + chunk]])) for start in range(0, len(indices), chunk)
+    ]
+    return np.concatenate(parts) if parts else np.empty(0)

@@ -6,7 +6,13 @@ import pytest
 from conftest import STAND_IN_WEIGHTS
 
 from helmetlib import MODEL_NAMES, make_demo_dataset, performance, split, train_model, train_repeats
-from helmetlib.features import backbone_precision, cpu_supports_bfloat16, gpu_available, precision_override
+from helmetlib.features import (
+    FeatureCache,
+    backbone_precision,
+    cpu_supports_bfloat16,
+    gpu_available,
+    precision_override,
+)
 from helmetlib.models import vgg16_backbone
 from helmetlib.train import balanced_class_weights, deploy
 from helmetlib.weights import resolve_weights
@@ -83,6 +89,45 @@ def test_augmented_views_are_computed_once_and_shared_by_repeats(demo_small, tmp
     assert [trained.seed for trained in repeats] == [812, 813]
     assert not np.array_equal(repeats[0].probabilities["validation"], repeats[1].probabilities["validation"])
     assert any("2 pre-drawn augmented views" in note for note in repeats[0].notes)
+
+
+class RowReads:
+    """A cached feature array that records how many rows each read takes (a whole-array read counts them all)."""
+
+    def __init__(self, array, reads):
+        self.array, self.reads = array, reads
+        self.shape, self.dtype, self.ndim = array.shape, array.dtype, array.ndim
+
+    def __len__(self):
+        return len(self.array)
+
+    def __getitem__(self, key):
+        rows = self.array[key]
+        self.reads.append(len(rows) if rows.ndim == self.ndim else 1)
+        return rows
+
+    def __array__(self, dtype=None, copy=None):
+        self.reads.append(len(self.array))
+        return np.asarray(self.array, dtype=dtype)
+
+
+@pytest.mark.parametrize("name", ["vgg16_mlp", "vgg16_mlp_aug"])
+def test_heads_read_cached_features_a_batch_at_a_time(demo_small, tmp_path, monkeypatch, name):
+    """Sets larger than memory: a head's training and predictions never hold a part's features (or views) whole."""
+    reads = []
+    get_or_compute = FeatureCache.get_or_compute
+    monkeypatch.setattr(
+        FeatureCache,
+        "get_or_compute",
+        lambda cache, *args, **kwargs: [RowReads(array, reads) for array in get_or_compute(cache, *args, **kwargs)],
+    )
+    monkeypatch.setattr("helmetlib.train.COLLAPSE_SAMPLE_SIZE", 8)
+    monkeypatch.setattr("helmetlib.train.FEATURE_ROWS_PER_READ", 8)
+    parts = split(demo_small.labels)
+    trained = train_model(name, demo_small, parts, weights=None, epochs=2, batch_size=8, cache_dir=tmp_path)
+    assert len(parts.train) == 32 and trained.epochs_run == 2
+    assert len(trained.probabilities["train"]) == 32 and len(trained.probabilities["validation"]) == 8
+    assert len(reads) > 2 * 4 and max(reads) == 8  # 4 batches of 8 per epoch; never more rows at once
 
 
 def test_early_stopping_stops_before_the_last_epoch(demo_64, discriminating_weights, tmp_path):
