@@ -1,14 +1,17 @@
 """Load and validate the helmet dataset (`images_proj.npy` + `Labels_proj.csv`) and make a synthetic demo set.
 
-Images are memory-mapped window by window, never read whole: a dataset larger than memory (or than the address
-space a process may map) loads in constant memory, and every consumer reads it batch by batch (`batches`).
+Images are read from the file only where indexed (`RowFile`: slices memory-mapped window by window, scattered rows
+by positioned reads), never whole: a dataset larger than memory (or than the address space a process may map) loads
+in constant memory, and every consumer reads it batch by batch (`batches`).
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import io
 import math
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,59 +33,91 @@ class DatasetError(ValueError):
     """Bad dataset input; the message names the file and the problem."""
 
 
-class ImageArray:
-    """A read-only (N, H, W, 3) uint8 RGB view of a BGR `.npy` file, mapped window by window.
+class RowFile:
+    """A read-only (N, ...) array in a `.npy` file, read only where indexed.
 
-    Indexing with an int, a slice or an index array returns a NumPy array of just those images (RGB); the file is
-    memory-mapped only over the rows read, so neither memory nor address space ever holds the whole file.
-    `subset(indices)` gives a lazy view of some rows; `np.asarray(images)` reads everything.
+    Indexing with an int, a slice or an index array returns a NumPy array of just those rows: a slice is
+    memory-mapped over its rows and unmapped at once, scattered rows are gathered with positioned reads, so neither
+    memory nor address space ever holds the whole file. `subset(indices)` gives a lazy view of some rows;
+    `np.asarray(rows)` reads everything.
     """
 
-    ndim = 4
-    dtype = np.dtype(np.uint8)
-
-    def __init__(self, path: Path, shape: tuple[int, ...], offset: int, rows: np.ndarray | None = None):
+    def __init__(
+        self, path: Path, shape: tuple[int, ...], offset: int, dtype: np.dtype, rows: np.ndarray | None = None
+    ):
         self.path, self.offset, self.rows = Path(path), offset, rows
-        self.file_shape = tuple(shape)
+        self.file_shape, self.dtype = tuple(shape), np.dtype(dtype)
         self.shape = (len(rows) if rows is not None else shape[0], *shape[1:])
-        self.row_bytes = math.prod(shape[1:])
+        self.ndim = len(shape)
+        self.row_bytes = math.prod(shape[1:]) * self.dtype.itemsize
+
+    @classmethod
+    def open(cls, path: str | Path) -> RowFile:
+        """The rows of a C-ordered, non-object `.npy` file (its header read, its data not)."""
+        path = Path(path)
+        with path.open("rb") as f:
+            shape, fortran_order, dtype = _read_npy_header(f)
+            offset = f.tell()
+        if fortran_order or dtype.hasobject:
+            raise ValueError(f"{path}: only C-ordered arrays of plain values can be read by rows")
+        if path.stat().st_size < offset + math.prod(shape) * dtype.itemsize:
+            raise ValueError(f"{path}: truncated (shorter than its header announces)")
+        return cls(path, shape, offset, dtype)
 
     def __len__(self) -> int:
         return self.shape[0]
 
     def __repr__(self) -> str:
-        return f"ImageArray({self.path.name}, shape={self.shape})"
+        return f"{type(self).__name__}({self.path.name}, shape={self.shape})"
 
-    def subset(self, indices: np.ndarray) -> ImageArray:
+    def subset(self, indices: np.ndarray) -> RowFile:
         """A lazy view of the rows `indices` (k,), read only when indexed."""
         rows = np.asarray(indices, dtype=np.int64)
-        return ImageArray(self.path, self.file_shape, self.offset, rows if self.rows is None else self.rows[rows])
+        view = copy.copy(self)
+        view.rows = rows if self.rows is None else self.rows[rows]
+        view.shape = (len(rows), *self.file_shape[1:])
+        return view
+
+    def _converted(self, rows: np.ndarray) -> np.ndarray:
+        """Rows read from the file (a mapping is copied into memory), as this view presents them."""
+        return np.array(rows) if isinstance(rows, np.memmap) else rows
 
     def _read_file_rows(self, start: int, stop: int) -> np.ndarray:
         if stop <= start:
-            return np.empty((0, *self.file_shape[1:]), np.uint8)
+            return np.empty((0, *self.file_shape[1:]), self.dtype)
         window = np.memmap(
             self.path,
-            dtype=np.uint8,
+            dtype=self.dtype,
             mode="r",
             offset=self.offset + start * self.row_bytes,
             shape=(stop - start, *self.file_shape[1:]),
         )
-        images = np.array(window[..., ::-1])  # BGR file -> RGB copy
+        rows = self._converted(window)
         del window
-        return images
+        return rows
 
     def _read(self, file_rows: np.ndarray) -> np.ndarray:
-        """The file's rows `file_rows` (in that order), reading each run of consecutive rows in one window."""
-        if len(file_rows) == 0:
-            return np.empty((0, *self.file_shape[1:]), np.uint8)
+        """The file's rows `file_rows` (in that order), gathered with one positioned read per run of consecutive
+        rows: mapping a window per run would cost ~15x more for scattered rows (a shuffled training batch)."""
+        ordered_rows = np.empty((len(file_rows), *self.file_shape[1:]), self.dtype)
         order = np.argsort(file_rows, kind="stable")
         ordered = file_rows[order]
         breaks = np.flatnonzero(np.diff(ordered) != 1) + 1
-        parts = [self._read_file_rows(int(run[0]), int(run[-1]) + 1)[run - run[0]] for run in np.split(ordered, breaks)]
-        out = np.empty((len(file_rows), *self.file_shape[1:]), np.uint8)
-        out[order] = np.concatenate(parts)
-        return out
+        with self.path.open("rb", buffering=0) as f:
+            position = 0
+            for run in np.split(ordered, breaks) if len(ordered) else []:
+                start, count = int(run[0]), int(run[-1]) - int(run[0]) + 1
+                target = memoryview(ordered_rows[position : position + count]).cast("B")
+                done = 0
+                while done < len(target):  # the kernel may return less than asked (reads above 2 GB)
+                    read = os.preadv(f.fileno(), [target[done:]], self.offset + start * self.row_bytes + done)
+                    if read == 0:
+                        raise EOFError(f"{self.path}: ends before row {start + count}")
+                    done += read
+                position += count
+        rows = np.empty_like(ordered_rows)
+        rows[order] = ordered_rows
+        return self._converted(rows)
 
     def __getitem__(self, key):
         rest = ()
@@ -90,26 +125,36 @@ class ImageArray:
             key, rest = key[0], key[1:]
         single = isinstance(key, int | np.integer)
         if single:
-            images = self[np.array([int(key) % len(self)])][0]
+            rows = self[np.array([int(key) % len(self)])][0]
         elif isinstance(key, slice):
             start, stop, step = key.indices(len(self))
             if self.rows is None and step == 1:
-                images = self._read_file_rows(start, stop)
+                rows = self._read_file_rows(start, stop)
             else:
-                images = self[np.arange(start, stop, step)]
+                rows = self[np.arange(start, stop, step)]
         else:
             positions = np.asarray(key)
             if positions.dtype == bool:
                 positions = np.flatnonzero(positions)
             positions = positions.astype(np.int64) % max(len(self), 1)
-            images = self._read(positions if self.rows is None else self.rows[positions])
+            rows = self._read(positions if self.rows is None else self.rows[positions])
         if not rest:
-            return images
-        return images[rest] if single else images[(slice(None), *rest)]
+            return rows
+        return rows[rest] if single else rows[(slice(None), *rest)]
 
     def __array__(self, dtype=None, copy=None):
-        images = self[:]
-        return images.astype(dtype) if dtype is not None else images
+        rows = self[:]
+        return rows.astype(dtype) if dtype is not None else rows
+
+
+class ImageArray(RowFile):
+    """A read-only (N, H, W, 3) uint8 RGB view of a BGR `.npy` file, read only where indexed (see `RowFile`)."""
+
+    def __init__(self, path: Path, shape: tuple[int, ...], offset: int, rows: np.ndarray | None = None):
+        super().__init__(path, shape, offset, np.uint8, rows)
+
+    def _converted(self, rows: np.ndarray) -> np.ndarray:
+        return np.array(rows[..., ::-1])  # BGR file -> RGB copy
 
 
 @dataclass(frozen=True, eq=False)
@@ -207,11 +252,7 @@ def read_image_array(path: Path, image_size: tuple[int, int] | None) -> ImageArr
         raise DatasetError(f"{path}: not a .npy file (expected {IMAGES_FILE})")
     with path.open("rb") as f:
         try:
-            version = np.lib.format.read_magic(f)
-            read_header = (
-                np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-            )
-            shape, fortran_order, dtype = read_header(f)
+            shape, fortran_order, dtype = _read_npy_header(f)
         except (ValueError, EOFError) as error:
             raise DatasetError(f"{path}: not a valid .npy file ({error})") from None
         header_size = f.tell()
@@ -236,6 +277,13 @@ def read_image_array(path: Path, image_size: tuple[int, int] | None) -> ImageArr
     if fortran_order:
         raise DatasetError(f"{path}: Fortran-ordered array; save it in C order (np.save of a normal array)")
     return ImageArray(path, shape, header_size)
+
+
+def _read_npy_header(f) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """(shape, Fortran order, dtype) from an open `.npy` file, which is left at the start of the data."""
+    version = np.lib.format.read_magic(f)
+    read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    return read_header(f)
 
 
 def _read_labels(path: Path) -> np.ndarray:

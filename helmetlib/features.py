@@ -4,7 +4,8 @@ One backbone pass computes every feature kind that shares its normalisation (`PA
 models 2-4 their `block5` maps, the `vgg16` pass gives model 5 its `gap5` vector and model 6 its `multiscale`
 vector. Features are written batch by batch into memory-mapped `.npy` files (a pass over more images than fit in
 memory runs in constant memory), with the number of finished rows recorded so that an interrupted pass resumes
-where it stopped. A finished entry stores the SHA-256 of its array beside its key: an entry whose bytes, shape or
+where it stopped. Stored entries are read as `data.RowFile`s: only the rows asked for are mapped, and only while
+they are copied. A finished entry stores the SHA-256 of its array beside its key: an entry whose bytes, shape or
 dtype no longer match is recomputed with a `CacheWarning`, never used.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import warnings
 from collections.abc import Callable
@@ -20,6 +22,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from helmetlib.data import RowFile
 from helmetlib.preprocess import Normalization, normalize
 
 if TYPE_CHECKING:
@@ -204,7 +207,7 @@ class FeatureCache:
         *,
         shapes: list[tuple[int, ...]],
     ) -> list[np.ndarray]:
-        """The arrays `names` stored for `key` (read-only memory maps), or computed by `compute` and stored.
+        """The arrays `names` stored for `key` (`RowFile`s, read window by window), or computed and stored.
 
         `compute(outputs, start, on_batch)` fills `outputs` (memory maps of `shapes`) from row `start` and
         reports finished rows; it is resumed from the last finished row when an earlier pass was interrupted.
@@ -234,7 +237,7 @@ class FeatureCache:
             return None
         try:
             meta = json.loads(path.with_suffix(".json").read_text())
-            array = np.load(path, mmap_mode="r", allow_pickle=False)
+            array = RowFile.open(path)
         except (OSError, ValueError, EOFError) as error:
             return self._discard(path, f"unreadable ({error})")
         expected = {**key, "output": name, "shape": list(shape), "dtype": "float32"}
@@ -282,14 +285,17 @@ class FeatureCache:
             del output
             partial.replace(path)
             path.with_suffix(".json").write_text(json.dumps(meta, indent=2, sort_keys=True))  # written last
-            arrays.append(np.load(path, mmap_mode="r", allow_pickle=False))
+            arrays.append(RowFile.open(path))
         progress.unlink(missing_ok=True)
         return arrays
 
 
-def array_sha256(array: np.ndarray, *, chunk_rows: int = 1024) -> str:
-    """Hex sha256 of an array's bytes in C order, read in chunks of rows (memory maps are not read whole)."""
+def array_sha256(array: np.ndarray, *, chunk_bytes: int = 2**24) -> str:
+    """Hex sha256 of an array's bytes in C order, read in chunks of whole rows of about `chunk_bytes` (files are
+    not read whole)."""
     digest = hashlib.sha256()
+    row_bytes = max(1, math.prod(array.shape[1:]) * array.dtype.itemsize)
+    chunk_rows = max(1, chunk_bytes // row_bytes)
     for start in range(0, len(array), chunk_rows):
-        digest.update(np.ascontiguousarray(array[start : start + chunk_rows]).tobytes())
+        digest.update(np.ascontiguousarray(array[start : start + chunk_rows]))
     return digest.hexdigest()

@@ -47,7 +47,7 @@ LOGISTIC_CS = (0.001, 0.01, 0.1, 1.0, 10.0)
 VARIANCE_FLOOR = 1e-3  # of the mean feature variance: the smallest variance a standardised feature is divided by
 DEAD_OUTPUT_SPAN = 1e-5  # probabilities of a training sample spanning less than this: the output is constant
 COLLAPSE_SAMPLE_SIZE = 64  # training inputs whose output span tells a collapse
-FEATURE_ROWS_PER_READ = 1024  # rows of memory-mapped features read at once for predictions
+FEATURE_ROWS_PER_READ = 1024  # rows of cached features read at once for predictions
 
 
 @dataclass
@@ -106,7 +106,7 @@ class ImageBatches(keras.utils.PyDataset):
 
 
 class ViewBatches(ImageBatches):
-    """Batches over K pre-computed augmented views (each (N, ...), memory maps): each epoch picks one view per
+    """Batches over K pre-computed augmented views (each (N, ...), a `RowFile`): each epoch picks one view per
     image and reshuffles."""
 
     def __init__(self, views, labels, batch_size, *, seed):
@@ -116,7 +116,13 @@ class ViewBatches(ImageBatches):
 
     def __getitem__(self, index: int):
         rows = self.order[index * self.batch_size : (index + 1) * self.batch_size]
-        return np.stack([self.views[self.choice[row]][row] for row in rows]), self.labels[rows]
+        choice = self.choice[rows]
+        batch = np.empty((len(rows), *self.views[0].shape[1:]), np.float32)
+        for view_index, view in enumerate(self.views):  # one read per view of the rows that picked it
+            picked = choice == view_index
+            if picked.any():
+                batch[picked] = view[rows[picked]]
+        return batch, self.labels[rows]
 
     def on_epoch_end(self) -> None:
         super().on_epoch_end()
@@ -440,7 +446,7 @@ class _Trainer:
         self.backbone = frozen_backbone(spec.features, self.vgg16)
         self.mode = "faithful" if faithful else "fast"
         self.precision = "float32" if faithful else (precision or _feature_precision())
-        self.features = None  # fast mode: every image's features (N, ...), a memory map read batch by batch
+        self.features = None  # fast mode: every image's features (N, ...), a `RowFile` read batch by batch
         self.train_features = None  # models 5 and 6: the training images' pooled features, in memory
         if faithful:
             if spec.head in ("gap", "logistic"):  # the standardisation needs the training features once
@@ -487,7 +493,7 @@ class _Trainer:
         return notes + self.cache.warnings
 
     def _augmented_views(self, precision: str | None) -> list[np.ndarray]:
-        """K memory maps (n_train, ...): backbone features of K augmented copies of the training images, cached."""
+        """K `RowFile`s (n_train, ...): backbone features of K augmented copies of the training images, cached."""
         self.view_precision = precision or backbone_precision()  # views approximate anyway: take the fast path
         train_images = select_rows(self.dataset.images, self.split.train)
         from helmetlib.features import pass_extractor
@@ -675,7 +681,7 @@ def _predict(model: keras.Model, x: np.ndarray, batch_size: int = 32) -> np.ndar
 
 
 def _predict_rows(head: keras.Model, features: np.ndarray, indices: np.ndarray) -> np.ndarray:
-    """P(helmet) (k,) float64 of a head for the rows `indices` (k,) of memory-mapped features (N, ...), read
+    """P(helmet) (k,) float64 of a head for the rows `indices` (k,) of cached features (N, ...), read
     `FEATURE_ROWS_PER_READ` rows at a time."""
     chunk = FEATURE_ROWS_PER_READ
     parts = [

@@ -90,3 +90,40 @@ def test_an_interrupted_pass_resumes_where_it_stopped(demo_small, vgg16, tmp_pat
     assert calls == [0, 24]  # the second pass started at row 24
     reference = compute_features(extractor, demo_small.images, normalization="unit")[0]
     np.testing.assert_array_equal(np.asarray(resumed), reference)
+
+
+def test_stored_features_are_read_by_rows_under_a_small_address_space_limit(tmp_path):
+    """A 170 MB entry is checked and read batch by batch in a process allowed 120 MB more address space."""
+    import subprocess
+    import sys
+
+    key, shape = {"view": "address-space test"}, (2300, 6, 6, 512)  # block5 maps of 2,300 images: 170 MB
+
+    def fill(outputs, start, on_batch):
+        for row in range(start, shape[0], 100):
+            outputs[0][row : row + 100] = np.arange(row, min(row + 100, shape[0]), dtype=np.float32)[
+                :, None, None, None
+            ]
+            on_batch(min(row + 100, shape[0]))
+
+    FeatureCache(tmp_path).get_or_compute(key, ("block5",), fill, shapes=[shape])
+    script = f"""
+import resource, numpy as np, psutil
+from helmetlib.data import batches
+from helmetlib.features import FeatureCache
+used = psutil.Process().memory_info().vms
+resource.setrlimit(resource.RLIMIT_AS, (used + 120 * 2**20, resource.RLIM_INFINITY))  # 120 MB of headroom
+cache = FeatureCache({str(tmp_path)!r})
+[features] = cache.get_or_compute({key!r}, ("block5",), None, shapes=[{shape!r}])  # checksum read in chunks
+assert cache.hits == 1 and not cache.warnings
+picked = features[np.array([2000, 5, 1234])][:, 0, 0, 0]
+total = sum(float(batch[:, 0, 0, 0].sum()) for batch in batches(features, 128))
+print(*picked, total)
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert [float(value) for value in result.stdout.split()] == [2000, 5, 1234, sum(range(shape[0]))]
+    greedy = script.replace("picked =", "everything = np.asarray(features)\npicked =")
+    refused = subprocess.run([sys.executable, "-c", greedy], capture_output=True, text=True)
+    assert refused.returncode != 0  # the limit is real: reading the whole entry at once fails
+    assert "MemoryError" in refused.stderr or "Cannot allocate memory" in refused.stderr
