@@ -98,7 +98,7 @@ class RowFile:
 
     def _read(self, file_rows: np.ndarray) -> np.ndarray:
         """The file's rows `file_rows` (in that order), gathered with one positioned read per run of consecutive
-        rows: mapping a window per run would cost ~15x more for scattered rows (a shuffled training batch)."""
+        rows: mapping a window per run costs ~4x more for scattered rows (a shuffled training batch)."""
         ordered_rows = np.empty((len(file_rows), *self.file_shape[1:]), self.dtype)
         order = np.argsort(file_rows, kind="stable")
         ordered = file_rows[order]

@@ -4,8 +4,8 @@ One backbone pass computes every feature kind that shares its normalisation (`PA
 models 2-4 their `block5` maps, the `vgg16` pass gives model 5 its `gap5` vector and model 6 its `multiscale`
 vector. Features are written batch by batch into memory-mapped `.npy` files (a pass over more images than fit in
 memory runs in constant memory), with the number of finished rows recorded so that an interrupted pass resumes
-where it stopped. Stored entries are read as `data.RowFile`s: only the rows asked for are mapped, and only while
-they are copied. A finished entry stores the SHA-256 of its array beside its key: an entry whose bytes, shape or
+where it stopped. Stored entries are read as `data.RowFile`s: only the rows asked for are read, never the whole
+file. A finished entry stores the SHA-256 of its array beside its key: an entry whose bytes, shape or
 dtype no longer match is recomputed with a `CacheWarning`, never used.
 """
 
