@@ -19,12 +19,12 @@ from scale import measure
 from helmetlib.specs import MODEL_NAMES, REPEATS
 
 TRAIN = (
-    "import numpy as np; from helmetlib import load_dataset, split, train_repeats; "
+    "from helmetlib import load_dataset, performance, split, train_repeats; "
     "dataset = load_dataset(DATA); "
     "repeats = train_repeats(NAME, dataset, split(dataset.labels), repeats=REPEATS, weights=WEIGHTS, "
     "cache_dir=CACHE); "
-    "print('validation accuracy', ' '.join(f'{np.mean((t.probabilities[\"validation\"] >= 0.5) == "
-    "dataset.labels[t.split.validation]):.3f}' for t in repeats))"
+    "print('validation accuracy', ' '.join(f'{performance(dataset.labels[t.split.validation], "
+    't.probabilities["validation"]).accuracy:.3f}\' for t in repeats))'
 )
 
 

@@ -180,10 +180,10 @@ class Dataset:
         return {label: int((self.labels == label).sum()) for label in (0, 1)}
 
 
-def select_rows(images: np.ndarray, indices: np.ndarray) -> np.ndarray:
-    """The images (k, H, W, 3) at `indices` (k,): a lazy `ImageArray` view for a loaded dataset (read batch by
-    batch where used), an in-memory copy for an in-memory array."""
-    return images.subset(indices) if isinstance(images, ImageArray) else images[indices]
+def select_rows(array: np.ndarray, indices: np.ndarray) -> np.ndarray:
+    """The rows (k, ...) of `array` at `indices` (k,): a lazy view of a `RowFile` (a loaded dataset's images,
+    cached features), read batch by batch where used; an in-memory copy of an in-memory array."""
+    return array.subset(indices) if isinstance(array, RowFile) else array[indices]
 
 
 def batches(images: np.ndarray, size: int = BATCH) -> Iterator[np.ndarray]:

@@ -683,8 +683,5 @@ def _predict(model: keras.Model, x: np.ndarray, batch_size: int = 32) -> np.ndar
 def _predict_rows(head: keras.Model, features: np.ndarray, indices: np.ndarray) -> np.ndarray:
     """P(helmet) (k,) float64 of a head for the rows `indices` (k,) of cached features (N, ...), read
     `FEATURE_ROWS_PER_READ` rows at a time."""
-    chunk = FEATURE_ROWS_PER_READ
-    parts = [
-        _predict(head, np.asarray(features[indices[start : start + chunk]])) for start in range(0, len(indices), chunk)
-    ]
+    parts = [_predict(head, chunk) for chunk in batches(select_rows(features, indices), FEATURE_ROWS_PER_READ)]
     return np.concatenate(parts) if parts else np.empty(0)

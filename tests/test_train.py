@@ -6,8 +6,8 @@ import pytest
 from conftest import STAND_IN_WEIGHTS
 
 from helmetlib import MODEL_NAMES, make_demo_dataset, performance, split, train_model, train_repeats
+from helmetlib.data import RowFile
 from helmetlib.features import (
-    FeatureCache,
     backbone_precision,
     cpu_supports_bfloat16,
     gpu_available,
@@ -91,35 +91,19 @@ def test_augmented_views_are_computed_once_and_shared_by_repeats(demo_small, tmp
     assert any("2 pre-drawn augmented views" in note for note in repeats[0].notes)
 
 
-class RowReads:
-    """A cached feature array that records how many rows each read takes (a whole-array read counts them all)."""
-
-    def __init__(self, array, reads):
-        self.array, self.reads = array, reads
-        self.shape, self.dtype, self.ndim = array.shape, array.dtype, array.ndim
-
-    def __len__(self):
-        return len(self.array)
-
-    def __getitem__(self, key):
-        rows = self.array[key]
-        self.reads.append(len(rows) if rows.ndim == self.ndim else 1)
-        return rows
-
-    def __array__(self, dtype=None, copy=None):
-        self.reads.append(len(self.array))
-        return np.asarray(self.array, dtype=dtype)
-
-
 @pytest.mark.parametrize("name", ["vgg16_mlp", "vgg16_mlp_aug"])
 def test_heads_read_cached_features_a_batch_at_a_time(demo_small, tmp_path, monkeypatch, name):
-    """Sets larger than memory: a head's training and predictions never hold a part's features (or views) whole."""
+    """Sets larger than memory: a head's training and predictions never hold a part's features (or views) whole.
+    Every read of a stored file (`RowFile`: gathered rows or a slice) is counted."""
     reads = []
-    get_or_compute = FeatureCache.get_or_compute
+    gather, read_slice = RowFile._read, RowFile._read_file_rows
     monkeypatch.setattr(
-        FeatureCache,
-        "get_or_compute",
-        lambda cache, *args, **kwargs: [RowReads(array, reads) for array in get_or_compute(cache, *args, **kwargs)],
+        RowFile, "_read", lambda rows, file_rows: reads.append(len(file_rows)) or gather(rows, file_rows)
+    )
+    monkeypatch.setattr(
+        RowFile,
+        "_read_file_rows",
+        lambda rows, start, stop: reads.append(stop - start) or read_slice(rows, start, stop),
     )
     monkeypatch.setattr("helmetlib.train.COLLAPSE_SAMPLE_SIZE", 8)
     monkeypatch.setattr("helmetlib.train.FEATURE_ROWS_PER_READ", 8)
