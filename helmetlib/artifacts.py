@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from helmetlib.backend import keras
+from helmetlib.calibration import Calibration
 from helmetlib.cards import (
     BackboneRef,
     ModelCard,
@@ -180,9 +181,10 @@ def save_selected(
     threshold: DeployThreshold,
     test: Scores,
     test_at_threshold: Scores,
+    calibration: Calibration | None,
 ) -> ModelCard:
-    """Make the selected model self-contained (`<name>.keras`) and mark its card: selected, deploy threshold,
-    test scores."""
+    """Make the selected model self-contained (`<name>.keras`) and mark its card: selected, calibration, deploy
+    threshold, test scores."""
     card = read_card(folder.card_file(name).with_name(f"{name}.keras"))
     files = dict(card.files)
     if "keras" not in files:
@@ -193,6 +195,7 @@ def save_selected(
         card,
         files=files,
         selected=True,
+        calibration=calibration,
         threshold=threshold,
         metrics={**card.metrics, "test": test, "test_at_threshold": test_at_threshold},
     )

@@ -1,8 +1,9 @@
 """Model cards: what a saved model expects and decides, bound to the exact files it describes.
 
-A card (`<name>.card.json` beside the model) records the input (size, RGB, normalisation), the threshold to
-deploy and how it was chosen, the training data and metrics, and the SHA-256 of every file it describes (the
-self-contained `.keras`, the head of a backbone model, the TensorFlow Lite exports) and, for a head, the
+A card (`<name>.card.json` beside the model) records the input (size, RGB, normalisation), the calibration of
+its output (`helmet-predict`, `helmet-evaluate` and the comparison all apply it), the threshold to deploy (on the
+calibrated probability) and how it was chosen, the training data and metrics, and the SHA-256 of every file it
+describes (the self-contained `.keras`, the head of a backbone model, the TensorFlow Lite exports) and, for a head, the
 backbone it needs from the content-addressed store. A model file is only used with a card that names it and
 whose hash matches; a malformed card is refused with the bad key named.
 """
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Literal
 
 from helmetlib import specs
+from helmetlib.calibration import Calibration
 from helmetlib.data import CLASS_NAMES
 from helmetlib.metrics import Scores
 from helmetlib.preprocess import NORMALIZATIONS
@@ -101,6 +103,7 @@ class ModelCard(Record):
     versions: dict[str, str | None]
     created: str
     output: str = "probability of label 1 (helmet), one sigmoid unit"
+    calibration: Calibration | None = None
     class_names: dict[str, str] = field(default_factory=lambda: {str(i): name for i, name in enumerate(CLASS_NAMES)})
 
     def __post_init__(self):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -19,12 +19,14 @@ from helmetlib.uncertainty import brier_score, curves
 
 @record
 class ModelEvaluation(Scores):
-    """One model's scores on the other dataset at its card's threshold (`threshold`), and threshold-free ones."""
+    """One model's scores on the other dataset at its card's threshold (`threshold`) on its calibrated P(helmet), and
+    threshold-free ones; `refused`: images it gave no answer for (blank ones), by reason, left out of the scores."""
 
     roc_auc: float
     average_precision: float
     brier: float
     confusion: tuple[tuple[int, int], tuple[int, int]]
+    refused: dict[str, int] = field(default_factory=dict)
 
 
 @record
@@ -39,15 +41,16 @@ class Evaluation(Record):
 
 @dataclass
 class EvaluationResult:
-    """The record plus the arrays the page draws."""
+    """The record plus the arrays the page draws: per model the labels and P(helmet) of the images it answered."""
 
     evaluation: Evaluation
-    labels: np.ndarray
+    labels: dict[str, np.ndarray]
     probabilities: dict[str, np.ndarray]
 
 
 def evaluate_run(run_dir: str | Path, data_dir: str | Path) -> EvaluationResult:
-    """Scores of every model of `run_dir` on the dataset in `data_dir`, at each model card's threshold.
+    """Scores of every model of `run_dir` on the dataset in `data_dir`, at each model card's threshold, on the
+    probabilities `helmet-predict` gives (calibrated as each card says).
 
     Models are loaded through their cards (the selected model's self-contained file, the others' heads over the
     backbone store), so a card that does not match its file is refused.
@@ -60,19 +63,22 @@ def evaluate_run(run_dir: str | Path, data_dir: str | Path) -> EvaluationResult:
     except RecordError:
         raise ModelError(f"{run_dir}: not a helmet-reports run folder (no readable run.json)") from None
     dataset = load_dataset(data_dir)
-    models, probabilities = {}, {}
+    models, labels, probabilities = {}, {}, {}
     for name in run.models:
         path = folder.model_file(name) if folder.model_file(name).is_file() else folder.head_file(name)
         model = load_model(path)
-        probabilities[name] = predict(model, dataset.images)["probability"].to_numpy(dtype=float)
+        table = predict(model, dataset.images)
+        answered = table["error"].isna().to_numpy()
+        labels[name], probabilities[name] = dataset.labels[answered], table["probability"].to_numpy(float)[answered]
         threshold = model.card.threshold.value
-        shape = curves(dataset.labels, probabilities[name])
+        shape = curves(labels[name], probabilities[name])
         models[name] = ModelEvaluation(
-            **vars(performance(dataset.labels, probabilities[name], threshold=threshold)),
+            **vars(performance(labels[name], probabilities[name], threshold=threshold)),
             roc_auc=shape.roc_auc,
             average_precision=shape.average_precision,
-            brier=brier_score(dataset.labels, probabilities[name]),
-            confusion=confusion(dataset.labels, probabilities[name], threshold=threshold).tolist(),
+            brier=brier_score(labels[name], probabilities[name]),
+            confusion=confusion(labels[name], probabilities[name], threshold=threshold).tolist(),
+            refused={str(reason): int(count) for reason, count in table["error"].value_counts().items()},
         )
     evaluation = Evaluation(
         run=str(folder.path.resolve()),
@@ -80,7 +86,7 @@ def evaluate_run(run_dir: str | Path, data_dir: str | Path) -> EvaluationResult:
         selected_model=run.selected_model,
         models=models,
     )
-    return EvaluationResult(evaluation=evaluation, labels=dataset.labels, probabilities=probabilities)
+    return EvaluationResult(evaluation=evaluation, labels=labels, probabilities=probabilities)
 
 
 def main(argv: list[str] | None = None) -> int:

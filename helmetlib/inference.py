@@ -29,6 +29,9 @@ from helmetlib.runs import ExportedFile, RunFolder
 
 RESULT_COLUMNS = ["source", "index", "probability", "label", "class_name", "threshold", "error"]
 MAX_PIXELS = 50_000_000  # larger images are refused from their header, before any decoding
+BLANK_PIXEL_SPREAD = 2.0  # pixel standard deviation (0-255) below which an image is blank: nothing to classify
+WHOLE_PHOTO_ASPECT = 2.0  # a head crop is about square: a longer side over twice the shorter is not one
+WHOLE_PHOTO_SIDE = 4  # nor is an image whose longer side is over 4 times the model's input side
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm", ".pgm"}
 
 
@@ -160,6 +163,10 @@ def _read_image_file(path: Path, max_pixels: int) -> tuple[np.ndarray | None, st
     size = _header_size(path)
     if size is not None and size[0] * size[1] > max_pixels:
         return None, f"image too large: {size[0]}x{size[1]} pixels (limit {max_pixels:,}; see --max-pixels)"
+    if size is not None:
+        problem = _incomplete_decoding(path)
+        if problem:
+            return None, f"truncated or partly decoded image ({problem})"
     try:
         with native_stderr_filtered():  # OpenCV and libpng complain about broken files on stderr; the row says it
             image = cv2.imread(str(path), cv2.IMREAD_COLOR)  # BGR, grayscale expanded to 3 channels
@@ -183,6 +190,35 @@ def _header_size(path: Path) -> tuple[int, int] | None:
         return None
     finally:
         Image.MAX_IMAGE_PIXELS = limit
+
+
+def _incomplete_decoding(path: Path) -> str | None:
+    """The decoder's complaint when an image file that Pillow recognises does not decode completely (a truncated
+    JPEG, whose missing part OpenCV would fill with grey after a warning), else None."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            image.load()
+    except Exception as error:  # Pillow raises OSError, SyntaxError, ValueError... for broken data
+        return str(error) or type(error).__name__
+    return None
+
+
+def unfit_input(image_rgb: np.ndarray, input_size: tuple[int, int]) -> str | None:
+    """Why `image_rgb` (H, W, 3) is not an input a head-crop classifier with `input_size` (height, width) can
+    answer for, or None: a blank image, or one that looks like a whole photo rather than a head crop."""
+    height, width = image_rgb.shape[:2]
+    spread = float(np.asarray(image_rgb, dtype=np.float32).std())
+    if spread < BLANK_PIXEL_SPREAD:
+        return f"blank or near-constant image (pixel standard deviation {spread:.1f}): nothing to classify"
+    longest = WHOLE_PHOTO_SIDE * max(input_size)
+    if max(height, width) > WHOLE_PHOTO_ASPECT * min(height, width) or max(height, width) > longest:
+        return (
+            f"looks like a whole photo ({width}x{height} pixels; head crops are about square and at most "
+            f"{longest} pixels on a side): give head crops"
+        )
+    return None
 
 
 def fit_to_input(image_rgb: np.ndarray, size: tuple[int, int], *, pad: bool = False) -> np.ndarray:
@@ -222,9 +258,10 @@ def predict(
     """One row per image: source, index, P(helmet), label, class name, threshold used, error (None when fine).
 
     `images` is an RGB uint8 array (N, H, W, 3) or paths (image files, folders, `.npy` files in the dataset's
-    BGR format). Images are resized to the card's input and normalised as the card says; the card's deployed
-    threshold applies unless `threshold` is given. Unreadable inputs get a row with an error; the others are
-    predicted.
+    BGR format). Images are resized to the card's input and normalised as the card says; P(helmet) is calibrated
+    as the card says (Keras and TFLite alike); the card's deployed threshold applies unless `threshold` is given.
+    Unreadable, truncated or blank inputs and whole photos (far from square, or far larger than the model's input)
+    get a row with an error; the others are predicted.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -251,7 +288,9 @@ def predict(
             "error": error,
         }
         rows.append(row)
-        if image is not None:
+        if image is not None and image.ndim == 3 and 0 not in image.shape:
+            row["error"] = unfit_input(image, model.input_size)
+        if image is not None and row["error"] is None:
             try:
                 batch.append((row, fit_to_input(image, model.input_size, pad=pad)))
             except (cv2.error, ValueError) as problem:
@@ -266,7 +305,10 @@ def predict(
 
 def _predict_batch(model: LoadedModel, batch: list[tuple[dict, np.ndarray]], threshold: float) -> None:
     x = normalize(np.stack([image for _, image in batch]), model.card.input.normalization)
-    for (row, _), probability in zip(batch, model.predict_batch(x), strict=True):
+    probabilities = model.predict_batch(x)
+    if model.card.calibration is not None:
+        probabilities = model.card.calibration.apply(probabilities)
+    for (row, _), probability in zip(batch, probabilities, strict=True):
         label = int(probability >= threshold)
         row.update(probability=float(probability), label=label, class_name=CLASS_NAMES[label])
 

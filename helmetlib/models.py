@@ -70,6 +70,31 @@ def simple_cnn(input_shape: tuple[int, int, int] = INPUT_SHAPE) -> keras.Model:
     )
 
 
+def healthy_start(model: keras.Model, sample: np.ndarray) -> None:
+    """Start the study's CNN so that its Dense(4, relu) bottleneck stays alive, in place; architecture unchanged.
+
+    With Keras' default start the bottleneck's inputs (80,000 ReLU outputs, never negative) move each unit as a
+    block: it fires for every image or for none, and the first steps of Adam switch it off for good (the output
+    is then sigmoid(bias) for every image). From `sample` (n, H, W, 3) of normalised training images:
+
+    - each bottleneck unit's kernel is made orthogonal to the sample's mean input (what all images share), scaled
+      so that its pre-activation spreads by 1 (standard deviation) over the sample, and its bias set so that it
+      fires on half of the sample;
+    - the prediction layer's kernel starts at zero, so the first steps learn which unit speaks for which class
+      before any gradient reaches the bottleneck (a unit is not pushed off while its vote is still noise).
+    """
+    layer = model.get_layer("bottleneck")
+    inputs = keras.Model(model.inputs, layer.input).predict(sample, verbose=0).reshape(len(sample), -1)
+    kernel, _ = layer.get_weights()
+    mean = inputs.mean(axis=0)
+    kernel = kernel - np.outer(mean, mean @ kernel) / max(float(mean @ mean), keras.config.epsilon())
+    kernel = kernel / np.maximum((inputs @ kernel).std(axis=0), keras.config.epsilon())
+    layer.set_weights([kernel.astype(np.float32), -np.median(inputs @ kernel, axis=0).astype(np.float32)])
+    prediction = model.get_layer("prediction")
+    prediction_kernel, prediction_bias = prediction.get_weights()
+    prediction.set_weights([np.zeros_like(prediction_kernel), prediction_bias])
+
+
 def vgg16_backbone(weights: WeightsChoice, input_shape: tuple[int, int, int] = INPUT_SHAPE) -> keras.Model:
     """Frozen VGG16 convolutional base (include_top=False) with the chosen weights; (200, 200, 3) -> (6, 6, 512).
 

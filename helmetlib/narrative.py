@@ -89,8 +89,12 @@ def model_conclusion(result: ModelResult) -> str:
         if validation.accuracy < 0.7
         else "it generalises to validation about as well as it fits the training set"
     )
+    problem = result.deployed_health.problem if result.deployed_health else None
+    if problem:
+        lines.append(f"**Unhealthy:** the deployed model {problem}.")
     lines.append(
-        f"Deployed: **{result.deployed}**: train accuracy {train.accuracy:.3f}, validation {validation.accuracy:.3f} "
+        f"Deployed: **{result.deployed}** ({result.deployed_reason}): train accuracy {train.accuracy:.3f}, "
+        f"validation {validation.accuracy:.3f} "
         f"(F1 {validation.f1:.3f}); {fit}. It misses {1 - validation.bare_head_recall:.1%} of the bare heads in "
         "validation; a missed bare head is the costly error."
     )
@@ -110,11 +114,25 @@ def repeats_table(result: ModelResult) -> pd.DataFrame:
                 "epochs": repeat.epochs_run,
                 "collapsed": "yes" if repeat.collapsed else "no",
                 "restarts": len(repeat.restarts),
+                "dead ReLU units": _dead_units(repeat.health),
+                "identical outputs": f"{repeat.health.identical_share:.0%}" if repeat.health else "",
                 "seconds": round(repeat.seconds, 1),
             }
             for repeat in result.repeats
         ]
     ).set_index("seed")
+
+
+def _dead_units(health) -> str:
+    """'3/4 bottleneck (bare heads 4, helmets 3)' per ReLU layer feeding the output; '' when none or unknown."""
+    if health is None:
+        return ""
+    return "; ".join(
+        f"{layer.dead}/{layer.units} {layer.layer} ("
+        + ", ".join(f"{name} {count}" for name, count in layer.dead_by_class.items())
+        + ")"
+        for layer in health.layers
+    )
 
 
 def architecture_table(model) -> pd.DataFrame:
@@ -212,6 +230,21 @@ def card_table(folder, name: str) -> pd.DataFrame:
             f"(threshold {scores.threshold:.3f}, {scores.n} images)"
         )
     return pd.DataFrame({"": rows})
+
+
+def calibration_summary(selection) -> str:
+    """The selected model's validation Brier score and ECE, what its calibration changed, the deployed threshold."""
+    before = (
+        f"Model output: Brier score {selection.validation_brier:.3f}, expected calibration error "
+        f"{selection.validation_ece:.3f}."
+    )
+    calibrated = (
+        f"Calibrated: {selection.calibration.text()}."
+        if selection.calibration
+        else "Not calibrated: its output does not rank the classes (constant, or the wrong way round)."
+    )
+    threshold = selection.threshold
+    return f"{before} {calibrated} Threshold to deploy: **{threshold.value:.3f}** ({threshold.description})."
 
 
 def interval_table(selection) -> pd.DataFrame:

@@ -116,6 +116,8 @@ def decision_html(
                 + "</tr>"
             )
         parts.append("</table>")
+        if selection.calibration is not None:
+            parts.append(f"<p><b>Probabilities:</b> {esc(selection.calibration.text())}.</p>")
         if selection.verdict is not None:
             parts.append(f"<p><b>Runner-up:</b> {esc(selection.verdict.text)}</p>")
         if result:
@@ -335,7 +337,7 @@ def evaluation_page(result) -> str:
         for key in ("accuracy", "recall", "precision", "F1", "ROC AUC", "Brier", "bare-head recall", "threshold")
     )
     curves_tag = _figure_tag(
-        plots.roc_pr_curves({name: curves(result.labels, p) for name, p in result.probabilities.items()})
+        plots.roc_pr_curves({name: curves(result.labels[name], p) for name, p in result.probabilities.items()})
     )
     matrices = "".join(
         _figure_tag(plots.confusion_heatmap(np.array(model.confusion), title=name))

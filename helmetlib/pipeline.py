@@ -85,7 +85,8 @@ class ModelOutcome:
 
 
 def train_and_save(run: NotebookRun, name: str, dataset: Dataset) -> ModelOutcome:
-    """Train `name` `REPEATS` times (restarting collapses), keep the best repeat or the seed ensemble, and save
+    """Train `name` `REPEATS` times (restarting collapses), keep the seed ensemble (or the best repeat when the
+    ensemble is clearly worse), and save
     the model, its card and its result record in the run folder."""
     from helmetlib.artifacts import save_model_outputs
     from helmetlib.train import deploy, model_result, train_repeats
@@ -107,7 +108,7 @@ def train_and_save(run: NotebookRun, name: str, dataset: Dataset) -> ModelOutcom
         max_restarts=config.max_restarts,
         threshold=config.threshold,
     )
-    deployed = deploy(repeats, dataset, threshold=config.threshold)
+    deployed = deploy(repeats, dataset, threshold=config.threshold, n_resamples=config.bootstrap_resamples)
     result = model_result(
         repeats, deployed, dataset, DataInfo.of(dataset, run.config.data_dir), threshold=config.threshold
     )
@@ -135,8 +136,10 @@ class Comparison:
 
 def compare_and_select(run: NotebookRun, dataset: Dataset) -> Comparison:
     """Compare the models whose results exist in the run folder (training them all, quickly, when none exist),
-    select one on validation, choose the threshold to deploy, score the selected model once on test, write it
-    self-contained (and as TensorFlow Lite) and save `selection.json`."""
+    select one on validation, calibrate it on validation (Platt scaling), choose the threshold to deploy on its
+    calibrated probability, score it once on test, write it self-contained (and as TensorFlow Lite) with its
+    calibration in the card, and save `selection.json`."""
+    from helmetlib.calibration import fit_calibration
     from helmetlib.selection import SELECTION_RULE, deploy_threshold, excluded_models, runner_up, select_model, verdict
     from helmetlib.uncertainty import bootstrap_intervals, brier_score, reliability
 
@@ -152,7 +155,9 @@ def compare_and_select(run: NotebookRun, dataset: Dataset) -> Comparison:
     parts = run.split(dataset)
     validation_labels = dataset.labels[parts.validation]
     validation = {name: folder.probabilities(name)["validation"] for name in results}
-    selected = select_model(results)
+    rule_options = {"threshold": config.threshold, "n_resamples": config.bootstrap_resamples}
+    paired = None if config.resplit else validation  # with RESPLIT each model saw other validation images
+    selected = select_model(results, validation_labels, paired, **rule_options)
     comparison = Comparison(
         results=results,
         selection=None,
@@ -172,23 +177,26 @@ def compare_and_select(run: NotebookRun, dataset: Dataset) -> Comparison:
         comparison.selection = Selection(selected_model=None, **considered)
         comparison.selection.write(folder.selection_file)
         return comparison
-    second = runner_up(results, selected)
-    threshold = deploy_threshold(config, validation_labels, validation[selected])
+    second = runner_up(results, selected, validation_labels, paired, **rule_options)
+    calibration = fit_calibration(validation_labels, validation[selected])
+    calibrated = calibration.apply if calibration else np.asarray
+    threshold = deploy_threshold(config, validation_labels, calibrated(validation[selected]), calibration)
     test_split = _deployed_split(run, dataset, results[selected], parts)
     test_labels = dataset.labels[test_split.test]
     test_probabilities = _test_probabilities(run, dataset, selected, test_split)
     test = performance(test_labels, test_probabilities, threshold=config.threshold)
-    test_at_threshold = performance(test_labels, test_probabilities, threshold=threshold.value)
-    intervals = {
-        value: bootstrap_intervals(
-            test_labels, test_probabilities, threshold=value, n_resamples=config.bootstrap_resamples
-        )
-        for value in (config.threshold, threshold.value)
-    }
-    calibration = reliability(validation_labels, validation[selected])
+    test_at_threshold = performance(test_labels, calibrated(test_probabilities), threshold=threshold.value)
+    resamples = config.bootstrap_resamples
+    intervals = bootstrap_intervals(test_labels, test_probabilities, threshold=config.threshold, n_resamples=resamples)
+    intervals_at_threshold = bootstrap_intervals(
+        test_labels, calibrated(test_probabilities), threshold=threshold.value, n_resamples=resamples
+    )
+    reliability_before = reliability(validation_labels, validation[selected])
     from helmetlib.artifacts import archive_unselected, save_selected
 
-    save_selected(folder, selected, threshold=threshold, test=test, test_at_threshold=test_at_threshold)
+    save_selected(
+        folder, selected, threshold=threshold, test=test, test_at_threshold=test_at_threshold, calibration=calibration
+    )
     archive_unselected(folder, selected, list(results))
     export = None
     if config.export_tflite:
@@ -212,18 +220,19 @@ def compare_and_select(run: NotebookRun, dataset: Dataset) -> Comparison:
         threshold=threshold,
         test=test,
         test_at_threshold=test_at_threshold,
-        test_intervals=intervals[config.threshold],
-        test_intervals_at_threshold=intervals[threshold.value],
+        test_intervals=intervals,
+        test_intervals_at_threshold=intervals_at_threshold,
         test_probabilities=tuple(float(p) for p in test_probabilities),
         test_labels=tuple(int(v) for v in test_labels),
         test_indices_hash=indices_digest(test_split.test),
         validation_brier=brier_score(validation_labels, validation[selected]),
-        validation_ece=calibration["ece"],
+        validation_ece=reliability_before["ece"],
         export=export,
+        calibration=calibration,
     )
     comparison.selection.write(folder.selection_file)
     comparison.test_labels, comparison.test_probabilities = test_labels, test_probabilities
-    comparison.calibration = calibration
+    comparison.calibration = reliability_before
     return comparison
 
 

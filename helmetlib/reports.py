@@ -113,7 +113,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     add("--target-bare-head-recall", type=float, default=0.9, help="for --threshold-rule bare-head-recall")
     add("--image-size", type=int, default=0, help="resize images to N x N for the models (default: keep)")
-    add("--faithful", action="store_true", help="the study's computation: backbone every epoch")
+    add(
+        "--faithful",
+        action="store_true",
+        help="the study's computation: backbone every epoch, augmentation on the fly, the CNN's default start",
+    )
     add("--augmented-views", type=int, default=specs.AUGMENTED_VIEWS, help="fast mode of model 4")
     add("--demo-size", type=int, default=specs.DEMO_SIZE, help="images in the demo set when --data is absent")
     add("--groups", default="", help="CSV naming each image's group (e.g. provenance.csv), shown in the EDA")

@@ -23,8 +23,11 @@ import numpy as np
 from pydantic import computed_field
 
 from helmetlib import specs
+from helmetlib.calibration import Calibration
+from helmetlib.health import Health
 from helmetlib.metrics import HEADLINE_METRICS, Scores
 from helmetlib.records import Record, RecordError, record
+from helmetlib.uncertainty import Interval
 from helmetlib.weights import WeightsChoice, resolve_weights
 
 PROGRESS_ENV = "HELMETLIB_PROGRESS_FILE"  # kernels append progress lines (epochs) here; the runner prints them
@@ -368,6 +371,7 @@ class RepeatResult(Record):
     collapsed: bool
     restarts: tuple[Restart, ...] = ()
     seconds: float = 0.0
+    health: Health | None = None
 
 
 @record
@@ -393,8 +397,9 @@ SPREAD_METRICS = (*HEADLINE_METRICS, "bare_head_recall")
 class ModelResult(Record):
     """A model's results over its repeats and how it was trained; `train` / `validation` are the deployed model's.
 
-    `deployed` says which model is kept for this architecture: its best non-collapsed repeat on validation, or
-    the seed ensemble (probabilities averaged over the non-collapsed repeats) when that does better.
+    `deployed` says which model is kept for this architecture: the seed ensemble (probabilities averaged over the
+    non-collapsed repeats) unless validation shows it clearly worse than the best repeat (`deployed_reason`);
+    `deployed_health` is that model's `Health` on the training part.
     """
 
     name: str
@@ -419,6 +424,9 @@ class ModelResult(Record):
     data: DataInfo
     split: dict[str, int]
     train_seconds: float
+    deployed_reason: str = ""
+    deployed_health: Health | None = None
+    validation_brier: float = 0.25  # the deployed model's validation Brier score (0.25: a constant 0.5)
 
     @computed_field
     @property
@@ -443,21 +451,6 @@ class ModelResult(Record):
 
 def _metric(scores: Scores, metric: str) -> float:
     return scores.bare_head_recall if metric == "bare_head_recall" else getattr(scores, metric)
-
-
-@record
-class Interval(Record):
-    """A point estimate with a 95 % bootstrap interval."""
-
-    value: float
-    low: float
-    high: float
-
-    def excludes_zero(self) -> bool:
-        return self.low > 0 or self.high < 0
-
-    def text(self, digits: int = 3) -> str:
-        return f"{self.value:.{digits}f} (95 % CI {self.low:.{digits}f}–{self.high:.{digits}f})"
 
 
 @record
@@ -494,8 +487,9 @@ class ExportedFile(Record):
 class Selection(Record):
     """What the comparison decided: the selected model and its test scores (the only look at the test part).
 
-    `test` is at the run's threshold (the study's 0.5), `test_at_threshold` at the deployed threshold; the
-    labels and probabilities are kept for the paired comparison with the next run.
+    `test` is at the run's threshold (the study's 0.5) on the model's own output, `test_at_threshold` at the
+    deployed threshold on the calibrated probability (`calibration`); the labels and the model's own test
+    probabilities are kept for the paired comparison with the next run.
     """
 
     selected_model: str | None
@@ -516,6 +510,7 @@ class Selection(Record):
     validation_brier: float | None = None
     validation_ece: float | None = None
     export: dict[str, ExportedFile] | None = None
+    calibration: Calibration | None = None
 
 
 @record

@@ -7,24 +7,22 @@ from __future__ import annotations
 
 import numpy as np
 
+from helmetlib.calibration import Calibration
 from helmetlib.runs import Audit, DeployThreshold, ModelResult, RunConfig, Selection, Verdict
 from helmetlib.uncertainty import bootstrap_intervals, choose_threshold
 
 SELECTION_RULE = (
-    "highest mean validation F1 over the repeats (models whose every repeat collapsed are never selected); "
-    "ties (within 0.001) go to the smaller train-validation F1 gap, then to fewer parameters"
+    "the deployed model (seed ensemble or single repeat) with the highest validation F1; every model validation "
+    "cannot tell apart from it (F1 within 0.001, or a paired bootstrap 95 % interval of the F1 difference that "
+    "includes 0) competes on the validation Brier score, a proper scoring rule that rewards probabilities meaning "
+    "what they say: the lowest wins, then fewer parameters. Models whose every repeat collapsed are never selected"
 )
 TIE = 1e-3
 
 
 def mean_f1(result: ModelResult) -> float:
-    """Mean validation F1 over the repeats (collapsed repeats included: an unstable architecture pays for it)."""
+    """Mean validation F1 over the repeats (collapsed repeats included), quoted beside the deployed model's."""
     return float(np.mean([repeat.validation.f1 for repeat in result.repeats]))
-
-
-def train_gap(result: ModelResult) -> float:
-    """Mean |train F1 - validation F1| over the repeats."""
-    return float(np.mean([abs(repeat.train.f1 - repeat.validation.f1) for repeat in result.repeats]))
 
 
 def excluded_models(results: dict[str, ModelResult]) -> dict[str, str]:
@@ -36,20 +34,54 @@ def excluded_models(results: dict[str, ModelResult]) -> dict[str, str]:
     }
 
 
-def select_model(results: dict[str, ModelResult]) -> str | None:
-    """The model chosen by `SELECTION_RULE`, or None when every model collapsed."""
-    candidates = {name: result for name, result in results.items() if not result.collapsed}
+def select_model(
+    results: dict[str, ModelResult],
+    validation_labels: np.ndarray | None = None,
+    probabilities: dict[str, np.ndarray] | None = None,
+    *,
+    threshold: float = 0.5,
+    n_resamples: int = 2000,
+) -> str | None:
+    """The model chosen by `SELECTION_RULE`, or None when every model collapsed.
+
+    `probabilities` {name: (n,)} are the deployed models' on the same validation images `validation_labels` (n,),
+    for the paired bootstrap; without them (repeats on different splits) only F1 ties within 0.001 compete.
+    """
+    candidates = [name for name, result in results.items() if not result.collapsed]
     if not candidates:
         return None
-    best = max(mean_f1(result) for result in candidates.values())
-    tied = [name for name, result in candidates.items() if mean_f1(result) >= best - TIE]
-    return min(tied, key=lambda name: (round(train_gap(candidates[name]), 3), candidates[name].parameters))
+    f1 = {name: results[name].validation.f1 for name in candidates}
+    brier = {name: results[name].validation_brier for name in candidates}
+    leader = max(candidates, key=lambda name: (f1[name], -brier[name]))
+
+    def indistinguishable(name: str) -> bool:
+        if f1[name] >= f1[leader] - TIE:
+            return True
+        if probabilities is None:
+            return False
+        difference = bootstrap_intervals(
+            validation_labels,
+            probabilities[leader],
+            reference_probabilities=probabilities[name],
+            threshold=threshold,
+            n_resamples=n_resamples,
+        )["f1_difference"]
+        return difference.low <= 0
+
+    contenders = [name for name in candidates if indistinguishable(name)]
+    return min(contenders, key=lambda name: (brier[name], results[name].parameters))
 
 
-def runner_up(results: dict[str, ModelResult], selected: str | None) -> str | None:
+def runner_up(
+    results: dict[str, ModelResult],
+    selected: str | None,
+    validation_labels: np.ndarray | None = None,
+    probabilities: dict[str, np.ndarray] | None = None,
+    **options,
+) -> str | None:
     """The best of the other models by the same rule, or None when there is none."""
     others = {name: result for name, result in results.items() if name != selected}
-    return select_model(others) if others and selected else None
+    return select_model(others, validation_labels, probabilities, **options) if others and selected else None
 
 
 def verdict(
@@ -92,24 +124,38 @@ def verdict(
     return Verdict(runner_up=second, difference=difference, separated=separated, text=text)
 
 
-def deploy_threshold(config: RunConfig, validation_labels: np.ndarray, probabilities: np.ndarray) -> DeployThreshold:
-    """The threshold to write into the selected model's card, by the run's `threshold_rule`."""
+def deploy_threshold(
+    config: RunConfig,
+    validation_labels: np.ndarray,
+    probabilities: np.ndarray,
+    calibration: Calibration | None = None,
+) -> DeployThreshold:
+    """The threshold to write into the selected model's card, by the run's `threshold_rule`, on the calibrated
+    validation `probabilities` (n,) (`calibration`, None: the model's own output).
+
+    `fixed` keeps the study's decisions: its threshold on the model's own output, carried onto the calibrated
+    scale (the calibration is monotone); the rules chosen on validation work on the calibrated probabilities.
+    """
+    scale = "calibrated P(helmet)" if calibration else "P(helmet)"
     if config.threshold_rule == "fixed":
+        if calibration is None:
+            value, where = config.threshold, ""
+        else:
+            value = float(calibration.apply(np.array([config.threshold]))[0])
+            where = f" on the model's output, {value:.3f} in calibrated P(helmet)"
         return DeployThreshold(
-            value=config.threshold,
-            rule="fixed",
-            description=f"the study's fixed threshold {config.threshold:g}",
+            value=value, rule="fixed", description=f"the study's fixed threshold {config.threshold:g}{where}"
         )
     if config.threshold_rule == "max_f1":
         value = choose_threshold(validation_labels, probabilities)
-        description = f"chosen on validation: the highest weighted F1 ({len(validation_labels)} images)"
+        description = f"chosen on validation: the highest weighted F1 ({len(validation_labels)} images, {scale})"
     else:
         value = choose_threshold(
             validation_labels, probabilities, target_bare_head_recall=config.target_bare_head_recall
         )
         description = (
             f"chosen on validation: the lowest threshold that catches {config.target_bare_head_recall:.0%} of bare "
-            f"heads ({len(validation_labels)} images)"
+            f"heads ({len(validation_labels)} images, {scale})"
         )
     return DeployThreshold(value=value, rule=config.threshold_rule, description=description)
 
@@ -141,6 +187,9 @@ def run_warnings(
             warnings.append(
                 ("info", f"{name}: {restarts} training restart(s) after a collapse (dead units); see its report.")
             )
+        problem = result.deployed_health.problem if result.deployed_health else None
+        if problem and not result.collapsed:
+            warnings.append(("warning", f"{name}: the deployed model ({result.deployed}) {problem}."))
     if selection is not None and selection.missing:
         warnings.append(("warning", f"Not compared (no results in this run folder): {', '.join(selection.missing)}."))
     if audit is not None and audit.leakage:

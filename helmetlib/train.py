@@ -23,6 +23,7 @@ from helmetlib import specs
 from helmetlib.backend import keras
 from helmetlib.data import Dataset, batches, select_rows
 from helmetlib.features import FeatureCache, backbone_precision, cached_features, compute_features, pass_key
+from helmetlib.health import HEALTH_SAMPLE_SIZE, Health, layer_health, output_health
 from helmetlib.metrics import Scores, is_collapsed, performance
 from helmetlib.models import (
     BACKBONE_LAYER,
@@ -33,6 +34,7 @@ from helmetlib.models import (
     build_head,
     compile_model,
     frozen_backbone,
+    healthy_start,
     simple_cnn,
     vgg16_backbone,
 )
@@ -40,6 +42,7 @@ from helmetlib.preprocess import normalize
 from helmetlib.runs import PROGRESS_ENV, DataInfo, ModelResult, RepeatResult, Restart
 from helmetlib.specs import ModelSpec, get_spec
 from helmetlib.splits import Split, indices_digest
+from helmetlib.uncertainty import bootstrap_intervals, brier_score
 from helmetlib.weights import WeightsChoice, resolve_weights
 
 RESTART_SEED_STEP = 100_003  # restart k of seed s uses s + k * step: never another repeat's seed
@@ -47,6 +50,7 @@ LOGISTIC_CS = (0.001, 0.01, 0.1, 1.0, 10.0)
 VARIANCE_FLOOR = 1e-3  # of the mean feature variance: the smallest variance a standardised feature is divided by
 DEAD_OUTPUT_SPAN = 1e-5  # probabilities of a training sample spanning less than this: the output is constant
 COLLAPSE_SAMPLE_SIZE = 64  # training inputs whose output span tells a collapse
+HEALTHY_START_SAMPLE_SIZE = 64  # training images that set the CNN's healthy start
 FEATURE_ROWS_PER_READ = 1024  # rows of cached features read at once for predictions
 
 
@@ -68,6 +72,7 @@ class TrainedModel:
     collapsed: bool
     split: Split
     restarts: list[Restart] = field(default_factory=list)
+    health: Health | None = None
     view_precision: str | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -285,6 +290,7 @@ def _train_with_restarts(trainer, seed, epochs, max_restarts, threshold, label, 
         restarts.append(Restart(seed=seed_used, epoch=collapsed_at, reason="constant output (dead units)"))
         progress_line(f"{label}: collapsed at epoch {collapsed_at} (seed {seed_used}), restarting")
     probabilities = trainer.predict(model, head)
+    health = trainer.health(model, head, probabilities["train"], restarts=len(restarts))
     collapsed = collapsed_at is not None or is_collapsed(
         trainer.labels["validation"], probabilities["validation"], threshold=threshold
     )
@@ -303,6 +309,7 @@ def _train_with_restarts(trainer, seed, epochs, max_restarts, threshold, label, 
         seed_used=seed_used,
         collapsed=collapsed,
         restarts=restarts,
+        health=health,
         notes=trainer.notes(),
         split=trainer.split,
     )
@@ -310,53 +317,93 @@ def _train_with_restarts(trainer, seed, epochs, max_restarts, threshold, label, 
 
 @dataclass
 class Deployed:
-    """The model kept for an architecture: its best non-collapsed repeat, or their seed ensemble when better."""
+    """The model kept for an architecture: the seed ensemble of its non-collapsed repeats, or its best repeat
+    when validation shows the ensemble clearly worse (or there is nothing to average); `reason` says which."""
 
     model: keras.Model
     head: keras.Model | None
     probabilities: dict[str, np.ndarray]
     description: str
+    reason: str
     seeds: tuple[int, ...]
     best_repeat: TrainedModel
     ensemble_validation: Scores | None
+    health: Health | None
 
 
-def deploy(repeats: list[TrainedModel], dataset: Dataset, *, threshold: float = specs.THRESHOLD) -> Deployed:
-    """Choose what to keep of `repeats`: the best non-collapsed repeat on validation F1, or, when it does better
-    on validation, one model averaging the probabilities of all non-collapsed repeats (repeats on one split only).
+def deploy(
+    repeats: list[TrainedModel],
+    dataset: Dataset,
+    *,
+    threshold: float = specs.THRESHOLD,
+    n_resamples: int = 2000,
+) -> Deployed:
+    """Choose what to keep of `repeats`: by default one model averaging the probabilities of all non-collapsed
+    repeats (the seed ensemble; repeats on one split only). The best non-collapsed repeat on validation F1 is kept
+    instead only when validation shows the ensemble clearly worse: the paired bootstrap 95 % interval of the F1
+    difference (best repeat minus ensemble, `n_resamples` resamples of the validation images) lies above 0.
+
+    One validation set of ~90 images cannot tell a repeat that generalises from a lucky one, while the average of
+    the repeats ranks photos from elsewhere better than any one of them (see docs/seeds.md).
     """
     usable = [trained for trained in repeats if not trained.collapsed] or repeats
     scores = [_validation_scores(trained, dataset, threshold) for trained in usable]
-    best_index = max(range(len(usable)), key=lambda i: (scores[i].f1, -i))
-    best = usable[best_index]
-    deployed = Deployed(
+    best = usable[max(range(len(usable)), key=lambda i: (scores[i].f1, -i))]
+    single = Deployed(
         model=best.model,
         head=best.head,
         probabilities=best.probabilities,
         description=f"repeat with seed {best.seed}" + (" (collapsed)" if best.collapsed else ""),
+        reason="only one usable repeat",
         seeds=(best.seed,),
         best_repeat=best,
         ensemble_validation=None,
+        health=best.health,
     )
-    one_split = all(trained.split is repeats[0].split for trained in usable)
-    if len(usable) < 2 or not one_split:
-        return deployed
+    if len(usable) < 2:
+        return single
+    if not all(trained.split is repeats[0].split for trained in usable):
+        single.reason = "repeats on different splits (RESPLIT) cannot be averaged: the best on validation F1"
+        return single
     averaged = {part: np.mean([t.probabilities[part] for t in usable], axis=0) for part in ("train", "validation")}
     validation_labels = dataset.labels[best.split.validation]
-    ensemble_scores = performance(validation_labels, averaged["validation"], threshold=threshold)
-    deployed.ensemble_validation = ensemble_scores
-    if ensemble_scores.f1 <= scores[best_index].f1:
-        return deployed
-    name = best.name
+    single.ensemble_validation = performance(validation_labels, averaged["validation"], threshold=threshold)
+    difference = bootstrap_intervals(
+        validation_labels,
+        best.probabilities["validation"],
+        reference_probabilities=averaged["validation"],
+        threshold=threshold,
+        n_resamples=n_resamples,
+    )["f1_difference"]
+    if difference.low > 0:
+        single.reason = (
+            f"validation shows the seed ensemble clearly worse: best repeat minus ensemble F1 {difference.text()} "
+            "(paired bootstrap)"
+        )
+        return single
     if best.head is None:
-        model, head = average_of([trained.model for trained in usable], name=name), None
+        model, head = average_of([trained.model for trained in usable], name=best.name), None
     else:
         head = average_of([trained.head for trained in usable], name=HEAD_LAYER)
-        model = assemble(name, best.model.get_layer(BACKBONE_LAYER), head)
-    deployed.model, deployed.head, deployed.probabilities = model, head, averaged
-    deployed.description = f"seed ensemble of {len(usable)} repeats"
-    deployed.seeds = tuple(trained.seed for trained in usable)
-    return deployed
+        model = assemble(best.name, best.model.get_layer(BACKBONE_LAYER), head)
+    return Deployed(
+        model=model,
+        head=head,
+        probabilities=averaged,
+        description=f"seed ensemble of {len(usable)} repeats",
+        reason=(
+            "the seed ensemble, deployed unless validation shows it clearly worse: best repeat minus ensemble F1 "
+            f"{difference.text()} (paired bootstrap; the interval includes 0)"
+        ),
+        seeds=tuple(trained.seed for trained in usable),
+        best_repeat=best,
+        ensemble_validation=single.ensemble_validation,
+        health=output_health(
+            dataset.labels[best.split.train],
+            averaged["train"],
+            restarts=sum(len(trained.restarts) for trained in usable),
+        ),
+    )
 
 
 def _validation_scores(trained: TrainedModel, dataset: Dataset, threshold: float) -> Scores:
@@ -384,6 +431,7 @@ def model_result(
             collapsed=trained.collapsed,
             restarts=tuple(trained.restarts),
             seconds=round(trained.seconds, 2),
+            health=trained.health,
         )
         for trained in repeats
     )
@@ -401,11 +449,14 @@ def model_result(
         threshold=threshold,
         repeats=repeat_results,
         deployed=deployed.description,
+        deployed_reason=deployed.reason,
         deployed_seeds=deployed.seeds,
+        deployed_health=deployed.health,
         train=performance(dataset.labels[split.train], deployed.probabilities["train"], threshold=threshold),
         validation=performance(
             dataset.labels[split.validation], deployed.probabilities["validation"], threshold=threshold
         ),
+        validation_brier=brier_score(dataset.labels[split.validation], deployed.probabilities["validation"]),
         best_repeat_validation=_validation_scores(deployed.best_repeat, dataset, threshold),
         ensemble_validation=deployed.ensemble_validation,
         notes=tuple(first.notes),
@@ -465,6 +516,14 @@ class _Trainer:
     def notes(self) -> list[str]:
         """How this model was trained, in a few lines for the reports."""
         spec, notes = self.spec, []
+        if not spec.uses_backbone:
+            notes.append(
+                "the study's start: Keras' default initialisation (--faithful)"
+                if self.faithful
+                else "healthy start: bottleneck units centred on the training images (each fires on half of them) and "
+                "the prediction layer's kernel at zero, so the Dense(4, relu) bottleneck stays alive; architecture, "
+                "optimizer and learning rate are the study's (--faithful starts as the study did)"
+            )
         if spec.uses_backbone and not self.faithful:
             notes.append(
                 f"head trained on frozen VGG16 features computed once in {self.precision} "
@@ -537,6 +596,8 @@ class _Trainer:
         train, validation = self.split.train, self.split.validation
         if not spec.uses_backbone:
             model = simple_cnn(self.dataset.images.shape[1:])
+            if not self.faithful:
+                healthy_start(model, self._normalised(self.dataset.images[train[:HEALTHY_START_SAMPLE_SIZE]]))
             compile_model(model, spec.learning_rate)
             data = ImageBatches(
                 self.dataset.images, train, self.labels["train"], self.batch_size, seed=seed, transform=self._normalised
@@ -635,6 +696,25 @@ class _Trainer:
         self.logistic_c.append(float(fit.C_))
         return {}
 
+    def health(self, model, head, train_probabilities: np.ndarray, *, restarts: int) -> Health:
+        """Dead units of the ReLU layers feeding the output, measured on the first training inputs (read
+        `FEATURE_ROWS_PER_READ` rows at a time), and the outputs' identity and spread over the whole training part."""
+        rows = self.split.train[:HEALTH_SAMPLE_SIZE]
+        source = self.features if head is not None and self.features is not None else self.dataset.images
+        chunks = batches(select_rows(source, rows), FEATURE_ROWS_PER_READ)
+        if source is self.dataset.images:
+            chunks = (self._normalised(chunk) for chunk in chunks)
+            if head is not None:  # faithful: the head's inputs come from the backbone
+                chunks = (self.backbone.predict(chunk, verbose=0) for chunk in chunks)
+        parts = [relu_activations(head if head is not None else model, chunk) for chunk in chunks]
+        activations = {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
+        return output_health(
+            self.labels["train"],
+            train_probabilities,
+            layers=layer_health(activations, self.dataset.labels[rows]),
+            restarts=restarts,
+        )
+
     def predict(self, model, head) -> dict[str, np.ndarray]:
         """P(helmet) for the train and validation parts (float64)."""
         if self.spec.uses_backbone and not self.faithful:
@@ -658,6 +738,21 @@ def _feature_precision() -> str:
     from helmetlib.features import precision_override
 
     return precision_override() or "float32"  # float32: the study's computation
+
+
+def relu_activations(model: keras.Model, inputs: np.ndarray) -> dict[str, np.ndarray]:
+    """{layer name: activations (n, units)} of every Dense layer of `model` with a ReLU activation (the CNN's
+    bottleneck, an MLP head's hidden layers) on `inputs` (n, ...)."""
+    layers = [
+        layer
+        for layer in model.layers
+        if isinstance(layer, keras.layers.Dense) and keras.activations.serialize(layer.activation) == "relu"
+    ]
+    if not layers:
+        return {}
+    outputs = keras.Model(model.inputs, [layer.output for layer in layers]).predict(inputs, verbose=0)
+    outputs = outputs if isinstance(outputs, list) else [outputs]
+    return {layer.name: values for layer, values in zip(layers, outputs, strict=True)}
 
 
 def balanced_class_weights(labels: np.ndarray, *, tolerance: float = 0.1) -> dict[int, float] | None:

@@ -21,9 +21,21 @@ from sklearn.metrics import (
 )
 
 from helmetlib.metrics import predict_labels
-from helmetlib.runs import Interval
+from helmetlib.records import Record, record
 
 INTERVAL_METRICS = ("accuracy", "recall", "precision", "f1", "bare_head_recall")
+
+
+@record
+class Interval(Record):
+    """A point estimate with a 95 % bootstrap interval."""
+
+    value: float
+    low: float
+    high: float
+
+    def text(self, digits: int = 3) -> str:
+        return f"{self.value:.{digits}f} (95 % CI {self.low:.{digits}f}–{self.high:.{digits}f})"
 
 
 @dataclass(frozen=True)

@@ -16,10 +16,11 @@
 # %% [markdown]
 # # Helmet study: one model
 #
-# **Author:** helmetlib · **Created:** 2026-11-29 · **Last modified:** 2026-12-01
+# **Author:** helmetlib · **Created:** 2026-11-29 · **Last modified:** 2026-12-05
 #
 # **Description:** trains one model (`MODEL_NAME`) `REPEATS` times with different seeds, restarting a training
-# that collapses, keeps its best repeat or the seed ensemble, and saves it with its numbers for the comparison.
+# that collapses, checks the health of every repeat (dead units, identical outputs), deploys the seed ensemble
+# unless validation shows it clearly worse, and saves it with its numbers for the comparison.
 
 # %% tags=["parameters"]
 RUN_DIR: str = "reports/interactive"  # run folder; relative paths resolve against the repository
@@ -39,7 +40,7 @@ RESPLIT: bool = False  # True: each repeat on another split (random state SPLIT_
 MAX_RESTARTS: int = 10  # restarts with another seed after a collapse (constant output; each costs ~1 epoch)
 WEIGHTS: str = "imagenet"  # VGG16 weights: imagenet, none or a weights file
 THRESHOLD: float = 0.5  # decision threshold of the reported metrics (the study's 0.5)
-FAITHFUL: bool = False  # True: the study's computation (backbone every epoch, augmentation on the fly)
+FAITHFUL: bool = False  # True: the study's computation (backbone every epoch, augmentation on the fly, CNN start)
 AUGMENTED_VIEWS: int = 2  # fast mode of the augmented model: pre-drawn augmented views per training image
 CACHE_DIR: str = "reports/.cache"  # backbone features and the backbone store, shared across runs
 
@@ -66,8 +67,10 @@ display(in_notebook(config_banners(run.config, uses_backbone=result.weights is n
 display(Markdown(model_conclusion(result)))
 
 # %% [markdown]
-# ## Spread over seeds
-# One number from one seed is not a result: each dot is a training with another seed (red: collapsed).
+# ## Spread over seeds and health
+# One number from one seed is not a result: each dot is a training with another seed (red: collapsed). The table
+# gives each repeat's dead ReLU units on training images (per class) and the share of training images that get one
+# identical output: a unit dead for a whole class leaves that class a single constant answer.
 
 # %%
 figure = plots.spread({result.name: result})

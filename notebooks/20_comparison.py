@@ -16,7 +16,7 @@
 # %% [markdown]
 # # Helmet study: comparison and decision
 #
-# **Author:** helmetlib · **Created:** 2026-11-29 · **Last modified:** 2026-12-01
+# **Author:** helmetlib · **Created:** 2026-11-29 · **Last modified:** 2026-12-05
 #
 # **Description:** which model to deploy, how sure we are, at which threshold, and what to worry about; then the
 # comparison on validation that decided it and the one look at the test set, for the selected model only.
@@ -49,7 +49,14 @@ from IPython.display import Markdown, display
 from helmetlib import confusion, plots
 from helmetlib.explain import explanation_grid
 from helmetlib.metrics import per_class_table
-from helmetlib.narrative import card_table, comparison_tables, interval_table, spread_table, training_table
+from helmetlib.narrative import (
+    calibration_summary,
+    card_table,
+    comparison_tables,
+    interval_table,
+    spread_table,
+    training_table,
+)
 from helmetlib.notebook import start
 from helmetlib.pages import decision_html, in_notebook
 from helmetlib.pipeline import compare_and_select
@@ -68,7 +75,8 @@ if comparison.trained_here:
 
 # %% [markdown]
 # ## Spread over seeds
-# Selection uses each model's mean validation F1 over its repeats; one seed alone can mislead.
+# Each model is deployed as the seed ensemble of its repeats unless validation shows that clearly worse; the dots
+# show how much one seed alone can mislead.
 
 # %%
 figure = plots.spread(results)
@@ -101,16 +109,13 @@ figure = plots.roc_pr_curves({name: curves(labels, p) for name, p in comparison.
 
 # %% [markdown]
 # ## Calibration and threshold of the selected model (validation)
+# The model's own output first; `helmet-predict`, `helmet-evaluate` and the card give P(helmet) after the
+# calibration fitted on validation, and the threshold to deploy applies to that calibrated probability.
 
 # %%
 if selected:
     figure = plots.calibration(labels, comparison.validation[selected], comparison.calibration, title=selected)
-    display(
-        Markdown(
-            f"Brier score {selection.validation_brier:.3f}, expected calibration error {selection.validation_ece:.3f}. "
-            f"Threshold to deploy: **{selection.threshold.value:.3f}** ({selection.threshold.description})."
-        )
-    )
+    display(Markdown(calibration_summary(selection)))
 
 # %% [markdown]
 # ## Test set: the selected model only

@@ -2,8 +2,13 @@
 
 import json
 
-from helmetlib import make_demo_dataset, write_dataset
-from helmetlib.evaluate import main
+import numpy as np
+
+from helmetlib import make_demo_dataset, predict, predict_proba, write_dataset
+from helmetlib.artifacts import load_run_model
+from helmetlib.cards import read_card
+from helmetlib.evaluate import evaluate_run, main
+from helmetlib.inference import fit_to_input
 
 
 def test_evaluate_writes_report_and_json(finished_run, tmp_path, capsys):
@@ -32,3 +37,22 @@ def test_evaluate_refuses_bad_data_and_non_runs(finished_run, tmp_path, capsys):
     assert "images_proj.npy: image file not found" in capsys.readouterr().err
     assert main([str(tmp_path), "--data", str(tmp_path / "bad")]) == 2
     assert "not a helmet-reports run folder" in capsys.readouterr().err
+
+
+def test_evaluate_and_predict_give_the_calibrated_probabilities_of_the_card(finished_run, tmp_path):
+    run = finished_run[1] / "tiny"
+    dataset = make_demo_dataset(24, seed=98)
+    folder = write_dataset(dataset, tmp_path / "other")
+    result = evaluate_run(run, folder)
+    selected = result.evaluation.selected_model
+    card = read_card(run / "models" / f"{selected}.keras")
+    assert card.calibration is not None and card.calibration.fitted_on == card.split["validation"]
+    size = (card.input.height, card.input.width)
+    resized = np.stack([fit_to_input(image, size) for image in dataset.images])  # as prediction prepares them
+    model = load_run_model(run / "models" / f"{selected}.keras", card)
+    raw = predict_proba(model, resized, normalization=card.input.normalization)
+    calibrated = card.calibration.apply(raw)
+    assert np.abs(calibrated - raw).max() > 1e-3  # the calibration changes something: the checks below can fail
+    np.testing.assert_allclose(result.probabilities[selected], calibrated, atol=1e-6)
+    for model in (run, run / "models" / f"{selected}.tflite"):
+        np.testing.assert_allclose(predict(model, dataset.images)["probability"], calibrated, atol=1e-4)

@@ -36,8 +36,9 @@ def photos():
 
 @pytest.fixture(scope="module")
 def cnn_run(tmp_path_factory):
-    """A run folder, made in process, whose only model (the CNN, at 64 px) has learnt the demo set: its
-    probabilities spread from 0 to 1, so agreement checks can fail."""
+    """A run folder, made in process, whose only model (the CNN, at 64 px, two repeats: a seed ensemble unless
+    validation shows it clearly worse) has learnt the demo set: its probabilities spread from 0 to 1, so agreement
+    checks can fail."""
     root = tmp_path_factory.mktemp("cnn-run")
     config = RunConfig(
         run_id="cnn",
@@ -46,6 +47,7 @@ def cnn_run(tmp_path_factory):
         models=("cnn",),
         epochs=12,
         batch_size=16,
+        repeats=2,
         image_size=64,
         threshold_rule="max_f1",
         bootstrap_resamples=200,
@@ -222,7 +224,12 @@ def test_models_that_are_not_helmetlib_models_are_refused(run_dir, tmp_path, cap
 
 def test_saved_and_exported_models_agree_with_training_on_a_discriminating_model(cnn_run):
     run, dataset, outcome, comparison = cnn_run
-    validation = outcome.deployed.probabilities["validation"]
+    assert outcome.result.deployed == "seed ensemble of 2 repeats"  # the ensemble path, end to end
+    average = np.mean([trained.probabilities["validation"] for trained in outcome.repeats], axis=0)
+    np.testing.assert_allclose(outcome.deployed.probabilities["validation"], average)
+    calibration = read_card(run.folder.model_file("cnn")).calibration
+    assert calibration == comparison.selection.calibration and calibration.slope > 0
+    validation = calibration.apply(average)  # what every reader of the card answers
     assert np.ptp(validation) >= 100 * TOLERANCE  # the model discriminates: agreement is not vacuous
     images = dataset.images[outcome.parts.validation]
     saved = predict(run.folder.model_file("cnn"), images)["probability"].to_numpy()
@@ -233,6 +240,25 @@ def test_saved_and_exported_models_agree_with_training_on_a_discriminating_model
     assert np.abs(quantized - validation).max() < 0.05 and np.ptp(quantized) > 0.5
     export = comparison.selection.export
     assert export["tflite"].label_agreement == 1.0 and export["quant_tflite"].megabytes < export["tflite"].megabytes
+
+
+def test_truncated_blank_and_whole_photo_inputs_are_error_rows(run_dir, photos, tmp_path, capsys):
+    folder = tmp_path / "odd"
+    [good] = write_files(photos.images[:1], folder, [".jpg"])
+    data = good.read_bytes()
+    (folder / "truncated.jpg").write_bytes(data[: len(data) * 2 // 3])
+    assert cv2.imwrite(str(folder / "blank.png"), np.full((64, 64, 3), 128, np.uint8))
+    strip = np.concatenate(list(photos.images[:6]), axis=1)  # six crops side by side
+    assert cv2.imwrite(str(folder / "strip.png"), cv2.cvtColor(strip, cv2.COLOR_RGB2BGR))
+    out = tmp_path / "odd.csv"
+    assert main(["--model", str(run_dir), str(folder), "--out", str(out)]) == 1
+    table = pd.read_csv(out)
+    errors = dict(zip(table["source"].map(lambda s: s.rsplit("/", 1)[-1]), table["error"], strict=True))
+    assert errors["truncated.jpg"].startswith("truncated or partly decoded image (image file is truncated")
+    assert errors["blank.png"].startswith("blank or near-constant image (pixel standard deviation 0.0)")
+    assert errors["strip.png"].startswith(f"looks like a whole photo ({6 * strip.shape[0]}x{strip.shape[0]} pixels")
+    assert pd.isna(errors["photo00.jpg"]) and table["probability"].notna().sum() == 1
+    assert "1 predicted, 3 failed" in capsys.readouterr().err
 
 
 def test_helmet_predict_uses_the_deployed_threshold_chosen_on_validation(cnn_run):

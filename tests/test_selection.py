@@ -1,4 +1,5 @@
-"""Selection across repeats, the runner-up verdict, the threshold to deploy and the warnings, on hand-made results."""
+"""Selection among deployed models, the runner-up verdict, the threshold to deploy and the warnings, on hand-made
+results."""
 
 from dataclasses import replace
 
@@ -8,14 +9,15 @@ import pytest
 from helmetlib.metrics import performance
 from helmetlib.runs import DataInfo, ModelResult, RepeatResult, RunConfig
 from helmetlib.selection import (
+    SELECTION_RULE,
     deploy_threshold,
     excluded_models,
-    mean_f1,
     run_warnings,
     runner_up,
     select_model,
     verdict,
 )
+from helmetlib.uncertainty import brier_score
 from helmetlib.weights import WeightsChoice
 
 LABELS = np.array([0, 1] * 10)
@@ -33,7 +35,8 @@ def scores_with_f1(target: float):
     return best
 
 
-def result(name, validation_f1s, *, train_f1=1.0, parameters=10, collapsed=None):
+def result(name, validation_f1s, *, train_f1=1.0, parameters=10, collapsed=None, brier=0.25):
+    """A model's result record whose deployed model is its first repeat, with validation Brier score `brier`."""
     collapsed = collapsed or [False] * len(validation_f1s)
     repeats = tuple(
         RepeatResult(
@@ -70,14 +73,43 @@ def result(name, validation_f1s, *, train_f1=1.0, parameters=10, collapsed=None)
         data=DataInfo(path="x", demo=False, content_hash="h", images=20, class_counts={"0": 10, "1": 10}),
         split={"train": 14, "validation": 3, "test": 3},
         train_seconds=1.0,
+        validation_brier=brier,
     )
 
 
-def test_the_best_mean_over_repeats_wins_not_the_best_single_seed():
-    lucky = result("lucky", [1.0, 0.55, 0.55])  # one great seed, mean 0.70
-    steady = result("steady", [0.80, 0.80, 0.80])
-    assert mean_f1(lucky) < mean_f1(steady)
-    assert select_model({"lucky": lucky, "steady": steady}) == "steady"
+def deployed(name, y, probabilities, **options):
+    """A result whose deployed model gave `probabilities` (n,) on the validation labels `y` (n,)."""
+    base = result(name, [0.5], brier=brier_score(y, probabilities), **options)
+    return replace(base, validation=performance(y, probabilities))
+
+
+Y = np.array([0, 1] * 50)
+
+
+def test_a_clearly_better_f1_wins_over_a_better_brier_score():
+    sharp = np.where(Y == 1, 0.99, 0.01)
+    sharp[:8] = 1 - sharp[:8]  # 8 confident mistakes: F1 0.92, Brier 0.08
+    timid = np.where(Y == 1, 0.55, 0.45)
+    timid[:40] = 1 - timid[:40]  # 40 mistakes, never far from 0.5: F1 0.6, Brier 0.24
+    results = {"sharp": deployed("sharp", Y, sharp), "timid": deployed("timid", Y, timid)}
+    results["timid"] = replace(results["timid"], validation_brier=0.01)  # a better Brier cannot beat a clear F1 gap
+    assert select_model(results, Y, {"sharp": sharp, "timid": timid}, n_resamples=300) == "sharp"
+
+
+def test_models_validation_cannot_tell_apart_are_decided_by_the_brier_score():
+    confident = np.where(Y == 1, 1.0, 0.0)
+    confident[:8] = 1 - confident[:8]  # 8 mistakes at full confidence: F1 0.92, Brier 0.08
+    calibrated = np.where(Y == 1, 0.99, 0.01)
+    calibrated[:10] = np.where(Y[:10] == 1, 0.4, 0.6)  # 10 mistakes, each unsure: F1 0.90, Brier 0.037
+    probabilities = {"confident": confident, "calibrated": calibrated}
+    results = {name: deployed(name, Y, p) for name, p in probabilities.items()}
+    assert results["confident"].validation.f1 > results["calibrated"].validation.f1 + 0.01
+    assert results["calibrated"].validation_brier < results["confident"].validation_brier
+    assert select_model(results, Y, probabilities, n_resamples=300) == "calibrated"
+    assert runner_up(results, "calibrated", Y, probabilities, n_resamples=300) == "confident"
+    # without paired probabilities (repeats on other splits) only F1 ties within 0.001 compete: F1 decides
+    assert select_model(results) == "confident"
+    assert "Brier score" in SELECTION_RULE and "paired bootstrap" in SELECTION_RULE
 
 
 def test_a_collapsed_model_is_never_selected_even_when_it_scores_best():
@@ -89,11 +121,11 @@ def test_a_collapsed_model_is_never_selected_even_when_it_scores_best():
     assert select_model({"dead": results["dead"]}) is None
 
 
-def test_ties_go_to_the_smaller_gap_then_to_fewer_parameters():
+def test_f1_ties_go_to_the_lower_brier_score_then_to_fewer_parameters():
     results = {
-        "overfit": result("overfit", [0.9, 0.9], train_f1=1.0, parameters=1),
-        "big": result("big", [0.9, 0.9], train_f1=0.9, parameters=1000),
-        "small": result("small", [0.9, 0.9], train_f1=0.9, parameters=10),
+        "overconfident": result("overconfident", [0.9], parameters=1, brier=0.2),
+        "big": result("big", [0.9], parameters=1000, brier=0.1),
+        "small": result("small", [0.9], parameters=10, brier=0.1),
     }
     assert select_model(results) == "small"
     assert runner_up(results, "small") == "big"

@@ -1,5 +1,5 @@
 """Training: models learn; fast equals faithful; cold and warm caches agree bitwise; collapse is detected and
-recovered; repeats and the seed ensemble."""
+recovered; repeats (the seed ensemble: test_health.py)."""
 
 import numpy as np
 import pytest
@@ -14,7 +14,7 @@ from helmetlib.features import (
     precision_override,
 )
 from helmetlib.models import vgg16_backbone
-from helmetlib.train import balanced_class_weights, deploy
+from helmetlib.train import balanced_class_weights
 from helmetlib.weights import resolve_weights
 
 TOLERANCE = 1e-4
@@ -155,28 +155,6 @@ def test_without_restarts_a_collapsed_model_is_flagged(demo_64, monkeypatch):
     trained = train_model("cnn", demo_64, parts, epochs=5, batch_size=16, max_restarts=0)
     assert trained.collapsed and trained.restarts == [] and trained.epochs_run == 1  # stopped at the first epoch
     assert np.ptp(trained.probabilities["validation"]) == 0.0
-
-
-def test_repeats_deploy_the_best_repeat_or_a_better_ensemble(demo_small, tmp_path):
-    parts = split(demo_small.labels)
-    repeats = train_repeats(
-        "vgg16_multiscale", demo_small, parts, repeats=3, seed=5, weights=None, batch_size=8, cache_dir=tmp_path
-    )
-    assert [trained.seed for trained in repeats] == [5, 6, 7]
-    labels = demo_small.labels[parts.validation]
-    f1 = [performance(labels, trained.probabilities["validation"]).f1 for trained in repeats]
-    deployed = deploy(repeats, demo_small)
-    x = demo_small.images[parts.validation].astype("float32")
-    from keras.applications.vgg16 import preprocess_input
-
-    predicted = deployed.model.predict(preprocess_input(x), verbose=0).ravel()
-    np.testing.assert_allclose(predicted, deployed.probabilities["validation"], atol=1e-5)  # the saved model
-    if deployed.description.startswith("seed ensemble"):
-        average = np.mean([trained.probabilities["validation"] for trained in repeats], axis=0)
-        np.testing.assert_allclose(deployed.probabilities["validation"], average)
-        assert deployed.ensemble_validation.f1 > max(f1)
-    else:
-        assert deployed.best_repeat.seed == repeats[int(np.argmax(f1))].seed
 
 
 def test_balanced_class_weights_only_when_imbalanced():

@@ -1,0 +1,138 @@
+"""A deployable model: health records that catch a half-dead CNN, the seed ensemble deployed unless clearly worse,
+and calibration that lowers the error of a miscalibrated model."""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from helmetlib import performance, split, train_repeats
+from helmetlib.backend import keras
+from helmetlib.calibration import fit_calibration
+from helmetlib.health import layer_health, output_health
+from helmetlib.models import healthy_start, simple_cnn
+from helmetlib.preprocess import normalize
+from helmetlib.selection import run_warnings
+from helmetlib.train import deploy, relu_activations
+
+
+def half_dead_copy(model, images, labels):
+    """A copy of `model` whose bottleneck never fires for bare heads (label 0) among `images`: every unit's bias is
+    lowered below its largest pre-activation on them, so each bare head gets sigmoid(prediction bias)."""
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    bottleneck = copy.get_layer("bottleneck")
+    kernel, bias = bottleneck.get_weights()
+    inputs = keras.Model(copy.inputs, bottleneck.input).predict(images, verbose=0)
+    bias = bias - (inputs[labels == 0] @ kernel + bias).max(axis=0) - 1e-3
+    bottleneck.set_weights([kernel, bias])
+    return copy
+
+
+def test_a_planted_half_dead_cnn_gets_a_health_record_and_a_warning(demo_64, learnt_cnn):
+    from test_selection import config, result
+
+    rows = learnt_cnn.split.train
+    images, labels = normalize(np.asarray(demo_64.images[rows]), "unit"), demo_64.labels[rows]
+    healthy_activations = relu_activations(learnt_cnn.model, images)
+    healthy = output_health(labels, learnt_cnn.probabilities["train"], layers=layer_health(healthy_activations, labels))
+    assert healthy.problem is None and healthy.layers[0].layer == "bottleneck" and healthy.layers[0].units == 4
+
+    planted = half_dead_copy(learnt_cnn.model, images, labels)
+    probabilities = planted.predict(images, verbose=0).ravel().astype(float)
+    activations = relu_activations(planted, images)
+    health = output_health(labels, probabilities, layers=layer_health(activations, labels), restarts=2)
+    [bottleneck] = health.layers
+    assert bottleneck.dead_by_class["no helmet"] == 4 and bottleneck.dead_by_class["helmet"] < 4
+    assert health.identical_share_by_class["no helmet"] == 1.0 and health.spread_by_class["no helmet"] == 0.0
+    bias = float(planted.get_layer("prediction").get_weights()[1][0])
+    assert health.most_common_output == pytest.approx(1 / (1 + np.exp(-bias)), abs=1e-6)
+    assert "one identical output" in health.problem and "100% of the training no helmet images" in health.problem
+
+    record = replace(result("cnn", [0.9]), deployed_health=health)
+    warnings = run_warnings(config(), {"cnn": record}, None, None)
+    assert ("warning", f"cnn: the deployed model (repeat) {health.problem}.") in warnings
+    assert not any(
+        "deployed model" in text for _, text in run_warnings(config(), {"cnn": result("cnn", [0.9])}, None, None)
+    )
+
+
+def test_the_healthy_start_leaves_every_bottleneck_unit_firing_on_about_half_the_images(demo_64):
+    images = normalize(np.asarray(demo_64.images[:64]), "unit")
+    keras.utils.set_random_seed(0)
+    model = simple_cnn((64, 64, 3))
+    healthy_start(model, images)
+    activations = relu_activations(model, images)["bottleneck"]
+    assert np.allclose((activations > 0).mean(axis=0), 0.5, atol=1 / 64)  # bias at each unit's median
+    pre_activations = keras.Model(model.inputs, model.get_layer("bottleneck").input).predict(images, verbose=0)
+    kernel, bias = model.get_layer("bottleneck").get_weights()
+    np.testing.assert_allclose((pre_activations @ kernel).std(axis=0), 1.0, rtol=1e-3)
+    np.testing.assert_allclose(pre_activations.mean(axis=0) @ kernel, 0.0, atol=1e-3)  # blind to what images share
+    assert not model.get_layer("prediction").get_weights()[0].any()
+
+
+@pytest.fixture(scope="module")
+def linear_repeats(demo_small, tmp_path_factory):
+    parts = split(demo_small.labels)
+    options = {"weights": None, "batch_size": 8, "epochs": 5, "cache_dir": tmp_path_factory.mktemp("cache")}
+    repeats = train_repeats("vgg16_gap", demo_small, parts, repeats=3, seed=5, **options)
+    assert not any(trained.collapsed for trained in repeats)
+    return repeats
+
+
+def test_the_seed_ensemble_is_deployed_unless_validation_shows_it_clearly_worse(demo_small, linear_repeats):
+    deployed = deploy(linear_repeats, demo_small, n_resamples=300)
+    labels = demo_small.labels[linear_repeats[0].split.validation]
+    average = np.mean([trained.probabilities["validation"] for trained in linear_repeats], axis=0)
+    if deployed.description.startswith("seed ensemble"):
+        np.testing.assert_allclose(deployed.probabilities["validation"], average)
+        assert deployed.seeds == (5, 6, 7) and "includes 0" in deployed.reason
+        x = normalize(np.asarray(demo_small.images[linear_repeats[0].split.validation]), "vgg16")
+        np.testing.assert_allclose(deployed.model.predict(x, verbose=0).ravel(), average, atol=1e-5)
+    else:  # only when the paired interval lies above 0
+        assert "clearly worse" in deployed.reason
+    assert deployed.ensemble_validation == performance(labels, average)
+
+    # planted: the first repeat is perfect, the other two confidently wrong, so their mean is wrong everywhere
+    perfect = np.where(labels == 1, 0.9, 0.1)
+    planted = [
+        replace(trained, probabilities={**trained.probabilities, "validation": p})
+        for trained, p in zip(linear_repeats, [perfect, 1 - perfect, 1 - perfect], strict=True)
+    ]
+    single = deploy(planted, demo_small, n_resamples=300)
+    assert single.description == "repeat with seed 5" and "clearly worse" in single.reason
+    assert single.ensemble_validation.f1 == 0.0 and single.probabilities["validation"] is perfect
+
+    # planted: three repeats that each miss another image: their mean misses none, the ensemble is deployed
+    wrong = [perfect.copy() for _ in range(3)]
+    for index, probabilities in enumerate(wrong):
+        probabilities[index] = 0.6 if labels[index] == 0 else 0.4  # each repeat gets one image wrong, barely
+    ensemble = deploy(
+        [
+            replace(t, probabilities={**t.probabilities, "validation": p})
+            for t, p in zip(linear_repeats, wrong, strict=True)
+        ],
+        demo_small,
+        n_resamples=300,
+    )
+    assert ensemble.description == "seed ensemble of 3 repeats"
+    assert ensemble.ensemble_validation.f1 == 1.0
+    assert ensemble.health.layers == () and ensemble.health.restarts == 0
+
+
+def test_calibration_lowers_the_error_of_a_miscalibrated_model():
+    rng = np.random.default_rng(0)
+    truth = rng.uniform(0.05, 0.95, 600)  # the real P(helmet) of each image
+    labels = (rng.uniform(size=600) < truth).astype(int)
+    logit = np.log(truth / (1 - truth))
+    overconfident = 1 / (1 + np.exp(-3 * logit))  # a model that says 0.99 where the truth is 0.82
+    calibration = fit_calibration(labels, overconfident)
+    assert calibration.folds == 5 and calibration.fitted_on == 600
+    assert calibration.ece_before > 0.1 and calibration.ece_after < calibration.ece_before / 2
+    assert calibration.brier_after < calibration.brier_before
+    assert 0.25 < calibration.slope < 0.45  # it undoes the factor 3
+    calibrated = calibration.apply(overconfident)
+    assert (np.diff(calibrated[np.argsort(overconfident)]) >= 0).all()  # monotone: no ranking changes
+    assert np.abs(calibrated - truth).mean() < np.abs(overconfident - truth).mean() / 2
+    assert fit_calibration(labels, 1 - overconfident) is None  # ranks the classes the wrong way round
+    assert fit_calibration(labels, np.full(600, 0.48)) is None  # constant: nothing to calibrate
