@@ -12,7 +12,7 @@ import numpy as np
 from helmetlib.cards import ModelError
 from helmetlib.data import DatasetError, load_dataset
 from helmetlib.metrics import HEADLINE_METRICS, Scores, confusion, performance
-from helmetlib.records import Record, RecordError, record, write_json
+from helmetlib.records import Record, RecordError, output_file_problem, record, write_json
 from helmetlib.runs import DataInfo, RunFolder
 from helmetlib.uncertainty import brier_score, curves
 
@@ -96,6 +96,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", help="folder for the HTML report (default: RUN_DIR/evaluations/<data hash>)")
     parser.add_argument("--json", help="write the metrics as JSON to this file")
     args = parser.parse_args(argv)
+    problem = output_file_problem(args.json, "--json") if args.json else None
+    if problem:
+        print(f"helmet-evaluate: error: {problem}", file=sys.stderr)
+        return 2
     try:
         result = evaluate_run(args.run_dir, args.data)
     except (DatasetError, ModelError) as error:

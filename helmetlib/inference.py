@@ -24,7 +24,7 @@ from helmetlib.cards import ModelCard, ModelError, check_file, read_card
 from helmetlib.data import CLASS_NAMES, DatasetError, ImageArray, read_image_array
 from helmetlib.preprocess import normalize
 from helmetlib.quiet import native_stderr_filtered
-from helmetlib.records import RecordError
+from helmetlib.records import RecordError, output_file_problem
 from helmetlib.runs import ExportedFile, RunFolder
 
 RESULT_COLUMNS = ["source", "index", "probability", "label", "class_name", "threshold", "error"]
@@ -367,6 +367,8 @@ def main(argv: list[str] | None = None) -> int:
     problems = []
     if args.out and Path(args.out).suffix not in (".csv", ".json"):
         problems.append("--out must end in .csv or .json")
+    elif args.out:
+        problems.append(output_file_problem(args.out, "--out"))
     if args.batch_size < 1:
         problems.append(f"--batch-size must be at least 1, got {args.batch_size}")
     if args.max_pixels < 1:
@@ -376,6 +378,7 @@ def main(argv: list[str] | None = None) -> int:
             check_threshold(args.threshold)
         except ValueError as error:
             problems.append(f"--{error}")
+    problems = [problem for problem in problems if problem]
     if problems:
         print(f"helmet-predict: error: {'; '.join(problems)}", file=sys.stderr)
         return 2

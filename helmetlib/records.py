@@ -16,7 +16,7 @@ from typing import Any, Self
 from pydantic import ConfigDict, TypeAdapter, ValidationError
 from pydantic.dataclasses import dataclass
 
-__all__ = ["Record", "RecordError", "record", "read_json", "write_json"]
+__all__ = ["Record", "RecordError", "record", "read_json", "write_json", "output_file_problem"]
 
 
 class RecordError(ValueError):
@@ -83,3 +83,15 @@ def write_json(path: str | Path, data: Any) -> Path:
     partial.write_text(text + "\n", encoding="utf-8")
     partial.replace(path)
     return path
+
+
+def output_file_problem(path: str | Path, option: str) -> str | None:
+    """Why the output file `path` (given as `option`) cannot be written, checked before any work, or None."""
+    path = Path(path)
+    if path.is_dir():
+        return f"{option} {path}: is a folder, not a file"
+    if not path.parent.is_dir():
+        return f"{option} {path}: the folder {path.parent} does not exist"
+    if not os.access(path.parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        return f"{option} {path}: not writable"
+    return None

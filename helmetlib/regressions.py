@@ -1,4 +1,4 @@
-"""Each ok run against the previous ok run on the same data: what changed, and whether it is a regression.
+"""Each ok run against the newest earlier ok run on the same data: what changed, and whether it is a regression.
 
 Per model, the change in validation accuracy, F1 and bare-head recall of the deployed models; for the selected
 model, the change in test scores. Both with paired bootstrap intervals (the same images scored by both runs); a
@@ -6,6 +6,8 @@ change whose interval lies entirely below 0 is a regression.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 
@@ -15,30 +17,45 @@ from helmetlib.uncertainty import bootstrap_intervals
 COMPARED = ("accuracy", "f1", "bare_head_recall")
 
 
-def previous_ok_run(out: ReportsFolder, current: RunRecord) -> tuple[RunFolder, RunRecord] | None:
-    """The newest ok run in `out` started before `current`."""
-    for folder, record in out.runs():
-        if record.status == "ok" and record.run_id != current.run_id and record.started <= current.started:
-            return folder, record
-    return None
+def previous_ok_runs(out: ReportsFolder, current: RunRecord) -> list[tuple[RunFolder, RunRecord]]:
+    """The ok runs in `out` on the same data as `current` (content hash) started before it, newest first."""
+    data = current.data.content_hash if current.data else None
+    return [
+        (folder, record)
+        for folder, record in out.runs()
+        if record.status == "ok"
+        and record.run_id != current.run_id
+        and record.started <= current.started
+        and record.data is not None
+        and record.data.content_hash == data
+    ]
 
 
 def compare_with_previous(out: ReportsFolder, folder: RunFolder, current: RunRecord) -> Comparison:
-    """This run against the previous ok run; says so instead when there is none or the data or split differ."""
-    found = previous_ok_run(out, current)
-    if found is None:
-        return Comparison(
-            previous_run=None,
-            same_data=False,
-            note="First ok run in this folder: nothing to compare.",
-            validation={},
-            test=(),
-        )
-    previous_folder, previous = found
+    """This run against the newest earlier ok run on the same data; says so instead when there is none or the
+    split differs. An earlier run whose files cannot be read is skipped, and the note names it and why."""
+    skipped = []
+    for previous_folder, previous in previous_ok_runs(out, current):
+        try:
+            comparison = _compare(folder, current, previous_folder, previous)
+        except (OSError, ValueError, KeyError) as error:  # a damaged or foreign run: never a reason to fail
+            skipped.append(f"run {previous.run_id} skipped, its files are unreadable ({type(error).__name__}: {error})")
+            continue
+        note = comparison.note + "".join(f" ({reason}.)" for reason in skipped)
+        return dataclasses.replace(comparison, note=note)
+    first = "First ok run on this data" if not skipped else "No readable earlier ok run on this data"
+    return Comparison(
+        previous_run=None,
+        same_data=False,
+        note=f"{first} (hash {current.data.content_hash if current.data else '?'}) in this folder: nothing to compare."
+        + "".join(f" ({reason}.)" for reason in skipped),
+        validation={},
+        test=(),
+    )
+
+
+def _compare(folder: RunFolder, current: RunRecord, previous_folder: RunFolder, previous: RunRecord) -> Comparison:
     problems = []
-    if previous.data is None or current.data is None or previous.data.content_hash != current.data.content_hash:
-        old = previous.data.content_hash if previous.data else "?"
-        problems.append(f"the data changed (hash {old} -> {current.data.content_hash if current.data else '?'})")
     split_settings = ["split", "split_seed", "image_size", "resplit"]
     if current.config.split == "grouped":
         split_settings += ["groups_csv", "group_column"]

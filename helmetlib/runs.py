@@ -42,11 +42,21 @@ class ParameterError(ValueError):
     """A run setting that cannot be used; the message is one line naming the parameter and the allowed values."""
 
 
+RESERVED_RUN_IDS = ("index.html", "latest", "latest.json")  # what the runner writes beside the runs
+FAILED_SUFFIX = ".failed"
+
+
 def check_run_id(run_id: str) -> str:
-    """`run_id` when it is a safe folder name, else `ParameterError` (it must never reach outside `--out`)."""
+    """`run_id` when it is a safe folder name, else `ParameterError` (it must never reach outside `--out`, nor
+    take the name of what the runner writes at the top of `--out`)."""
     if not isinstance(run_id, str) or not RUN_ID_PATTERN.fullmatch(run_id):
         raise ParameterError(
             f"run id {run_id!r} is not allowed: use 1 to 100 letters, digits, '-', '_' or '.', not starting with '.'"
+        )
+    if run_id in RESERVED_RUN_IDS or run_id.endswith(FAILED_SUFFIX):
+        raise ParameterError(
+            f"run id {run_id!r} is not allowed: {', '.join(RESERVED_RUN_IDS)} and names ending in {FAILED_SUFFIX!r} "
+            "are the runner's own files in --out"
         )
     return run_id
 
@@ -706,7 +716,7 @@ class ReportsFolder:
         return RunFolder(self.inside(self.path / f".tmp-{check_run_id(run_id)}"))
 
     def failed(self, run_id: str) -> RunFolder:
-        return RunFolder(self.inside(self.path / f"{check_run_id(run_id)}.failed"))
+        return RunFolder(self.inside(self.path / f"{check_run_id(run_id)}{FAILED_SUFFIX}"))
 
     def inside(self, candidate: Path) -> Path:
         """`candidate` resolved, when it lies strictly inside this folder; `ParameterError` otherwise."""

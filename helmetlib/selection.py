@@ -9,7 +9,7 @@ import numpy as np
 
 from helmetlib.calibration import Calibration
 from helmetlib.runs import Audit, DeployThreshold, ModelResult, RunConfig, Selection, Verdict
-from helmetlib.uncertainty import bootstrap_intervals, choose_threshold
+from helmetlib.uncertainty import bootstrap_intervals, choose_threshold, f1_difference
 
 SELECTION_RULE = (
     "the deployed model (seed ensemble or single repeat) with the highest validation F1; every model validation "
@@ -59,13 +59,9 @@ def select_model(
             return True
         if probabilities is None:
             return False
-        difference = bootstrap_intervals(
-            validation_labels,
-            probabilities[leader],
-            reference_probabilities=probabilities[name],
-            threshold=threshold,
-            n_resamples=n_resamples,
-        )["f1_difference"]
+        difference = f1_difference(
+            validation_labels, probabilities[leader], probabilities[name], threshold=threshold, n_resamples=n_resamples
+        )
         return difference.low <= 0
 
     contenders = [name for name in candidates if indistinguishable(name)]

@@ -42,7 +42,7 @@ from helmetlib.preprocess import normalize
 from helmetlib.runs import PROGRESS_ENV, DataInfo, ModelResult, RepeatResult, Restart
 from helmetlib.specs import ModelSpec, get_spec
 from helmetlib.splits import Split, indices_digest
-from helmetlib.uncertainty import bootstrap_intervals, brier_score
+from helmetlib.uncertainty import brier_score, f1_difference
 from helmetlib.weights import WeightsChoice, resolve_weights
 
 RESTART_SEED_STEP = 100_003  # restart k of seed s uses s + k * step: never another repeat's seed
@@ -368,13 +368,13 @@ def deploy(
     averaged = {part: np.mean([t.probabilities[part] for t in usable], axis=0) for part in ("train", "validation")}
     validation_labels = dataset.labels[best.split.validation]
     single.ensemble_validation = performance(validation_labels, averaged["validation"], threshold=threshold)
-    difference = bootstrap_intervals(
+    difference = f1_difference(
         validation_labels,
         best.probabilities["validation"],
-        reference_probabilities=averaged["validation"],
+        averaged["validation"],
         threshold=threshold,
         n_resamples=n_resamples,
-    )["f1_difference"]
+    )
     if difference.low > 0:
         single.reason = (
             f"validation shows the seed ensemble clearly worse: best repeat minus ensemble F1 {difference.text()} "

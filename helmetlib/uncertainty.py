@@ -170,6 +170,25 @@ def bootstrap_intervals(
     }
 
 
+def f1_difference(
+    y_true: np.ndarray,
+    probabilities: np.ndarray,
+    reference_probabilities: np.ndarray,
+    *,
+    threshold: float = 0.5,
+    n_resamples: int = 2000,
+) -> Interval:
+    """Weighted F1 of `probabilities` minus that of `reference_probabilities` (both (n,), on the same images), with
+    its paired bootstrap 95 % interval."""
+    return bootstrap_intervals(
+        y_true,
+        probabilities,
+        reference_probabilities=reference_probabilities,
+        threshold=threshold,
+        n_resamples=n_resamples,
+    )["f1_difference"]
+
+
 def _scores(y_true: np.ndarray, y_pred: np.ndarray, axis: int = -1) -> np.ndarray:
     """Accuracy, weighted recall / precision / F1 and bare-head recall along `axis` (resamples vectorised).
 

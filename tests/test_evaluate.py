@@ -37,6 +37,9 @@ def test_evaluate_refuses_bad_data_and_non_runs(finished_run, tmp_path, capsys):
     assert "images_proj.npy: image file not found" in capsys.readouterr().err
     assert main([str(tmp_path), "--data", str(tmp_path / "bad")]) == 2
     assert "not a helmet-reports run folder" in capsys.readouterr().err
+    unwritable = tmp_path / "nodir" / "e.json"
+    assert main([str(run), "--data", str(tmp_path / "bad"), "--json", str(unwritable)]) == 2  # before any work
+    assert f"--json {unwritable}: the folder {unwritable.parent} does not exist" in capsys.readouterr().err
 
 
 def test_evaluate_and_predict_give_the_calibrated_probabilities_of_the_card(finished_run, tmp_path):

@@ -151,6 +151,7 @@ def test_every_per_file_problem_is_an_error_row_and_the_rest_is_written(run_dir,
         (["--threshold", "inf"], "threshold must be a number strictly between 0 and 1"),
         (["--batch-size", "0"], "--batch-size must be at least 1"),
         (["--max-pixels", "0"], "--max-pixels must be at least 1"),
+        (["--out", "nodir/x.csv"], "--out nodir/x.csv: the folder nodir does not exist"),
     ],
 )
 def test_options_are_checked_before_loading_anything(run_dir, tmp_path, capsys, option, message):

@@ -91,10 +91,37 @@ def test_changed_data_or_split_is_said_not_compared(nightly, tmp_path):
     current = RunRecord.read(out / "night2" / "run.json")
     other_data = replace(current, run_id="later", started=now(), data=replace(current.data, content_hash="0" * 16))
     comparison = compare_with_previous(ReportsFolder(out), RunFolder(out / "night2"), other_data)
-    assert not comparison.same_data and "the data changed" in comparison.note and not comparison.regressions
+    assert comparison.previous_run is None and not comparison.regressions
+    assert comparison.note == "First ok run on this data (hash 0000000000000000) in this folder: nothing to compare."
     other_split = replace(current, run_id="later", started=now(), config=replace(current.config, split_seed=7))
     comparison = compare_with_previous(ReportsFolder(out), RunFolder(out / "night2"), other_split)
     assert not comparison.same_data and "the split or image size changed" in comparison.note
+
+
+def test_regressions_skip_runs_on_other_data_and_damaged_runs(nightly, tmp_path):
+    from dataclasses import replace
+
+    from helmetlib.regressions import compare_with_previous
+    from helmetlib.runs import RunFolder, now
+
+    out = tmp_path / "out"
+    shutil.copytree(nightly[0], out, symlinks=True)
+    later = replace(RunRecord.read(out / "tiny" / "run.json"), run_id="later", started=now())
+    # night2, the newest run, moved to other data: the comparison goes back to tiny, the newest on the same data
+    night2 = json.loads((out / "night2" / "run.json").read_text())
+    night2["data"]["content_hash"] = "0" * 16
+    (out / "night2" / "run.json").write_text(json.dumps(night2))
+    comparison = compare_with_previous(ReportsFolder(out), RunFolder(out / "tiny"), later)
+    assert comparison.previous_run == "tiny" and comparison.same_data
+    assert comparison.note.startswith("Compared with run tiny, the newest earlier ok run on the same data and split")
+    # night2 back on the same data but damaged (a deleted probabilities file): skipped and named, never a failure
+    night2["data"]["content_hash"] = later.data.content_hash
+    (out / "night2" / "run.json").write_text(json.dumps(night2))
+    (out / "night2" / "models" / "cnn.probabilities.npz").unlink()
+    comparison = compare_with_previous(ReportsFolder(out), RunFolder(out / "tiny"), later)
+    assert comparison.previous_run == "tiny" and "(run night2 skipped, its files are unreadable (FileNotFoundError" in (
+        comparison.note
+    )
 
 
 def test_clean_is_a_dry_run_unless_applied_and_never_deletes_the_latest_run(nightly, tmp_path):
@@ -210,6 +237,14 @@ def test_a_run_id_never_reaches_outside_out(tmp_path):
         result = runner(["--out", str(out), "--run-id", "../../victim", *QUICK])
         assert result.returncode == 2 and "is not allowed" in result.stderr
     assert (victim / "precious.txt").read_text() == "keep me" and not (tmp_path / "a").exists()
+
+
+@pytest.mark.parametrize("run_id", ["index.html", "latest", "latest.json", "night.failed"])
+def test_the_runners_own_names_are_refused_as_run_ids(tmp_path, run_id):
+    out = tmp_path / "out"
+    result = runner(["--out", str(out), "--run-id", run_id, *QUICK])
+    assert result.returncode == 2 and f"run id {run_id!r} is not allowed" in result.stderr
+    assert "the runner's own files in --out" in result.stderr and not out.exists()
 
 
 def free_port() -> int:

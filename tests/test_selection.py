@@ -6,6 +6,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from helmetlib.calibration import fit_calibration
 from helmetlib.metrics import performance
 from helmetlib.runs import DataInfo, ModelResult, RepeatResult, RunConfig
 from helmetlib.selection import (
@@ -167,9 +168,18 @@ def test_threshold_rules():
     strict = deploy_threshold(config(threshold_rule="bare_head_recall", target_bare_head_recall=0.99), y, p)
     assert strict.value == pytest.approx(0.9)  # the lowest threshold that calls the bare head at 0.8 a bare head
     best = deploy_threshold(config(threshold_rule="max_f1"), y, p)
-    assert (
-        performance(y, p, threshold=best.value).f1 >= performance(y, p).f1 and "highest weighted F1" in best.description
-    )
+    assert best.value == 0.6 and "highest weighted F1" in best.description  # F1 0.75; 0.5 gives 0.619
+    assert performance(y, p, threshold=0.6).f1 == pytest.approx(0.75)
+
+
+def test_the_fixed_threshold_keeps_the_studys_decisions_on_the_calibrated_scale():
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 200)
+    p = np.clip(0.35 + 0.4 * y + rng.normal(0, 0.2, 200), 0.01, 0.99)  # shifted: 0.5 is not the midpoint
+    calibration = fit_calibration(y, p)
+    fixed = deploy_threshold(config(), y, calibration.apply(p), calibration)
+    assert fixed.value != pytest.approx(0.5, abs=0.01) and "0.5 on the model's output" in fixed.description
+    np.testing.assert_array_equal(calibration.apply(p) >= fixed.value, p >= 0.5)
 
 
 def test_warnings_name_collapsed_models_random_weights_and_demo_data():
