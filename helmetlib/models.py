@@ -88,7 +88,8 @@ def healthy_start(model: keras.Model, sample: np.ndarray) -> None:
     kernel, _ = layer.get_weights()
     mean = inputs.mean(axis=0)
     kernel = kernel - np.outer(mean, mean @ kernel) / max(float(mean @ mean), keras.config.epsilon())
-    kernel = kernel / np.maximum((inputs @ kernel).std(axis=0), keras.config.epsilon())
+    spread = (inputs @ kernel).std(axis=0)
+    kernel = kernel / np.where(spread > keras.config.epsilon(), spread, 1.0)  # a unit that cannot spread stays
     layer.set_weights([kernel.astype(np.float32), -np.median(inputs @ kernel, axis=0).astype(np.float32)])
     prediction = model.get_layer("prediction")
     prediction_kernel, prediction_bias = prediction.get_weights()
@@ -177,9 +178,9 @@ def build_head(
         return keras.Model(features, output, name=HEAD_LAYER)
     hidden = layers.Flatten(name="flatten")(features)  # (6, 6, 512) -> (18432,)
     if spec.head == "mlp":
-        hidden = layers.Dense(256, activation="relu")(hidden)
+        hidden = layers.Dense(256, activation="relu", name="hidden_256")(hidden)
         hidden = layers.Dropout(0.5, name="dropout")(hidden)
-        hidden = layers.Dense(128, activation="relu")(hidden)
+        hidden = layers.Dense(128, activation="relu", name="hidden_128")(hidden)
     output = layers.Dense(1, activation="sigmoid", name="prediction")(hidden)
     return keras.Model(features, output, name=HEAD_LAYER)
 

@@ -102,7 +102,7 @@ def _compare(folder: RunFolder, current: RunRecord, previous_folder: RunFolder, 
         same_data=True,
         selection_lost=previous.selected_model if previous.selected_model and not current.selected_model else None,
         note=(
-            f"Compared with run {previous.run_id} (same data and split): selected then "
+            f"Compared with run {previous.run_id}, the newest earlier ok run on the same data and split: selected then "
             f"{previous.selected_model or 'none'}, now {current.selected_model or 'none'}.{caveats}"
         ),
         validation=validation,

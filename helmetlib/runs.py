@@ -436,7 +436,7 @@ class ModelResult(Record):
     train_seconds: float
     deployed_reason: str = ""
     deployed_health: Health | None = None
-    validation_brier: float = 0.25  # the deployed model's validation Brier score (0.25: a constant 0.5)
+    validation_brier: float | None = None  # the deployed model's validation Brier score (None: an older helmetlib)
 
     @computed_field
     @property

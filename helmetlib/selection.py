@@ -52,6 +52,9 @@ def select_model(
         return None
     f1 = {name: results[name].validation.f1 for name in candidates}
     brier = {name: results[name].validation_brier for name in candidates}
+    unscored = [name for name, value in brier.items() if value is None]
+    if unscored:
+        raise ValueError(f"no validation Brier score in the results of {', '.join(unscored)}: retrain them")
     leader = max(candidates, key=lambda name: (f1[name], -brier[name]))
 
     def indistinguishable(name: str) -> bool:

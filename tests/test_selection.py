@@ -191,3 +191,9 @@ def test_warnings_name_collapsed_models_random_weights_and_demo_data():
     assert any("RANDOMLY INITIALISED" in text for text in texts)
     assert any(text.startswith("Synthetic demo data") for text in texts)
     assert [level for level, _ in warnings][0] == "danger"
+
+
+def test_results_without_a_brier_score_are_refused_not_guessed():
+    results = {"old": result("old", [0.9], brier=None), "new": result("new", [0.8])}
+    with pytest.raises(ValueError, match="no validation Brier score in the results of old: retrain them"):
+        select_model(results)
