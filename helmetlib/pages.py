@@ -109,7 +109,7 @@ def decision_html(
             + "".join(_interval(selection.test_intervals.get(key)) for key, _ in columns)
             + "</tr>"
         )
-        if abs(threshold.value - config.threshold) > 1e-9:
+        if threshold.rule != "fixed":  # the fixed rule keeps the study's decisions: the same row again
             parts.append(
                 f"<tr><th>at the deployed {threshold.value:.3f}</th>"
                 + "".join(_interval(selection.test_intervals_at_threshold.get(key)) for key, _ in columns)

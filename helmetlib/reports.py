@@ -14,6 +14,7 @@ run) and updates `latest` and the runs index under a lock. Every failure (a rais
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import platform
 import signal
@@ -489,6 +490,7 @@ def _execute_and_finish(args, out: ReportsFolder, work: RunFolder, record: RunRe
     relay = ProgressRelay(work.progress_file)
     failures: list[str] = []
     status, stage_now, exit_code = "ok", None, 0
+    _log_messages_to(work.log_file)
     handlers = {sig: signal.signal(sig, _raise_interrupted) for sig in EXIT_SIGNAL}
     try:
         kernel = ensure_kernel()
@@ -535,6 +537,15 @@ def _execute_and_finish(args, out: ReportsFolder, work: RunFolder, record: RunRe
     for line in regressions:
         print(f"REGRESSION: {line}", file=sys.stderr)
     return EXIT_REGRESSION if regressions and args.fail_on_regression else 0
+
+
+def _log_messages_to(log_file: Path) -> None:
+    """Send this process's log records (nbclient's "Kernel died while waiting...", asyncio's "Task exception was
+    never retrieved" after an interruption killed the kernels) to `run.log`, never to the terminal: the runner's
+    own lines are the one account of the run. The file stays open, so the record survives the folder's rename."""
+    handler = logging.StreamHandler(log_file.open("a", encoding="utf-8"))
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s: %(message)s"))
+    logging.getLogger().addHandler(handler)
 
 
 def _raise_interrupted(signum, frame):
