@@ -20,9 +20,11 @@ import platform
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import traceback
+import uuid
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -231,10 +233,17 @@ def plan_stages(config: RunConfig, work: RunFolder, notebooks: Path) -> list[Sta
 
 
 def ensure_kernel() -> str:
-    """Install (idempotently) a kernelspec named `helmetlib` that runs this very Python, and return its name."""
+    """Install (idempotently) a kernelspec named `helmetlib` that runs this very Python, and return its name.
+
+    Installing replaces the kernelspec's folder; a lock beside it keeps two processes (Dask workers) from doing
+    that at the same moment ("Directory not empty")."""
+    from filelock import FileLock
     from ipykernel.kernelspec import install
 
-    install(kernel_name=KERNEL_NAME, display_name=f"helmetlib ({platform.python_version()})", prefix=sys.prefix)
+    kernels = Path(sys.prefix) / "share" / "jupyter" / "kernels"
+    kernels.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(kernels / f".{KERNEL_NAME}.lock"), timeout=120):
+        install(kernel_name=KERNEL_NAME, display_name=f"helmetlib ({platform.python_version()})", prefix=sys.prefix)
     return KERNEL_NAME
 
 
@@ -242,10 +251,17 @@ def _local_kernel_manager(log_file: Path):
     """nbclient's kernel manager over local sockets (IPC: no network port), with the kernel process's own output
     (its start-up and shut-down messages) written to `log_file` instead of the terminal."""
     from jupyter_client.manager import AsyncKernelManager
-    from traitlets import CaselessStrEnum
+    from traitlets import CaselessStrEnum, default
 
     class LocalKernelManager(AsyncKernelManager):
         transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
+
+        @default("ip")
+        def _own_socket_files(self) -> str:
+            # jupyter_client names IPC sockets kernel-ipc-1, -2, ... in the working folder, taking the first free
+            # numbers: two worker processes starting kernels at once took the same ones and read each other's
+            # messages ("Invalid Signature"). Every kernel gets socket files of its own.
+            return os.path.join(tempfile.gettempdir(), f"helmetlib-kernel-{uuid.uuid4().hex[:16]}")
 
         async def _async_launch_kernel(self, kernel_cmd, **kw):
             log = log_file.open("ab")
