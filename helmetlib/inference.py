@@ -208,6 +208,8 @@ def _incomplete_decoding(path: Path) -> str | None:
 def unfit_input(image_rgb: np.ndarray, input_size: tuple[int, int]) -> str | None:
     """Why `image_rgb` (H, W, 3) is not an input a head-crop classifier with `input_size` (height, width) can
     answer for, or None: a blank image, or one that looks like a whole photo rather than a head crop."""
+    if image_rgb.ndim != 3 or 0 in image_rgb.shape:
+        return None  # not an image at all: `fit_to_input` says what is wrong
     height, width = image_rgb.shape[:2]
     spread = float(np.asarray(image_rgb, dtype=np.float32).std())
     if spread < BLANK_PIXEL_SPREAD:
@@ -288,7 +290,7 @@ def predict(
             "error": error,
         }
         rows.append(row)
-        if image is not None and image.ndim == 3 and 0 not in image.shape:
+        if image is not None:
             row["error"] = unfit_input(image, model.input_size)
         if image is not None and row["error"] is None:
             try:

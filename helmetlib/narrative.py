@@ -124,7 +124,7 @@ def repeats_table(result: ModelResult) -> pd.DataFrame:
 
 
 def _dead_units(health) -> str:
-    """'3/4 bottleneck (bare heads 4, helmets 3)' per ReLU layer feeding the output; '' when none or unknown."""
+    """'3/4 bottleneck (no helmet 4, helmet 3)' per ReLU layer feeding the output; '' when none or unknown."""
     if health is None:
         return ""
     return "; ".join(

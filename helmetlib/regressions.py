@@ -8,6 +8,7 @@ change whose interval lies entirely below 0 is a regression.
 from __future__ import annotations
 
 import dataclasses
+import zipfile
 
 import numpy as np
 
@@ -38,7 +39,7 @@ def compare_with_previous(out: ReportsFolder, folder: RunFolder, current: RunRec
     for previous_folder, previous in previous_ok_runs(out, current):
         try:
             comparison = _compare(folder, current, previous_folder, previous)
-        except (OSError, ValueError, KeyError) as error:  # a damaged or foreign run: never a reason to fail
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:  # damaged or foreign: never a failure
             skipped.append(f"run {previous.run_id} skipped, its files are unreadable ({type(error).__name__}: {error})")
             continue
         note = comparison.note + "".join(f" ({reason}.)" for reason in skipped)
