@@ -24,6 +24,8 @@ from helmetlib.preprocess import to_rgb
 IMAGES_FILE = "images_proj.npy"
 LABELS_FILE = "Labels_proj.csv"
 LABEL_COLUMN = "Label"
+PROVENANCE_FILE = "provenance.csv"  # optional: one row per image, its `path` column the source photo (the group)
+MANIFEST_FILE = "manifest.json"  # optional: what made the folder (`helmet-import` records its crop rule there)
 IMAGE_SIZE = (200, 200)
 CLASS_NAMES = ("no helmet", "helmet")  # index = label
 BATCH = 256  # images per chunk when streaming through a dataset

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from helmetlib import cli
+from helmetlib.annotations import parse_classes
 from helmetlib.cards import ModelError
 from helmetlib.data import DatasetError, load_dataset
+from helmetlib.importer import IMPORT_FORMATS, ImportFailed, ImportFormat
 from helmetlib.metrics import HEADLINE_METRICS, Scores, confusion, performance
 from helmetlib.records import Record, RecordError, output_file_problem, record, write_json
 from helmetlib.runs import DataInfo, RunFolder
@@ -89,20 +93,58 @@ def evaluate_run(run_dir: str | Path, data_dir: str | Path) -> EvaluationResult:
     return EvaluationResult(evaluation=evaluation, labels=labels, probabilities=probabilities)
 
 
+def evaluate_photos(
+    run_dir: str | Path, photos: str | Path, *, format: ImportFormat, classes: dict[str, int]
+) -> EvaluationResult:
+    """`evaluate_run` on annotated site photos: every head box of `photos` (as `helmet-import` reads them) is cut
+    by the crop rule of the run's training data (the default rule when it was not imported) and scored."""
+    from helmetlib.importer import import_photos
+
+    try:
+        run = RunFolder(Path(run_dir)).read_record()
+    except RecordError:
+        raise ModelError(f"{run_dir}: not a helmet-reports run folder (no readable run.json)") from None
+    rule = run.data.crop_rule if run.data and run.data.crop_rule else None
+    with tempfile.TemporaryDirectory(prefix="helmet-evaluate-") as scratch:
+        data_dir = Path(scratch) / "data"
+        import_photos(photos, data_dir, format=format, classes=classes, rule=rule)
+        result = evaluate_run(run_dir, data_dir)
+    data = dataclasses.replace(result.evaluation.data, path=str(Path(photos).resolve()))
+    return dataclasses.replace(result, evaluation=dataclasses.replace(result.evaluation, data=data))
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="helmet-evaluate", description="Score a run's models on another dataset.")
+    parser = cli.parser(
+        "helmet-evaluate",
+        "Score a run's models on another dataset: a data folder, or annotated site photos (--format).",
+        """examples:
+  helmet-evaluate reports/latest --data other-site/
+  helmet-evaluate reports/latest --data photos/ --format voc --classes helmet=1,head=0
+exit codes: 0 scored; 2 bad options, run or data""",
+    )
     parser.add_argument("run_dir", help="a helmet-reports run folder")
-    parser.add_argument("--data", required=True, help="folder with images_proj.npy + Labels_proj.csv")
+    parser.add_argument("--data", required=True, help="folder with images_proj.npy + Labels_proj.csv, or photos")
+    parser.add_argument("--format", choices=IMPORT_FORMATS, help="--data holds annotated photos in this format")
+    parser.add_argument("--classes", help="with --format: NAME=LABEL,... (e.g. helmet=1,head=0)")
     parser.add_argument("--out", help="folder for the HTML report (default: RUN_DIR/evaluations/<data hash>)")
     parser.add_argument("--json", help="write the metrics as JSON to this file")
     args = parser.parse_args(argv)
     problem = output_file_problem(args.json, "--json") if args.json else None
+    if (args.format is None) != (args.classes is None):
+        problem = "--format and --classes go together (annotated photos need both)"
+    try:
+        classes = parse_classes(args.classes) if args.classes else {}
+    except ValueError as error:
+        problem = str(error)
     if problem:
         print(f"helmet-evaluate: error: {problem}", file=sys.stderr)
         return 2
     try:
-        result = evaluate_run(args.run_dir, args.data)
-    except (DatasetError, ModelError) as error:
+        if args.format:
+            result = evaluate_photos(args.run_dir, args.data, format=args.format, classes=classes)
+        else:
+            result = evaluate_run(args.run_dir, args.data)
+    except (DatasetError, ModelError, ImportFailed) as error:
         print(f"helmet-evaluate: error: {error}", file=sys.stderr)
         return 2
     from helmetlib.pages import evaluation_page

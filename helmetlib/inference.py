@@ -9,6 +9,8 @@ the other images are predicted.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import itertools
 import math
 import sys
 import warnings
@@ -20,19 +22,26 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from helmetlib import cli
+from helmetlib.annotations import (
+    ANNOTATION_FORMATS,
+    AnnotatedPhoto,
+    AnnotationFormat,
+    PhotoIndex,
+    parse_classes,
+    read_annotations,
+)
 from helmetlib.cards import ModelCard, ModelError, check_file, read_card
 from helmetlib.data import CLASS_NAMES, DatasetError, ImageArray, read_image_array
+from helmetlib.photos import MAX_PIXELS, CropRule, draw_predictions, fit_to_input, read_image_file
 from helmetlib.preprocess import normalize
-from helmetlib.quiet import native_stderr_filtered
 from helmetlib.records import RecordError, output_file_problem
 from helmetlib.runs import ExportedFile, RunFolder
 
 RESULT_COLUMNS = ["source", "index", "probability", "label", "class_name", "threshold", "error"]
-MAX_PIXELS = 50_000_000  # larger images are refused from their header, before any decoding
 BLANK_PIXEL_SPREAD = 2.0  # pixel standard deviation (0-255) below which an image is blank: nothing to classify
 WHOLE_PHOTO_ASPECT = 2.0  # a head crop is about square: a longer side over twice the shorter is not one
 WHOLE_PHOTO_SIDE = 4  # nor is an image whose longer side is over 4 times the model's input side
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm", ".pgm"}
 
 
 @dataclass
@@ -152,57 +161,7 @@ def iter_images(
             for index in range(len(images)):
                 yield str(path), index, images[index], None
         else:
-            yield (str(path), None, *_read_image_file(path, max_pixels))
-
-
-def _read_image_file(path: Path, max_pixels: int) -> tuple[np.ndarray | None, str | None]:
-    if not path.is_file():
-        return None, "file not found"
-    if path.stat().st_size == 0:
-        return None, "empty file"
-    size = _header_size(path)
-    if size is not None and size[0] * size[1] > max_pixels:
-        return None, f"image too large: {size[0]}x{size[1]} pixels (limit {max_pixels:,}; see --max-pixels)"
-    if size is not None:
-        problem = _incomplete_decoding(path)
-        if problem:
-            return None, f"truncated or partly decoded image ({problem})"
-    try:
-        with native_stderr_filtered():  # OpenCV and libpng complain about broken files on stderr; the row says it
-            image = cv2.imread(str(path), cv2.IMREAD_COLOR)  # BGR, grayscale expanded to 3 channels
-    except cv2.error as error:
-        return None, f"unreadable image ({str(error).strip().splitlines()[-1]})"
-    if image is None or image.size == 0:
-        kind = "corrupt image" if path.suffix.lower() in IMAGE_SUFFIXES else "not an image"
-        return None, f"{kind}: OpenCV cannot decode it"
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB), None
-
-
-def _header_size(path: Path) -> tuple[int, int] | None:
-    """(width, height) from the file's header without decoding its pixels, or None when Pillow cannot tell."""
-    from PIL import Image
-
-    limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # our own limit applies, from the header alone
-    try:
-        with Image.open(path) as image:
-            return image.size
-    except Exception:  # not an image Pillow knows: OpenCV decides below
-        return None
-    finally:
-        Image.MAX_IMAGE_PIXELS = limit
-
-
-def _incomplete_decoding(path: Path) -> str | None:
-    """The decoder's complaint when an image file that Pillow recognises does not decode completely (a truncated
-    JPEG, whose missing part OpenCV would fill with grey after a warning), else None."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as image:
-            image.load()
-    except Exception as error:  # Pillow raises OSError, SyntaxError, ValueError... for broken data
-        return str(error) or type(error).__name__
-    return None
+            yield (str(path), None, *read_image_file(path, max_pixels))
 
 
 def unfit_input(image_rgb: np.ndarray, input_size: tuple[int, int]) -> str | None:
@@ -218,25 +177,9 @@ def unfit_input(image_rgb: np.ndarray, input_size: tuple[int, int]) -> str | Non
     if max(height, width) > WHOLE_PHOTO_ASPECT * min(height, width) or max(height, width) > longest:
         return (
             f"looks like a whole photo ({width}x{height} pixels; head crops are about square and at most "
-            f"{longest} pixels on a side): give head crops"
+            f"{longest} pixels on a side): give head crops or --boxes"
         )
     return None
-
-
-def fit_to_input(image_rgb: np.ndarray, size: tuple[int, int], *, pad: bool = False) -> np.ndarray:
-    """Resize to the model's input; with `pad`, keep the aspect ratio by replicating edges to a square first."""
-    if image_rgb.ndim != 3 or image_rgb.shape[2] != 3 or 0 in image_rgb.shape:
-        raise ValueError(f"not an RGB image (shape {image_rgb.shape})")
-    if pad:
-        height, width = image_rgb.shape[:2]
-        side = max(height, width)
-        top, left = (side - height) // 2, (side - width) // 2
-        image_rgb = cv2.copyMakeBorder(
-            image_rgb, top, side - height - top, left, side - width - left, cv2.BORDER_REPLICATE
-        )
-    if image_rgb.shape[:2] == size:
-        return image_rgb
-    return cv2.resize(image_rgb, (size[1], size[0]), interpolation=cv2.INTER_AREA)
 
 
 def check_threshold(threshold: float) -> float:
@@ -265,32 +208,124 @@ def predict(
     Unreadable, truncated or blank inputs and whole photos (far from square, or far larger than the model's input)
     get a row with an error; the others are predicted.
     """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     model = model_or_path if isinstance(model_or_path, LoadedModel) else load_model(model_or_path)
     threshold = model.card.threshold.value if threshold is None else check_threshold(threshold)
     if isinstance(images, np.ndarray | ImageArray):
         items = (("array", index, images[index], None) for index in range(len(images)))
     else:
         items = iter_images(images, max_pixels=max_pixels)
-    if progress:
-        from tqdm import tqdm
+    rows = (
+        (_row(source=source, index=index, threshold=threshold, error=error), image)
+        for source, index, image, error in _progress(items, progress, unit="image")
+    )
+    table = _predict_rows(model, rows, threshold=threshold, batch_size=batch_size, pad=pad)
+    return pd.DataFrame(table, columns=RESULT_COLUMNS).astype({"index": "Int64", "label": "Int64"})
 
-        items = tqdm(items, unit="image", file=sys.stderr)
+
+def predict_photos(
+    model_or_path: LoadedModel | str | Path,
+    photos: Iterable[str | Path],
+    *,
+    boxes: str | Path,
+    format: AnnotationFormat,
+    classes: dict[str, int] | None = None,
+    min_box: int | None = None,
+    threshold: float | None = None,
+    batch_size: int = 32,
+    max_pixels: int = MAX_PIXELS,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """One row per head box of whole site photos: the prediction table plus `box` ("x1 y1 x2 y2" in photo pixels)
+    and `annotated_label` (0/1 through `classes` when the annotation names a mapped class, else empty).
+
+    `photos` are image files or folders; `boxes` the annotations (`format` voc, yolo, coco or csv) naming them.
+    Each head is cropped by the rule the model was trained with (its card's `training_data.crop_rule`; the
+    default rule at the model's input size otherwise), `min_box` overriding its smallest head. With `classes`,
+    boxes of other classes (`person`) are left out. A head too small or outside its photo, an unreadable photo,
+    an annotation problem, a photo without annotation: an error row each, never a silent drop.
+    """
+    model = model_or_path if isinstance(model_or_path, LoadedModel) else load_model(model_or_path)
+    threshold = model.card.threshold.value if threshold is None else check_threshold(threshold)
+    rule = model.card.training_data.crop_rule or CropRule(image_size=model.input_size[0])
+    rule = rule if min_box is None else dataclasses.replace(rule, min_box=min_box)
+    index = PhotoIndex.of([Path(photo) for photo in photos])
+    annotations = read_annotations(boxes, format=format, photos=index, classes=classes)
+    annotated = {photo.path.resolve() for photo in annotations.photos}
+    unannotated = [path for path in index.files if path.resolve() not in annotated]
+    problem_rows = [
+        (_row(source=problem.file, threshold=threshold, error=problem.reason), None) for problem in annotations.problems
+    ]
+    problem_rows += [
+        (_row(source=str(path), threshold=threshold, error=f"no head boxes for this photo in {boxes}"), None)
+        for path in unannotated
+    ]
+    heads = _head_crops(_progress(annotations.photos, progress, unit="photo"), rule, threshold, max_pixels)
+    table = _predict_rows(model, itertools.chain(heads, problem_rows), threshold=threshold, batch_size=batch_size)
+    columns = [*RESULT_COLUMNS, "box", "annotated_label"]
+    return pd.DataFrame(table, columns=columns).astype({"index": "Int64", "label": "Int64", "annotated_label": "Int64"})
+
+
+def _row(*, source: str, threshold: float, index: int | None = None, error: str | None = None, **extra) -> dict:
+    """A prediction row before prediction: probability, label and class name are filled in by `_predict_batch`."""
+    return {
+        "source": source,
+        "index": index,
+        "probability": None,
+        "label": None,
+        "class_name": None,
+        "threshold": threshold,
+        "error": error,
+        **extra,
+    }
+
+
+def _head_crops(
+    photos: Iterable[AnnotatedPhoto], rule: CropRule, threshold: float, max_pixels: int
+) -> Iterator[tuple[dict, np.ndarray | None]]:
+    """(row, RGB crop or None) per head box, reading one photo at a time."""
+    for photo in photos:
+        image, error = read_image_file(photo.path, max_pixels)
+        if error:
+            yield _row(source=str(photo.path), threshold=threshold, error=error), None
+            continue
+        for index, box in enumerate(photo.boxes):
+            problem = rule.box_problem(box, image.shape[:2]) or rule.too_small(box)
+            row = _row(
+                source=str(photo.path),
+                index=index,
+                threshold=threshold,
+                error=problem,
+                box=box.text(),
+                annotated_label=box.label,
+            )
+            yield row, None if problem else rule.crop(image, box)
+
+
+def _progress(items: Iterable, shown: bool, *, unit: str) -> Iterable:
+    if not shown:
+        return items
+    from tqdm import tqdm
+
+    return tqdm(items, unit=unit, file=sys.stderr)
+
+
+def _predict_rows(
+    model: LoadedModel,
+    items: Iterable[tuple[dict, np.ndarray | None]],
+    *,
+    threshold: float,
+    batch_size: int,
+    pad: bool = False,
+) -> list[dict]:
+    """Fill in each row's prediction from its RGB image, `batch_size` images at a time; an image that is blank or
+    looks like a whole photo, or cannot be resized, gets an error instead."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     rows: list[dict] = []
     batch: list[tuple[dict, np.ndarray]] = []
-    for source, index, image, error in items:
-        row = {
-            "source": source,
-            "index": index,
-            "probability": None,
-            "label": None,
-            "class_name": None,
-            "threshold": threshold,
-            "error": error,
-        }
+    for row, image in items:
         rows.append(row)
-        if image is not None:
+        if image is not None and row["error"] is None:
             row["error"] = unfit_input(image, model.input_size)
         if image is not None and row["error"] is None:
             try:
@@ -302,7 +337,7 @@ def predict(
             batch = []
     if batch:
         _predict_batch(model, batch, threshold)
-    return pd.DataFrame(rows, columns=RESULT_COLUMNS).astype({"index": "Int64", "label": "Int64"})
+    return rows
 
 
 def _predict_batch(model: LoadedModel, batch: list[tuple[dict, np.ndarray]], threshold: float) -> None:
@@ -354,18 +389,37 @@ def export_tflite(keras_path: str | Path, validation_images: np.ndarray | None =
     return exports
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="helmet-predict", description="Predict helmet / no helmet for new photos.")
+def _parser() -> argparse.ArgumentParser:
+    parser = cli.parser(
+        "helmet-predict",
+        "Predict helmet / no helmet for head crops (or for every head box of whole site photos, with --boxes).",
+        f"""columns: {", ".join(RESULT_COLUMNS)}; with --boxes also box (x1 y1 x2 y2, photo pixels) and
+  annotated_label (0/1 through --classes)
+examples:
+  helmet-predict --model reports/latest crops/ --out predictions.csv
+  helmet-predict --model reports/latest images/ --boxes annotations/ --format voc --classes helmet=1,head=0 --draw out/
+exit codes: 0 every row predicted; 1 some rows are errors (see the error column); 2 bad options or model""",
+    )
     parser.add_argument("--model", required=True, help=".keras or .tflite file with its card, or a run folder")
-    parser.add_argument("inputs", nargs="+", help="image files, folders (recursive) or .npy arrays (BGR)")
+    parser.add_argument("inputs", nargs="+", help="head crops: image files, folders (recursive), .npy arrays (BGR)")
     parser.add_argument("--out", help="write the table to FILE.csv or FILE.json (default: CSV on stdout)")
     parser.add_argument("--threshold", type=float, help="decision threshold in (0, 1) (default: the model card's)")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=32, help="images per model call (%(default)s)")
     parser.add_argument("--pad", action="store_true", help="keep the aspect ratio by padding to a square first")
     parser.add_argument(
         "--max-pixels", type=int, default=MAX_PIXELS, help=f"larger images become error rows (default {MAX_PIXELS:,})"
     )
-    args = parser.parse_args(argv)
+    photos = parser.add_argument_group("whole site photos: one row per head box, cropped as the model's training data")
+    photos.add_argument("--boxes", help="annotation file or folder naming the INPUTS photos' head boxes")
+    photos.add_argument("--format", choices=ANNOTATION_FORMATS, help="of --boxes (csv: path,xmin,ymin,xmax,ymax)")
+    photos.add_argument("--classes", help="NAME=LABEL,...: predict these classes only (e.g. helmet=1,head=0)")
+    photos.add_argument("--min-box", type=int, help="heads smaller than this are error rows (default: the model's)")
+    photos.add_argument("--draw", help="write each photo with its boxes and answers, and summary.csv, into DIR")
+    return parser
+
+
+def _option_problems(args: argparse.Namespace) -> list[str]:
+    """What is wrong with the options, found before any model is loaded or image read."""
     problems = []
     if args.out and Path(args.out).suffix not in (".csv", ".json"):
         problems.append("--out must end in .csv or .json")
@@ -380,7 +434,26 @@ def main(argv: list[str] | None = None) -> int:
             check_threshold(args.threshold)
         except ValueError as error:
             problems.append(f"--{error}")
-    problems = [problem for problem in problems if problem]
+    photo_options = {"--format": args.format, "--classes": args.classes, "--min-box": args.min_box, "--draw": args.draw}
+    if args.boxes is None:
+        problems += [f"{name} needs --boxes" for name, value in photo_options.items() if value is not None]
+    elif args.format is None:
+        problems.append("--boxes needs --format (voc, yolo, coco or csv)")
+    if args.classes:
+        try:
+            parse_classes(args.classes)
+        except ValueError as error:
+            problems.append(str(error))
+    if args.min_box is not None and args.min_box < 1:
+        problems.append(f"--min-box must be at least 1, got {args.min_box}")
+    if args.draw and Path(args.draw).exists() and not Path(args.draw).is_dir():
+        problems.append(f"--draw {args.draw}: is a file, not a folder")
+    return [problem for problem in problems if problem]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    problems = _option_problems(args)
     if problems:
         print(f"helmet-predict: error: {'; '.join(problems)}", file=sys.stderr)
         return 2
@@ -389,28 +462,30 @@ def main(argv: list[str] | None = None) -> int:
     except ModelError as error:
         print(f"helmet-predict: error: {error}", file=sys.stderr)
         return 2
-    table = predict(
-        model,
-        args.inputs,
-        threshold=args.threshold,
-        batch_size=args.batch_size,
-        pad=args.pad,
-        max_pixels=args.max_pixels,
-        progress=sys.stderr.isatty(),
-    )
+    options = dict(threshold=args.threshold, batch_size=args.batch_size, max_pixels=args.max_pixels)
+    if args.boxes:
+        classes = parse_classes(args.classes) if args.classes else None
+        table = predict_photos(
+            model, args.inputs, boxes=args.boxes, format=args.format, classes=classes, min_box=args.min_box, **options
+        )
+    else:
+        table = predict(model, args.inputs, pad=args.pad, progress=sys.stderr.isatty(), **options)
     if args.out is None:
         table.to_csv(sys.stdout, index=False)
     elif args.out.endswith(".json"):
         Path(args.out).write_text(table.to_json(orient="records", indent=2))
     else:
         table.to_csv(args.out, index=False)
+    if args.draw:
+        draw_predictions(table, args.draw, max_pixels=args.max_pixels)
     failed = int(table["error"].notna().sum())
     threshold = args.threshold if args.threshold is not None else model.card.threshold.value
-    print(
-        f"helmet-predict: {len(table) - failed} predicted, {failed} failed ({model.kind} {model.path.name}, "
-        f"threshold {threshold:g})",
-        file=sys.stderr,
-    )
+    counted = f"{len(table) - failed} predicted, {failed} failed"
+    if args.boxes:
+        judged = table["label"].dropna()
+        photos = table.loc[table["box"].notna(), "source"].nunique()
+        counted = f"{photos} photos, {len(judged)} heads judged: {int((judged == 0).sum())} bare heads; {failed} failed"
+    print(f"helmet-predict: {counted} ({model.kind} {model.path.name}, threshold {threshold:g})", file=sys.stderr)
     return 1 if failed else 0
 
 

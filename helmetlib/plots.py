@@ -74,7 +74,10 @@ def class_balance(labels: np.ndarray, *, ax=None):
 
 
 def sample_grid(images: np.ndarray, labels: np.ndarray, *, per_class: int = 6, seed: int = 0, grayscale: bool = False):
-    """A row of random example images per class (RGB uint8, or (N, H, W) grayscale)."""
+    """A row of random example images per class (RGB uint8 (N, H, W, 3)); `grayscale` shows them as the eye sees
+    them without colour (luminance), to check that the classes differ by more than colour."""
+    from helmetlib.preprocess import to_grayscale
+
     rng = np.random.default_rng(seed)
     fig, axes = plt.subplots(2, per_class, figsize=(1.8 * per_class, 4.0), squeeze=False)
     for label in (0, 1):
@@ -83,7 +86,9 @@ def sample_grid(images: np.ndarray, labels: np.ndarray, *, per_class: int = 6, s
         for column, ax in enumerate(axes[label]):
             ax.axis("off")
             if column < len(chosen):
-                ax.imshow(images[chosen[column]], cmap="gray" if grayscale else None, vmin=0, vmax=255)
+                image = images[chosen[column]]
+                shown = to_grayscale(image[None])[0] if grayscale else image
+                ax.imshow(shown, cmap="gray" if grayscale else None, vmin=0, vmax=255)
         axes[label][0].set_title(CLASS_NAMES[label], loc="left")
     return _photos(fig)
 
@@ -221,11 +226,16 @@ def image_pairs(images: np.ndarray, pairs, *, title_columns=("parts", "distance"
         for row, index in enumerate((pair.first, pair.second)):
             axes[row][column].imshow(images[index])
             axes[row][column].set_title(f"#{index}", fontsize=8)
-        caption = "\n".join(f"{name} {getattr(pair, name)}" for name in title_columns)
+        caption = "\n".join(f"{name} {_number(getattr(pair, name))}" for name in title_columns)
         axes[1][column].text(
             0.5, -0.08, caption, transform=axes[1][column].transAxes, ha="center", va="top", fontsize=8
         )
     return _photos(fig)
+
+
+def _number(value) -> str:
+    """A caption value: floats with 3 decimals ("0.963", not "0.9629999995231628"), the rest as they are."""
+    return f"{value:.3f}" if isinstance(value, float | np.floating) else str(value)
 
 
 def heat_map_grid(images: np.ndarray, maps: np.ndarray, titles: list[str], *, columns: int = 4):
@@ -238,4 +248,35 @@ def heat_map_grid(images: np.ndarray, maps: np.ndarray, titles: list[str], *, co
         ax.imshow(image)
         ax.imshow(heat, cmap="jet", alpha=0.45, vmin=0, vmax=1)
         ax.set_title(title, fontsize=8)
+    return _photos(fig)
+
+
+def source_photos(images: np.ndarray, examples):
+    """Source photos with their head boxes (green: helmet, red: bare head) and crop windows (white), each beside
+    the crops the data holds for it: one row per photo of `eda.source_photo_examples`."""
+    import cv2
+
+    rows = max(len(examples), 1)
+    crops = max((len(example.rows) for example in examples), default=1)
+    fig, axes = plt.subplots(
+        rows, 1 + crops, figsize=(4.0 + 1.6 * crops, 2.6 * rows), squeeze=False, width_ratios=[2.5] + [1] * crops
+    )
+    for ax in axes.ravel():
+        ax.axis("off")
+    for row, example in enumerate(examples):
+        photo = example.photo.copy()
+        thickness = max(1, round(max(photo.shape[:2]) / 300))
+        for item in example.rows.itertuples():
+            colour = (0, 170, 0) if item.Label == 1 else (230, 0, 0)
+            cv2.rectangle(
+                photo, (round(item.xmin), round(item.ymin)), (round(item.xmax), round(item.ymax)), colour, thickness
+            )
+            corner = (int(item.window_left), int(item.window_top))
+            far = (corner[0] + int(item.window_side), corner[1] + int(item.window_side))
+            cv2.rectangle(photo, corner, far, (255, 255, 255), 1)
+        axes[row][0].imshow(photo)
+        axes[row][0].set_title(example.name, fontsize=8, loc="left")
+        for column, item in enumerate(example.rows.itertuples(), start=1):
+            axes[row][column].imshow(images[int(item.row)])
+            axes[row][column].set_title(f"#{int(item.row)} {CLASS_NAMES[int(item.Label)]}", fontsize=8)
     return _photos(fig)

@@ -26,6 +26,7 @@ from helmetlib import specs
 from helmetlib.calibration import Calibration
 from helmetlib.health import Health
 from helmetlib.metrics import HEADLINE_METRICS, Scores
+from helmetlib.photos import CropRule, crop_rule_of
 from helmetlib.records import Record, RecordError, record
 from helmetlib.uncertainty import Interval
 from helmetlib.weights import WeightsChoice, resolve_weights
@@ -268,7 +269,7 @@ class RunConfig(Record):
         if rule not in THRESHOLD_RULES:
             raise ParameterError(f"THRESHOLD_RULE must be one of {', '.join(THRESHOLD_RULES)}, got {rule!r}")
         cache_dir = resolve_path(values.pop("CACHE_DIR", "") or "reports/.cache", base)
-        groups_csv = resolve_path(values.pop("GROUPS_CSV", ""), base)
+        groups_csv = resolve_path(values.pop("GROUPS_CSV", ""), base) or _provenance_groups(data_dir)
         settings = {name.lower(): value for name, value in values.items()}
         try:
             config = cls(
@@ -294,7 +295,7 @@ class RunConfig(Record):
         local = requested.lower() not in ("imagenet", "none", "random")
         try:
             resolved = resolve_weights(resolve_path(requested, base) if local else requested)
-        except FileNotFoundError as error:
+        except (FileNotFoundError, ValueError) as error:
             raise ParameterError(str(error)) from None
         return dataclasses.replace(config, weights=resolved)
 
@@ -321,6 +322,7 @@ class DataInfo(Record):
     content_hash: str
     images: int
     class_counts: dict[str, int]
+    crop_rule: CropRule | None = None  # how `helmet-import` cut the crops; prediction on photos cuts them alike
 
     @classmethod
     def of(cls, dataset, data_dir: str) -> DataInfo:
@@ -331,7 +333,17 @@ class DataInfo(Record):
             content_hash=dataset.content_hash,
             images=len(dataset),
             class_counts={str(label): count for label, count in dataset.class_counts.items()},
+            crop_rule=crop_rule_of(data_dir) if data_dir else None,
         )
+
+
+def _provenance_groups(data_dir: str) -> str:
+    """The data folder's `provenance.csv` (written by `helmet-import`: one row per crop, its photo in `path`), used
+    as the groups when no groups file is given; "" when there is none."""
+    from helmetlib.data import PROVENANCE_FILE
+
+    path = Path(data_dir) / PROVENANCE_FILE if data_dir else None
+    return str(path) if path and path.is_file() else ""
 
 
 def package_versions() -> dict[str, str | None]:
@@ -582,6 +594,7 @@ class RunRecord(Record):
     reason: str | None = None
     failures: tuple[str, ...] = ()
     pid: int | None = None
+    pid_started: float | None = None
     data: DataInfo | None = None
     split: dict[str, int | str | bool] | None = None
     versions: dict[str, str | None] = field(default_factory=dict)
@@ -593,6 +606,11 @@ class RunRecord(Record):
     selection: Selection | None = None
     audit: Audit | None = None
     comparison_with_previous: Comparison | None = None
+
+    @property
+    def in_progress(self) -> bool:
+        """True while the process that writes this run (its id and start time as recorded) is alive."""
+        return self.status == "running" and bool(self.pid) and process_alive(self.pid, self.pid_started)
 
     @computed_field
     @property
@@ -750,7 +768,7 @@ class ReportsFolder:
                 run = RunRecord.read(entry / "run.json")
             except RecordError:
                 continue
-            if entry.name.startswith(".tmp-") and not (run.pid and process_alive(run.pid)):
+            if entry.name.startswith(".tmp-") and not run.in_progress:
                 continue
             found.append((RunFolder(entry), run))
         found.sort(key=lambda item: item[1].started, reverse=True)
@@ -768,12 +786,22 @@ def read_latest(path: Path) -> str:
     return LatestPointer.read(path).run_id
 
 
-def process_alive(pid: int) -> bool:
-    """True when a process with this id exists (and may be a run in progress)."""
+def process_alive(pid: int, started: float | None = None) -> bool:
+    """True when a process with this id exists and, given its start time (`psutil`'s `create_time`), is that very
+    process: a dead run's id reused by another process later is not the run."""
+    import psutil
+
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        process = psutil.Process(pid)
+        return started is None or abs(process.create_time() - started) < 1.0
+    except psutil.NoSuchProcess:
         return False
-    except PermissionError:
+    except psutil.AccessDenied:
         return True
-    return True
+
+
+def process_start_time() -> float:
+    """This process's start time, recorded with its id so that a reused id is not taken for it."""
+    import psutil
+
+    return psutil.Process().create_time()

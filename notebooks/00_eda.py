@@ -41,7 +41,7 @@ from IPython.display import Markdown, display
 
 from helmetlib import plots
 from helmetlib.audit import leakage_summary
-from helmetlib.eda import image_statistics, split_score_change, split_table
+from helmetlib.eda import image_statistics, source_photo_examples, split_description, split_score_change, split_table
 from helmetlib.narrative import data_conclusion
 from helmetlib.notebook import start
 from helmetlib.pages import config_banners, in_notebook
@@ -87,10 +87,24 @@ display(statistics.groupby("class")[["brightness", "contrast", "sharpness"]].des
 figure = plots.statistics_by_class(statistics)
 
 # %% [markdown]
-# ## The split
-# Stratified 70 / 15 / 15 with random state `SPLIT_SEED`, as in the study (by group with `SPLIT = "grouped"`).
+# ## Where the crops come from
+# For a data folder made by `helmet-import` whose photos are still reachable: a few source photos with their head
+# boxes (green helmet, red bare head) and the square windows the crops were cut from (white), beside the crops.
 
 # %%
+examples = source_photo_examples(run.config.data_dir)
+if examples:
+    figure = plots.source_photos(dataset.images, examples)
+else:
+    display(Markdown("Not an imported data folder, or its source photos are not reachable from here."))
+
+# %% [markdown]
+# ## The split
+# Stratified 70 / 15 / 15 with random state `SPLIT_SEED`, as in the study, or by group with `SPLIT = "grouped"`.
+
+# %%
+config = run.config
+display(Markdown(split_description(config.split, config.split_seed, config.groups_csv, config.group_column)))
 split_table(parts, dataset.labels)
 
 # %% [markdown]

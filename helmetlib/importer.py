@@ -1,0 +1,369 @@
+"""`helmet-import`: annotated site photos (VOC, YOLO, COCO, or folders of crops) -> a data folder in the study's format.
+
+One crop per head box by the crop rule (`photos.CropRule`), written as `images_proj.npy` (BGR, streamed into the
+file: memory stays bounded whatever the number of photos), `Labels_proj.csv`, `provenance.csv` (one row per crop:
+the photo, the box, its class, the window; its `path` column is the photo, which runs use as the groups of a
+grouped split) and `manifest.json` (counts, skipped boxes and files by reason, every problem with its file, the
+crop rule that prediction reuses). The folder appears only when the import succeeded.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+import re
+import shutil
+import sys
+from collections import Counter
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from helmetlib import cli
+from helmetlib.annotations import AnnotatedPhoto, Annotations, PhotoIndex, Problem, parse_classes, read_annotations
+from helmetlib.data import IMAGES_FILE, LABEL_COLUMN, LABELS_FILE, MANIFEST_FILE, PROVENANCE_FILE
+from helmetlib.photos import CropRule, HeadBox, image_files, read_image_file
+from helmetlib.records import Record, record, write_json
+
+ImportFormat = Literal["voc", "yolo", "coco", "folders"]
+IMPORT_FORMATS = ("voc", "yolo", "coco", "folders")
+NPY_HEADER_BYTES = 128  # room for the header of any (N, size, size, 3) uint8 array, written when N is known
+PROVENANCE_COLUMNS = (
+    "row",
+    LABEL_COLUMN,
+    "class_name",
+    "path",
+    "annotation",
+    "box_index",
+    "xmin",
+    "ymin",
+    "xmax",
+    "ymax",
+    "window_left",
+    "window_top",
+    "window_side",
+)
+
+
+class ImportFailed(ValueError):
+    """An import that cannot give a usable data folder (nothing written): the message says why."""
+
+
+@record
+class DataManifest(Record):
+    """What `helmet-import` made (`manifest.json` in the data folder) and the crop rule prediction must reuse."""
+
+    format: Literal["helmetlib-data/1"]
+    source: str
+    annotation_format: str
+    classes: dict[str, int]
+    crop_rule: CropRule
+    images: int
+    labels: dict[str, int]
+    per_class: dict[str, int]
+    per_source_folder: dict[str, int]
+    photos: int
+    ignored_classes: dict[str, int]
+    skipped_boxes: dict[str, int]
+    skipped_files: dict[str, int]
+    problem_counts: dict[str, int]
+    problems: tuple[Problem, ...]
+    created: str
+
+    def summary(self) -> str:
+        """One line: crops per class from how many photos, what was ignored, skipped and wrong."""
+        per_class = ", ".join(f"{name} {count}" for name, count in sorted(self.per_class.items()))
+        parts = [f"{self.images} crops ({per_class}) from {self.photos} photos"]
+        if self.ignored_classes:
+            parts.append("ignored " + ", ".join(f"{name} {count}" for name, count in self.ignored_classes.items()))
+        skipped = {**self.skipped_boxes, **self.skipped_files}
+        if skipped:
+            parts.append("skipped " + ", ".join(f"{count} {reason}" for reason, count in skipped.items()))
+        kinds = ", ".join(f"{count} {kind}" for kind, count in self.problem_counts.items())
+        listed = f": {kinds} (each listed in {MANIFEST_FILE})" if kinds else ""
+        parts.append(f"{len(self.problems)} problems{listed}")
+        return "; ".join(parts)
+
+
+def import_photos(
+    source: str | Path,
+    out: str | Path,
+    *,
+    format: ImportFormat,
+    classes: dict[str, int],
+    rule: CropRule | None = None,
+    strict: bool = False,
+    progress: bool = False,
+) -> DataManifest:
+    """Import the annotated photos under `source` into the new data folder `out` and return its manifest.
+
+    `rule` is the crop rule (default `CropRule()`: context 2, shift 0.25, 200 px, heads of 14 px and more).
+    `classes` maps annotation class names (for YOLO also indices; for `folders` sub-folder names) to labels 1
+    (helmet) and 0 (bare head); boxes of other classes are counted as ignored. Problems (unreadable or missing
+    images, malformed annotations, boxes outside the photo or of zero size, unknown class ids, empty annotation
+    files) are skipped and listed; with `strict` the first one is an `ImportFailed` and nothing is written.
+    `ImportFailed` too when `out` exists or the import yields no crop or a single class.
+    """
+    source, out, rule = Path(source), Path(out), rule or CropRule()
+    if not source.exists():
+        raise ImportFailed(f"{source}: no such file or folder")
+    if out.exists():
+        raise ImportFailed(f"{out}: already exists; give a new folder (an import never mixes into old data)")
+    if not out.parent.is_dir() or not os.access(out.parent, os.W_OK):
+        raise ImportFailed(f"{out}: its folder {out.parent} does not exist or is not writable")
+    annotations = _folder_photos(source, classes) if format == "folders" else _annotated(source, format, classes)
+    if strict and annotations.problems:
+        raise ImportFailed(_strict_message(annotations.problems))
+    staging = out.parent / f".{out.name}.importing-{os.getpid()}"
+    staging.mkdir()
+    try:
+        with _CropWriter(staging, rule.image_size, source) as writer:
+            _write_crops(annotations, writer, rule, whole_images=format == "folders", strict=strict, progress=progress)
+        manifest = _manifest(source, format, classes, rule, annotations, writer)
+        write_json(staging / MANIFEST_FILE, manifest.to_json())
+        staging.rename(out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return manifest
+
+
+def _annotated(source: Path, format: str, classes: dict[str, int]) -> Annotations:
+    photos = PhotoIndex.of([source.parent if source.is_file() else source])
+    return read_annotations(source, format=format, photos=photos, classes=classes)
+
+
+def _folder_photos(source: Path, classes: dict[str, int]) -> Annotations:
+    """`folders`: each sub-folder of `source` named in `classes` holds crops of that class (searched recursively)."""
+    result = Annotations()
+    folders = sorted(path for path in source.iterdir() if path.is_dir()) if source.is_dir() else []
+    for folder in folders:
+        files = image_files(folder)
+        if folder.name not in classes:
+            result.ignored_classes[folder.name] += len(files)
+            continue
+        whole = HeadBox(0, 0, 0, 0, class_name=folder.name, label=classes[folder.name])  # sized when read
+        result.photos.extend(AnnotatedPhoto(path=path, annotation=folder, boxes=(whole,)) for path in files)
+    missing = sorted(set(classes) - {folder.name for folder in folders})
+    for name in missing:
+        result.problem(source / name, "no such class folder (named in --classes)")
+    return result
+
+
+def _strict_message(problems: list[Problem]) -> str:
+    first = problems[0]
+    return f"--strict: {len(problems)} problems in the input, e.g. {first.file}: {first.reason}; nothing was written"
+
+
+class _CropWriter:
+    """Streams BGR crops into `images_proj.npy` (header written last) and labels / provenance rows into CSV files."""
+
+    def __init__(self, folder: Path, size: int, source: Path):
+        self.folder, self.size, self.source = folder, size, source
+        self.count = 0
+        self.labels: Counter[int] = Counter()
+        self.per_class: Counter[str] = Counter()
+        self.per_folder: Counter[str] = Counter()
+        self.photos: set[Path] = set()
+        self.seen: set[bytes] = set()
+        self.skipped_boxes: Counter[str] = Counter()
+        self.skipped_files: Counter[str] = Counter()
+
+    def __enter__(self) -> _CropWriter:
+        self.images = (self.folder / IMAGES_FILE).open("wb")
+        self.images.write(b"\0" * NPY_HEADER_BYTES)
+        self.label_file = (self.folder / LABELS_FILE).open("w", newline="")
+        self.provenance_file = (self.folder / PROVENANCE_FILE).open("w", newline="")
+        self.label_rows, self.provenance_rows = csv.writer(self.label_file), csv.writer(self.provenance_file)
+        self.label_rows.writerow([LABEL_COLUMN])
+        self.provenance_rows.writerow(PROVENANCE_COLUMNS)
+        return self
+
+    def add(self, crop_rgb: np.ndarray, photo: AnnotatedPhoto, box_index: int, box: HeadBox, window) -> bool:
+        """Append one crop (RGB in, stored BGR); False for an exact duplicate of an earlier crop (not written)."""
+        crop_bgr = np.ascontiguousarray(crop_rgb[..., ::-1])
+        digest = hashlib.sha1(crop_bgr.tobytes()).digest()
+        if digest in self.seen:
+            return False
+        self.seen.add(digest)
+        self.images.write(crop_bgr.tobytes())
+        relative = _relative(photo.path, self.source)
+        self.label_rows.writerow([box.label])
+        self.provenance_rows.writerow(
+            [self.count, box.label, box.class_name, relative, _relative(photo.annotation, self.source), box_index]
+            + [f"{value:g}" for value in (box.x1, box.y1, box.x2, box.y2)]
+            + [window.left, window.top, window.side]
+        )
+        self.count += 1
+        self.labels[int(box.label)] += 1
+        self.per_class[box.class_name] += 1
+        self.per_folder[str(Path(relative).parent)] += 1
+        self.photos.add(photo.path)
+        return True
+
+    def __exit__(self, *exc_info) -> None:
+        header = _npy_header((self.count, self.size, self.size, 3))
+        self.images.seek(0)
+        self.images.write(header)
+        for handle in (self.images, self.label_file, self.provenance_file):
+            handle.close()
+
+
+def _npy_header(shape: tuple[int, ...]) -> bytes:
+    """A version 1.0 `.npy` header for a C-ordered uint8 array of `shape`, padded to `NPY_HEADER_BYTES`."""
+    text = f"{{'descr': '|u1', 'fortran_order': False, 'shape': {shape}, }}"
+    padding = NPY_HEADER_BYTES - 10 - len(text) - 1
+    if padding < 0:
+        raise ValueError(f"shape {shape} does not fit a {NPY_HEADER_BYTES}-byte header")
+    body = (text + " " * padding + "\n").encode("latin1")
+    return b"\x93NUMPY\x01\x00" + len(body).to_bytes(2, "little") + body
+
+
+def _relative(path: Path, source: Path) -> str:
+    root = source if source.is_dir() else source.parent
+    try:
+        return path.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def _write_crops(
+    annotations: Annotations,
+    writer: _CropWriter,
+    rule: CropRule,
+    *,
+    whole_images: bool,
+    strict: bool,
+    progress: bool,
+) -> None:
+    """Read the photos one at a time and write one crop per usable box; problems are added to `annotations`."""
+    from tqdm import tqdm
+
+    whole_rule = replace(rule, context=1.0, shift=0.0)  # a crop of its own: padded to a square, resized
+    for photo in tqdm(annotations.photos, unit="photo", file=sys.stderr, disable=not progress):
+        image, error = read_image_file(photo.path)
+        if error:
+            annotations.problem(photo.path, error)
+            writer.skipped_files[error.split(" (")[0].split(":")[0]] += 1
+            if strict:
+                raise ImportFailed(_strict_message(annotations.problems))
+            continue
+        for box_index, box in enumerate(photo.boxes):
+            if whole_images:
+                box = replace(box, x2=float(image.shape[1]), y2=float(image.shape[0]))
+            used = whole_rule if whole_images else rule
+            problem = used.box_problem(box, image.shape[:2])
+            if problem:
+                annotations.problem(photo.annotation, f"box {box_index}: {problem}")
+                writer.skipped_boxes[problem.split(" (")[0]] += 1
+                if strict:
+                    raise ImportFailed(_strict_message(annotations.problems))
+                continue
+            small = used.too_small(box)
+            if small:
+                writer.skipped_boxes[small.split(" (")[0]] += 1
+            elif not writer.add(used.crop(image, box), photo, box_index, box, used.window(box)):
+                writer.skipped_boxes["exact duplicate crop"] += 1
+
+
+def _manifest(source, format, classes, rule, annotations: Annotations, writer: _CropWriter) -> DataManifest:
+    if writer.count == 0:
+        raise ImportFailed(
+            f"{source}: no head crop imported ({len(annotations.photos)} annotated photos; "
+            f"{len(annotations.problems)} problems, e.g. {_first(annotations.problems)}; "
+            f"ignored classes {dict(annotations.ignored_classes) or 'none'}; --classes {_classes_text(classes)})"
+        )
+    if len(writer.labels) < 2:
+        only = next(iter(writer.labels))
+        raise ImportFailed(
+            f"{source}: every imported crop has label {only} ({writer.count} crops of "
+            f"{', '.join(writer.per_class)}); a data folder needs both helmets (1) and bare heads (0)"
+        )
+    return DataManifest(
+        format="helmetlib-data/1",
+        source=str(source.resolve()),
+        annotation_format=format,
+        classes=classes,
+        crop_rule=rule,
+        images=writer.count,
+        labels={str(label): count for label, count in sorted(writer.labels.items())},
+        per_class=dict(writer.per_class),
+        per_source_folder=dict(writer.per_folder),
+        photos=len(writer.photos),
+        ignored_classes=dict(annotations.ignored_classes),
+        skipped_boxes=dict(writer.skipped_boxes),
+        skipped_files=dict(writer.skipped_files),
+        problem_counts=dict(Counter(problem_kind(problem.reason) for problem in annotations.problems)),
+        problems=tuple(annotations.problems),
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
+
+
+def problem_kind(reason: str) -> str:
+    """A problem's kind, without its file, numbers or details: 'box 3: zero-size box (1 2 1 9)' -> 'zero-size box'."""
+    kind = re.sub(r"^box \d+: ", "", reason).split(" (")[0].split(":")[0]
+    return re.sub(r"\s*\b\d+\b", "", kind).strip()
+
+
+def _first(problems: list[Problem]) -> str:
+    return f"{problems[0].file}: {problems[0].reason}" if problems else "none"
+
+
+def _classes_text(classes: dict[str, int]) -> str:
+    return ",".join(f"{name}={label}" for name, label in classes.items())
+
+
+def main(argv: list[str] | None = None) -> int:
+    defaults = CropRule()
+    parser = cli.parser(
+        "helmet-import",
+        "Cut one head crop per annotated box out of site photos into a data folder in the study's format "
+        "(images_proj.npy BGR, Labels_proj.csv, provenance.csv, manifest.json).",
+        """examples:
+  helmet-import photos/ data/site-a --format voc --classes helmet=1,head=0
+  helmet-import roboflow-export/ data/site-b --format yolo --classes helmet=1,nohelmet=0 --strict
+exit codes: 0 imported; 2 bad options, nothing usable, or a problem under --strict (nothing written)""",
+    )
+    parser.add_argument("source", help="folder (or annotation file) holding the photos and their annotations")
+    parser.add_argument("out", help="the new data folder to write (must not exist)")
+    parser.add_argument("--format", required=True, choices=IMPORT_FORMATS, help="annotation format")
+    parser.add_argument("--classes", required=True, help="NAME=LABEL,...: class names (YOLO: or indices) to 1 / 0")
+    rule = parser.add_argument_group("crop rule (recorded in manifest.json; prediction reuses it)")
+    rule.add_argument("--context", type=float, default=defaults.context, help="window / longer box side (%(default)s)")
+    rule.add_argument("--shift", type=float, default=defaults.shift, help="move down, box heights (%(default)s)")
+    rule.add_argument("--image-size", type=int, default=defaults.image_size, help="crop side, pixels (%(default)s)")
+    rule.add_argument("--min-box", type=int, default=defaults.min_box, help="skip smaller heads (%(default)s px)")
+    parser.add_argument("--strict", action="store_true", help="any problem in the input: exit 2, nothing written")
+    args = parser.parse_args(argv)
+    try:
+        classes = parse_classes(args.classes)
+        rule = CropRule(context=args.context, shift=args.shift, image_size=args.image_size, min_box=args.min_box)
+        manifest = import_photos(
+            args.source,
+            args.out,
+            format=args.format,
+            classes=classes,
+            rule=rule,
+            strict=args.strict,
+            progress=sys.stderr.isatty(),
+        )
+    except (ImportFailed, ValueError) as error:
+        print(f"helmet-import: error: {_one_line(error)}", file=sys.stderr)
+        return 2
+    print(f"helmet-import: {manifest.summary()} -> {args.out}", file=sys.stderr)
+    return 0
+
+
+def _one_line(error: Exception) -> str:
+    """A pydantic check of the crop rule reads 'Value error, context must...' over several lines: keep the reason."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    reasons = [line.removeprefix("Value error, ").split(" [type=")[0] for line in lines if "Value error" in line]
+    return reasons[0] if reasons else " ".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
