@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from helmetlib.backend import keras
+from helmetlib.backend import keras, tensorflow_log_lines_dropped
 from helmetlib.calibration import Calibration
 from helmetlib.cards import (
     BackboneRef,
@@ -27,7 +27,7 @@ from helmetlib.cards import (
     file_ref,
     read_card,
 )
-from helmetlib.features import BACKBONES_FOLDER, weights_fingerprint
+from helmetlib.features import BACKBONES_FOLDER, register_cache_user, weights_fingerprint
 from helmetlib.metrics import Scores
 from helmetlib.models import BACKBONE_LAYER, assemble, frozen_backbone
 from helmetlib.records import write_json
@@ -108,6 +108,7 @@ def save_model_outputs(
         files, backbone = {"keras": file_ref(path)}, None
     else:
         fingerprint, stored = store_backbone(deployed.model.get_layer(BACKBONE_LAYER), cache_dir)
+        register_cache_user(cache_dir, folder.path.parent)
         path = folder.head_file(name)
         inference_copy(deployed.head).save(path)
         files = {"head": file_ref(path)}
@@ -160,12 +161,13 @@ def save_model_outputs(
 def load_run_model(path: Path, card: ModelCard) -> keras.Model:
     """The image -> P(helmet) model stored at `path` (self-contained `.keras`, or head + stored backbone)."""
     kind = check_file(path, card)
-    try:
-        model = keras.saving.load_model(path, safe_mode=True, compile=False)
+    try:  # a float16 head makes TensorFlow log "oneDNN supports DT_HALF only on ... AVX-512" (E0000) on stderr
+        with tensorflow_log_lines_dropped():
+            model = keras.saving.load_model(path, safe_mode=True, compile=False)
+            if card.files[kind].weights_dtype != "float32":
+                model = with_weights_dtype(model, "float32")
     except Exception as error:  # Keras raises many types for a file that is not a valid model
         raise ModelError(f"{path}: not a loadable Keras model ({type(error).__name__}: {error})") from None
-    if card.files[kind].weights_dtype != "float32":
-        model = with_weights_dtype(model, "float32")
     if kind == "head":
         if card.backbone is None:
             raise ModelError(f"{card_path(path)}: a head without a backbone reference")
@@ -219,7 +221,8 @@ def archive_unselected(folder: RunFolder, selected: str, names: list[str]) -> No
             continue
         head = keras.saving.load_model(path, safe_mode=True, compile=False)
         partial = path.with_name(f".{path.name}.{os.getpid()}.partial.keras")
-        with_weights_dtype(head, "float16").save(partial)
+        with tensorflow_log_lines_dropped():  # float16 layers: TensorFlow's DT_HALF log line (E0000)
+            with_weights_dtype(head, "float16").save(partial)
         partial.replace(path)
         files = {**card.files, "head": file_ref(path, weights_dtype="float16")}
         replace(card, files=files).write(folder.card_file(name))

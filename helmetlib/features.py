@@ -33,6 +33,33 @@ PRECISIONS = ("float32", "bfloat16", "float16")
 PASSES: dict[str, tuple[str, ...]] = {"unit": ("block5",), "vgg16": ("gap5", "multiscale")}
 FEATURES_FOLDER = "features"
 BACKBONES_FOLDER = "backbones"
+USERS_FOLDER = "users"  # one small file per reports folder whose runs use this cache: `clean` reads all their cards
+
+
+def register_cache_user(cache_dir: str | Path, reports_dir: str | Path) -> None:
+    """Record that runs in `reports_dir` use entries of the cache `cache_dir` (idempotent), so that cleaning any
+    reports folder sharing the cache keeps what these runs need."""
+    import hashlib
+
+    reports = str(Path(reports_dir).resolve())
+    users = Path(cache_dir) / USERS_FOLDER
+    users.mkdir(parents=True, exist_ok=True)
+    entry = users / f"{hashlib.sha256(reports.encode()).hexdigest()[:16]}.json"
+    if not entry.is_file():
+        entry.write_text(json.dumps({"reports": reports}) + "\n")
+
+
+def cache_users(cache_dir: str | Path) -> list[Path]:
+    """The reports folders registered as users of the cache `cache_dir` (those that still exist)."""
+    folders = []
+    for entry in sorted((Path(cache_dir) / USERS_FOLDER).glob("*.json")):
+        try:
+            folder = Path(json.loads(entry.read_text())["reports"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if folder.is_dir():
+            folders.append(folder)
+    return folders
 
 
 class CacheWarning(UserWarning):

@@ -28,8 +28,9 @@ import uuid
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from helmetlib import specs
+from helmetlib import cli, specs
 from helmetlib.data import DatasetError, load_run_data
+from helmetlib.features import register_cache_user
 from helmetlib.pages import run_page, runs_index
 from helmetlib.records import RecordError
 from helmetlib.runs import (
@@ -49,9 +50,9 @@ from helmetlib.runs import (
     default_run_id,
     now,
     package_versions,
-    process_alive,
+    process_start_time,
 )
-from helmetlib.splits import make_split
+from helmetlib.splits import make_split, read_groups
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 KERNEL_NAME = "helmetlib"
@@ -73,67 +74,81 @@ class Interrupted(BaseException):
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="helmet-reports",
-        description="Run the helmet study notebooks and write an HTML report set. "
+    parser = cli.parser(
+        "helmet-reports",
+        "Train and compare the helmet study's models, and write the run's decision-first HTML reports. "
         "`helmet-reports clean --help` for the clean-up of old runs.",
+        """examples:
+  helmet-reports                                       # the demo set, every model: a first look in minutes
+  helmet-reports --data data/site-a --split grouped --models cnn,vgg16_mlp --fail-on-regression
+exit codes: 0 done; 1 a notebook failed (the run page says which); 2 bad options or data (nothing started);
+  3 done, with a regression against the previous run on the same data (--fail-on-regression);
+  130 / 143 interrupted (SIGINT / SIGTERM)""",
     )
-    add = parser.add_argument
-    add("--data", default="", help="folder with images_proj.npy + Labels_proj.csv (default: synthetic demo set)")
-    add("--out", default="reports", help="output folder holding one folder per run (default: reports)")
-    add("--models", default=",".join(specs.MODEL_NAMES), help="comma-separated models (default: all six)")
-    add("--epochs", type=int, default=specs.EPOCHS)
-    add(
+    data = parser.add_argument_group("data")
+    data.add_argument("--data", default="", help="folder with images_proj.npy + Labels_proj.csv (default: demo set)")
+    data.add_argument("--demo-size", type=int, default=specs.DEMO_SIZE, help="demo set images (%(default)s)")
+    data.add_argument("--image-size", type=int, default=0, help="resize to N x N for the models (default: keep)")
+    data.add_argument(
+        "--split", choices=("random", "grouped"), default="random", help="(%(default)s) grouped: no group on two sides"
+    )
+    data.add_argument("--split-seed", type=int, default=specs.SPLIT_SEED, help="split random state (%(default)s)")
+    data.add_argument("--groups", default="", help="CSV of each image's group (default: the data's provenance.csv)")
+    data.add_argument("--group-column", default="path", help="its group column (%(default)s)")
+    training = parser.add_argument_group("models and training")
+    training.add_argument("--models", default=",".join(specs.MODEL_NAMES), help="comma-separated (default: all six)")
+    training.add_argument(
+        "--weights", default="imagenet", help="VGG16: imagenet (a download) | none | PATH (default: %(default)s)"
+    )
+    training.add_argument("--epochs", type=int, default=specs.EPOCHS, help="(%(default)s, the study's)")
+    training.add_argument(
         "--batch-size",
         type=int,
         default=0,
-        help=f"default {specs.BATCH_SIZE} (the study's); {specs.DEMO_BATCH_SIZE} on the demo set",
+        help=f"(default {specs.BATCH_SIZE}, the study's; {specs.DEMO_BATCH_SIZE} on the demo set)",
     )
-    add(
+    training.add_argument("--seed", type=int, default=specs.SEED, help="seed of the first repeat (%(default)s)")
+    training.add_argument(
         "--repeats",
         type=int,
         default=0,
-        help=f"trainings per model, seeds SEED, SEED+1, ... (default {specs.REPEATS}; {specs.DEMO_REPEATS} on the "
-        "demo set)",
+        help=f"trainings per model, seeds SEED, SEED+1, ... "
+        f"(default {specs.REPEATS}; {specs.DEMO_REPEATS} on the demo set)",
     )
-    add("--resplit", action="store_true", help="each repeat on another split (random state SPLIT_SEED + repeat)")
-    add(
-        "--max-restarts",
-        type=int,
-        default=specs.MAX_RESTARTS,
-        help=f"restarts after a collapse (default {specs.MAX_RESTARTS})",
-    )
-    add("--weights", default="imagenet", help="imagenet | none | PATH to VGG16 no-top weights")
-    add("--seed", type=int, default=specs.SEED, help="training seed of the first repeat")
-    add("--split-seed", type=int, default=specs.SPLIT_SEED, help="random state of the split (the study's 42)")
-    add("--run-id", help="name of the run folder: letters, digits, '-', '_', '.' (default: UTC time + random)")
-    add("--threshold", type=float, default=specs.THRESHOLD, help="the study's decision threshold (metrics, selection)")
-    add(
-        "--threshold-rule",
-        default="fixed",
-        choices=("fixed", "max-f1", "bare-head-recall"),
-        help="threshold to deploy: fixed (--threshold), max-f1 or bare-head-recall (chosen on validation)",
-    )
-    add("--target-bare-head-recall", type=float, default=0.9, help="for --threshold-rule bare-head-recall")
-    add("--image-size", type=int, default=0, help="resize images to N x N for the models (default: keep)")
-    add(
+    training.add_argument("--resplit", action="store_true", help="each repeat on another split")
+    training.add_argument("--max-restarts", type=int, default=specs.MAX_RESTARTS, help="after a collapse (%(default)s)")
+    training.add_argument(
         "--faithful",
         action="store_true",
         help="the study's computation: backbone every epoch, augmentation on the fly, the CNN's default start",
     )
-    add("--augmented-views", type=int, default=specs.AUGMENTED_VIEWS, help="fast mode of model 4")
-    add("--demo-size", type=int, default=specs.DEMO_SIZE, help="images in the demo set when --data is absent")
-    add("--groups", default="", help="CSV naming each image's group (e.g. provenance.csv), shown in the EDA")
-    add("--group-column", default="path")
-    add("--split", choices=("random", "grouped"), default="random", help="grouped: keep --groups together")
-    add("--no-export", action="store_true", help="skip the TensorFlow Lite export of the selection")
-    add("--bootstrap-resamples", type=int, default=2000)
-    add("--cache-dir", help="feature cache and backbone store (default: OUT/.cache)")
-    add("--timeout", type=int, default=3600, help="seconds allowed per notebook cell")
-    add("--fail-on-regression", action="store_true", help="exit 3 when the run regressed against the previous one")
-    add("--workers", type=int, default=1, help="run the model notebooks on N local Dask worker processes")
-    add("--scheduler", help="tcp://HOST:PORT of a Dask scheduler to run the model notebooks on")
-    add("--notebooks", default=str(NOTEBOOKS_DIR), help=argparse.SUPPRESS)
+    training.add_argument(
+        "--augmented-views",
+        type=int,
+        default=specs.AUGMENTED_VIEWS,
+        help="augmented copies per image in the fast augmented model (%(default)s)",
+    )
+    selection = parser.add_argument_group("selection and thresholds")
+    selection.add_argument("--threshold", type=float, default=specs.THRESHOLD, help="the study's (%(default)s)")
+    selection.add_argument(
+        "--threshold-rule",
+        default="fixed",
+        choices=("fixed", "max-f1", "bare-head-recall"),
+        help="threshold to deploy (%(default)s; the others are chosen on validation)",
+    )
+    selection.add_argument("--target-bare-head-recall", type=float, default=0.9, help="(%(default)s)")
+    selection.add_argument("--bootstrap-resamples", type=int, default=2000, help="for intervals (%(default)s)")
+    output = parser.add_argument_group("output and nightly runs")
+    output.add_argument("--out", default="reports", help="one folder per run in it (default: %(default)s)")
+    output.add_argument("--run-id", help="the run's folder name (default: UTC time + random)")
+    output.add_argument("--cache-dir", help="feature cache and backbone store (default: OUT/.cache)")
+    output.add_argument("--no-export", action="store_true", help="skip the TensorFlow Lite export")
+    output.add_argument("--timeout", type=int, default=3600, help="seconds per notebook cell (%(default)s)")
+    output.add_argument("--fail-on-regression", action="store_true", help="exit 3 on a regression")
+    distribution = parser.add_argument_group("distribution (model notebooks on Dask)")
+    distribution.add_argument("--workers", type=int, default=1, help="local worker processes (%(default)s)")
+    distribution.add_argument("--scheduler", help="tcp://HOST:PORT of a running Dask scheduler")
+    parser.add_argument("--notebooks", default=str(NOTEBOOKS_DIR), help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
@@ -236,14 +251,21 @@ def ensure_kernel() -> str:
     """Install (idempotently) a kernelspec named `helmetlib` that runs this very Python, and return its name.
 
     Installing replaces the kernelspec's folder; a lock beside it keeps two processes (Dask workers) from doing
-    that at the same moment ("Directory not empty")."""
+    that at the same moment ("Directory not empty"). The spec is written in a temporary folder of our own:
+    `ipykernel.kernelspec.install` leaves an empty `tmp…_kernels` folder in /tmp on every call."""
     from filelock import FileLock
-    from ipykernel.kernelspec import install
+    from ipykernel.kernelspec import write_kernel_spec
+    from jupyter_client.kernelspec import KernelSpecManager
 
     kernels = Path(sys.prefix) / "share" / "jupyter" / "kernels"
     kernels.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(kernels / f".{KERNEL_NAME}.lock"), timeout=120):
-        install(kernel_name=KERNEL_NAME, display_name=f"helmetlib ({platform.python_version()})", prefix=sys.prefix)
+    with FileLock(str(kernels / f".{KERNEL_NAME}.lock"), timeout=120), tempfile.TemporaryDirectory() as scratch:
+        spec = write_kernel_spec(
+            Path(scratch) / KERNEL_NAME,
+            overrides={"display_name": f"helmetlib ({platform.python_version()})"},
+            python_arguments=["-Xfrozen_modules=off"],  # as ipykernel's install: no debugger warning
+        )
+        KernelSpecManager().install_kernel_spec(spec, kernel_name=KERNEL_NAME, prefix=sys.prefix)
     return KERNEL_NAME
 
 
@@ -310,7 +332,8 @@ def execute_notebook(stage: Stage, work: RunFolder, *, kernel: str, timeout: int
         ) from None
     finally:
         if output.exists():
-            to_html(output, title=f"{_heading(output)} · run {work.path.name.removeprefix('.tmp-')}")
+            shows = f"{stage.model} — helmet study model report" if stage.model else _heading(output)
+            to_html(output, title=f"{shows} · run {work.path.name.removeprefix('.tmp-')}")
 
 
 def _heading(notebook: Path) -> str:
@@ -429,17 +452,59 @@ def _fail(message: str) -> int:
     return EXIT_USAGE
 
 
-def _check_out(path: Path) -> str | None:
+def _check_folder(path: Path, option: str) -> str | None:
+    """Why the folder `path` (given as `option`) cannot be written or created, or None: a temporary file is made
+    (and removed) in it or in its nearest existing parent, so that nothing is left behind by a refused run."""
     for parent in (path, *path.parents):
         if parent.exists() and not parent.is_dir():
-            return f"--out {path}: {parent} is a file, not a folder"
+            return f"{option} {path}: {parent} is a file, not a folder"
+        if parent.is_dir():
+            try:
+                tempfile.TemporaryFile(dir=parent).close()
+            except OSError as error:
+                return f"{option} {path}: cannot write in {parent} ({error.strerror or error})"
+            return None
     return None
+
+
+def _scheduler_problem(address: str) -> str | None:
+    """Why the Dask scheduler at `address` (tcp://HOST:PORT) cannot be used, checked with one connection, or None."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(address)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if parts.scheme != "tcp" or not parts.hostname or port is None:
+        return f"--scheduler {address!r}: not an address of the form tcp://HOST:PORT"
+    try:
+        socket.create_connection((parts.hostname, port), timeout=5).close()
+    except OSError as error:
+        return f"--scheduler {address}: no scheduler answers there ({error.strerror or error})"
+    return None
+
+
+def _capped_workers(workers: int, models: int) -> int:
+    """`--workers` capped at the number of model notebooks and at the memory left (about 3 GiB per worker)."""
+    import psutil
+
+    by_memory = max(1, int(psutil.virtual_memory().available // (3 * 2**30)))
+    capped = min(workers, models, by_memory)
+    if capped < workers:
+        reason = f"{models} model notebooks" if capped == models else f"memory for {by_memory} (about 3 GiB each)"
+        print(f"helmet-reports: --workers {workers} capped at {capped} ({reason})", file=sys.stderr)
+    return capped
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the whole study; returns the process exit status."""
     out = ReportsFolder(args.out)
-    problem = _check_out(out.path)
+    cache_problem = _check_folder(Path(args.cache_dir), "--cache-dir") if args.cache_dir else None
+    problem = _check_folder(out.path, "--out") or cache_problem
+    if not problem and args.scheduler:
+        problem = _scheduler_problem(args.scheduler)
     if problem:
         return _fail(problem)
     if args.workers < 1:
@@ -456,6 +521,10 @@ def run(args: argparse.Namespace) -> int:
                 raise ParameterError(stale)
         config = make_config(args, out, run_id)
         dataset = load_run_data(config.data_dir, demo_size=config.demo_size, image_size=config.image_size)
+        if config.groups_csv:
+            read_groups(config.groups_csv, config.group_column, expected_rows=len(dataset))
+        if args.workers > 1 and not args.scheduler:
+            args.workers = _capped_workers(args.workers, len(config.models))
         parts = make_split(
             dataset.labels,
             kind=config.split,
@@ -471,23 +540,25 @@ def run(args: argparse.Namespace) -> int:
     work = out.work(run_id)
     if work.path.exists():
         try:
-            pid = RunRecord.read(work.record_file).pid
+            running = RunRecord.read(work.record_file)
         except RecordError:
-            pid = None
-        if pid and process_alive(pid):
-            return _fail(f"run {run_id} is in progress (process {pid}); choose another --run-id")
+            running = None
+        if running and running.in_progress:
+            return _fail(f"run {run_id} is in progress (process {running.pid}); choose another --run-id")
         import shutil
 
         shutil.rmtree(work.path)  # a work folder abandoned by a killed run, checked to lie inside --out
     out.path.mkdir(parents=True, exist_ok=True)
     work.path.mkdir()
     config.write(work.config_file)
+    register_cache_user(config.cache_dir, out.path)  # `clean` in any folder sharing the cache keeps what this needs
     record = RunRecord(
         run_id=run_id,
         status="running",
         started=now(),
         config=config,
         pid=os.getpid(),
+        pid_started=process_start_time(),
         data=DataInfo.of(dataset, config.data_dir),
         split={**parts.sizes(), "kind": parts.kind, "random_state": parts.random_state, "stratified": True},
         versions=package_versions(),
@@ -634,6 +705,7 @@ def _finish(out, work, record, status, failures, stage_now, progress) -> RunReco
         reason=failures[0] if failures else None,
         failures=tuple(failures),
         pid=None,
+        pid_started=None,
         stage_seconds=progress.seconds,
         total_seconds=round(progress.elapsed(), 2),
         models=results,
@@ -645,12 +717,22 @@ def _finish(out, work, record, status, failures, stage_now, progress) -> RunReco
     record.write(work.record_file)
     work.page.write_text(run_page(record, work), encoding="utf-8")
     destination = out.run(record.run_id) if status == "ok" else out.failed(record.run_id)
+    _point_notebooks_at(work, destination)
     work.path.rename(destination.path)
     with out.lock():
         if status == "ok":
             point_latest(out, record.run_id)
         out.index_page.write_text(runs_index(out), encoding="utf-8")
     return record
+
+
+def _point_notebooks_at(work: RunFolder, destination: RunFolder) -> None:
+    """Give the executed notebooks (and their code pages) the run folder they will live in as `RUN_DIR`, so that
+    a saved `.ipynb` re-runs as it is: papermill injected the work folder, which is renamed next."""
+    for page in [*work.path.glob("*.ipynb"), *work.path.glob("*.code.html")]:
+        text = page.read_text(encoding="utf-8")
+        if str(work.path) in text:
+            page.write_text(text.replace(str(work.path), str(destination.path)), encoding="utf-8")
 
 
 def point_latest(out: ReportsFolder, run_id: str) -> None:

@@ -1,14 +1,16 @@
 """`helmet-reports clean`: delete old runs and the cache entries no kept run uses; a dry run unless `--apply`.
 
-Never deleted: the run `latest` points to, a run still in progress (its process alive), and cache entries that a
-kept run's model cards (or any other folder's cards under the output folder, e.g. interactive notebook runs)
-refer to. A feature-cache entry is used by a run when its data hash and backbone fingerprint are those of one
-of the run's backbone models; a backbone in the store when a card names it.
+Only in a helmet-reports output folder (one with runs or a latest pointer), and only its own files: run folders
+with a `run.json`, abandoned `.tmp-<id>` work folders with a `run.json`, cache entries. Never deleted: the run
+`latest` points to, a run still in progress (its process alive, checked by id and start time), and cache entries
+that a model card of a kept run refers to — in this folder, or in any other reports folder that uses the same
+cache (each registers itself in the cache's `users/`). A feature-cache entry is used when its data hash and
+backbone fingerprint are those of a card's backbone model; a backbone in the store when a card names it. `--keep N`
+keeps the newest N finished (ok) runs and the failed ones newer than the oldest of them.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import sys
@@ -17,8 +19,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from helmetlib.features import BACKBONES_FOLDER, FEATURES_FOLDER
-from helmetlib.runs import ReportsFolder, RunRecord, process_alive
+from helmetlib import cli
+from helmetlib.features import BACKBONES_FOLDER, FEATURES_FOLDER, cache_users
+from helmetlib.records import RecordError
+from helmetlib.runs import ReportsFolder, RunRecord
 
 
 @dataclass
@@ -41,6 +45,13 @@ def _size(path: Path) -> int:
     return sum(child.stat().st_size for child in path.rglob("*") if child.is_file() and not child.is_symlink())
 
 
+def is_reports_folder(out: ReportsFolder) -> bool:
+    """True for a folder helmet-reports writes: a latest pointer, or a run folder (or work folder) with `run.json`."""
+    if out.latest_file.is_file():
+        return True
+    return any((entry / "run.json").is_file() for entry in out.path.iterdir() if entry.is_dir())
+
+
 def plan(
     out: ReportsFolder, *, keep: int | None = None, older_than_days: float | None = None, cache_dir: Path | None = None
 ) -> CleanPlan:
@@ -48,39 +59,51 @@ def plan(
     result = CleanPlan()
     latest = out.latest_run_id()
     now = time.time()
-    runs = [(folder, record) for folder, record in out.runs() if record.status != "running"]
-    in_progress = [folder for folder, record in out.runs() if record.status == "running"]
+    runs = [(folder, record) for folder, record in out.runs() if not record.in_progress]
+    in_progress = [folder for folder, record in out.runs() if record.in_progress]
     selecting = keep is not None or older_than_days is not None
-    for position, (folder, record) in enumerate(runs):
+    ok_started = [record.started for _, record in runs if record.status == "ok"]
+    oldest_kept = ok_started[keep - 1] if keep and len(ok_started) >= keep else None  # runs are newest first
+    for folder, record in runs:
         age_days = (now - datetime.fromisoformat(record.started).timestamp()) / 86400
-        too_many = keep is None or position >= keep
+        too_many = keep is None or (oldest_kept is not None and record.started < oldest_kept) or keep == 0
         too_old = older_than_days is None or age_days > older_than_days
         if record.run_id == latest or not selecting or not (too_many and too_old):
             result.kept_runs.append(record.run_id)
         else:
             result.runs.append((folder.path, record))
     for stale in out.path.glob(".tmp-*"):  # a run killed hard (SIGKILL) leaves its work folder behind
-        if stale.is_dir() and not _alive(stale):
+        if stale.is_dir() and (stale / "run.json").is_file() and not _alive(stale):
             result.runs.append((stale, None))
-    if in_progress:
-        result.notes.append(f"{len(in_progress)} run(s) in progress: the cache is left as it is")
+    cache = cache_dir or out.default_cache
+    users = [ReportsFolder(folder) for folder in cache_users(cache) if folder.resolve() != out.path]
+    busy = in_progress + [folder for user in users for folder, record in user.runs() if record.in_progress]
+    if busy:
+        result.notes.append(f"{len(busy)} run(s) in progress using the cache: the cache is left as it is")
         return result
     deleted = {path for path, _ in result.runs}
-    result.cache_files = _unused_cache_files(out, cache_dir or out.default_cache, deleted)
+    result.cache_files = _unused_cache_files(out.path, [user.path for user in users], cache, deleted)
+    if users:
+        result.notes.append(
+            f"cache shared with {', '.join(str(user.path) for user in users)}: their runs' entries kept"
+        )
     return result
 
 
 def _alive(work: Path) -> bool:
     try:
-        pid = json.loads((work / "run.json").read_text()).get("pid")
-    except (OSError, ValueError):
+        return RunRecord.read(work / "run.json").in_progress
+    except RecordError:
         return False
-    return bool(pid) and process_alive(pid)
 
 
-def _unused_cache_files(out: ReportsFolder, cache: Path, deleted: set[Path]) -> list[Path]:
+def _unused_cache_files(own: Path, others: list[Path], cache: Path, deleted: set[Path]) -> list[Path]:
+    """The cache files that no card needs: every card in `own` (even one whose run was copied from elsewhere), and
+    the cards in the `others` folders sharing the cache whose backbone lies in this very cache."""
     used_pairs, used_backbones = set(), set()
-    for card_file in out.path.rglob("models/*.card.json"):
+    cards = [(card, True) for card in own.rglob("models/*.card.json")]
+    cards += [(card, False) for folder in others for card in folder.rglob("models/*.card.json")]
+    for card_file, ours in cards:
         if any(parent in deleted for parent in card_file.parents):
             continue
         try:
@@ -88,7 +111,8 @@ def _unused_cache_files(out: ReportsFolder, cache: Path, deleted: set[Path]) -> 
         except (OSError, ValueError):
             continue
         backbone = card.get("backbone") or {}
-        if backbone:
+        in_this_cache = Path(backbone.get("weights_file", "")).resolve().parent.parent == cache.resolve()
+        if backbone and (ours or in_this_cache):
             used_backbones.add(Path(backbone.get("weights_file", "")).name)
             used_pairs.add((card.get("training_data", {}).get("content_hash"), backbone.get("fingerprint")))
     unused = []
@@ -105,19 +129,32 @@ def _unused_cache_files(out: ReportsFolder, cache: Path, deleted: set[Path]) -> 
     return [path for path in unused if path.exists()]
 
 
-def apply(plan_: CleanPlan) -> None:
-    """Delete what the plan lists."""
-    for path, _ in plan_.runs:
-        shutil.rmtree(path, ignore_errors=True)
-    for path in plan_.cache_files:
-        path.unlink(missing_ok=True)
+def apply(plan_: CleanPlan) -> tuple[int, list[str]]:
+    """Delete what the plan lists; (bytes freed, one line per path that could not be deleted, with the OS error)."""
+    freed, errors = 0, []
+    for path in [path for path, _ in plan_.runs] + plan_.cache_files:
+        size = _size(path)
+        try:
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
+        except OSError as error:
+            errors.append(f"{path}: {error.strerror or error}")
+            continue
+        freed += size
+    return freed, errors
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="helmet-reports clean",
-        description="Delete old runs and unused cache entries (a dry run unless --apply). Never deletes the latest "
-        "run or a run in progress.",
+    parser = cli.parser(
+        "helmet-reports clean",
+        "Delete old runs and unused cache entries (a dry run unless --apply). Never deletes the latest run, a run "
+        "in progress, or what another folder sharing the cache needs.",
+        """examples:
+  helmet-reports clean --keep 10                    # what would go
+  helmet-reports clean --keep 10 --older-than 30 --apply
+exit codes: 0 done; 1 something could not be deleted; 2 bad options or not a helmet-reports folder""",
     )
     parser.add_argument("--out", default="reports", help="the output folder of helmet-reports (default: reports)")
     parser.add_argument("--keep", type=int, help="keep the newest N runs")
@@ -132,30 +169,43 @@ def main(argv: list[str] | None = None) -> int:
     if not out.path.is_dir():
         print(f"helmet-reports clean: error: {out.path}: no such output folder", file=sys.stderr)
         return 2
-    with out.lock():
-        todo = plan(
-            out,
-            keep=args.keep,
-            older_than_days=args.older_than,
-            cache_dir=Path(args.cache_dir).resolve() if args.cache_dir else None,
-        )
-        verb = "deleting" if args.apply else "would delete"
-        if not args.apply:
-            print("helmet-reports clean: dry run, nothing deleted (add --apply to delete)")
-        for path, record in todo.runs:
-            what = f"{record.status}, started {record.started}" if record else "abandoned work folder"
-            print(f"  {verb} run {path.name} ({what}, {_size(path) / 2**20:.1f} MB)")
-        for path in todo.cache_files:
-            print(f"  {verb} cache file {path.name} ({_size(path) / 2**20:.1f} MB)")
-        for note in todo.notes:
-            print(f"  note: {note}")
+    if not is_reports_folder(out):
         print(
-            f"  keeping {len(todo.kept_runs)} run(s); {'freed' if args.apply else 'would free'} "
-            f"{todo.bytes / 2**20:.1f} MB"
+            f"helmet-reports clean: error: {out.path}: not a helmet-reports output folder (no runs, no latest.json); "
+            "nothing deleted",
+            file=sys.stderr,
         )
-        if args.apply:
-            apply(todo)
+        return 2
+    cache_dir = Path(args.cache_dir).resolve() if args.cache_dir else None
+    if not args.apply:  # a dry run reads only: no lock, so it works on a read-only folder
+        return _report(plan(out, keep=args.keep, older_than_days=args.older_than, cache_dir=cache_dir), apply_=False)
+    try:
+        with out.lock():
+            todo = plan(out, keep=args.keep, older_than_days=args.older_than, cache_dir=cache_dir)
+            status = _report(todo, apply_=True)
             from helmetlib.pages import runs_index
 
             out.index_page.write_text(runs_index(out), encoding="utf-8")
-    return 0
+    except OSError as error:
+        print(f"helmet-reports clean: error: {out.path}: {error.strerror or error}", file=sys.stderr)
+        return 1
+    return status
+
+
+def _report(todo: CleanPlan, *, apply_: bool) -> int:
+    """Print the plan (deleting it with `apply_`) and return the exit status: 1 when a deletion failed."""
+    verb = "deleting" if apply_ else "would delete"
+    if not apply_:
+        print("helmet-reports clean: dry run, nothing deleted (add --apply to delete)")
+    for path, record in todo.runs:
+        what = f"{record.status}, started {record.started}" if record else "abandoned work folder"
+        print(f"  {verb} run {path.name} ({what}, {_size(path) / 2**20:.1f} MB)")
+    for path in todo.cache_files:
+        print(f"  {verb} cache file {path.name} ({_size(path) / 2**20:.1f} MB)")
+    for note in todo.notes:
+        print(f"  note: {note}")
+    freed, errors = apply(todo) if apply_ else (todo.bytes, [])
+    for error in errors:
+        print(f"helmet-reports clean: could not delete {error}", file=sys.stderr)
+    print(f"  keeping {len(todo.kept_runs)} run(s); {'freed' if apply_ else 'would free'} {freed / 2**20:.1f} MB")
+    return 1 if errors else 0

@@ -85,6 +85,40 @@ class WeightsChoice(Record):
             raise ValueError(f"{self.path}: weights file changed since the run resolved it (sha256 differs)")
 
 
+VGG16_CHANNELS = (64, 64, 128, 128, 256, 256, 256, 512, 512, 512, 512, 512, 512)  # its 13 convolutions, in order
+
+
+def check_vgg16_weights(path: str | Path) -> None:
+    """`ValueError` naming the first mismatch when `path` is not an HDF5 file of VGG16's no-top weights (13 3x3
+    convolutions with these channels, each a kernel and a bias; Keras 3 `.weights.h5` or the legacy layout).
+
+    Read from the file's structure alone (h5py, no TensorFlow), so a run refuses a wrong file before it starts."""
+    import h5py
+
+    expected = []
+    for inputs, outputs in zip((3, *VGG16_CHANNELS[:-1]), VGG16_CHANNELS, strict=True):
+        expected += [(3, 3, inputs, outputs), (outputs,)]
+    found: list[tuple[str, tuple[int, ...]]] = []
+    try:
+        with h5py.File(path, "r") as weights:
+            weights.visititems(lambda name, item: found.append((name, item.shape)) if hasattr(item, "shape") else None)
+    except OSError as error:
+        raise ValueError(f"{path}: not a readable HDF5 weights file ({error})") from None
+    missing = list(expected)
+    for name, shape in found:
+        if shape not in missing:
+            raise ValueError(
+                f"{path}: not VGG16 no-top weights: {name} has shape {shape}, which VGG16 does not have "
+                f"(or has fewer times); expected the 13 convolutions of {', '.join(map(str, VGG16_CHANNELS))} channels"
+            )
+        missing.remove(shape)
+    if missing:
+        raise ValueError(
+            f"{path}: not VGG16 no-top weights: {len(found)} arrays, none of shape {missing[0]} "
+            f"({len(missing)} of VGG16's {len(expected)} arrays missing)"
+        )
+
+
 def file_sha256(path: str | Path) -> str:
     """Hex sha256 of a file's bytes."""
     digest = hashlib.sha256()
@@ -125,6 +159,7 @@ def resolve_weights(
     path = Path(weights).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"{path}: weights file not found (use 'imagenet', 'none' or an existing .h5 file)")
+    check_vgg16_weights(path)
     return WeightsChoice(requested=str(path), used="file", path=str(path.resolve()), sha256=file_sha256(path))
 
 

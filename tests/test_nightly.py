@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -306,3 +307,76 @@ def test_model_notebooks_on_a_real_dask_scheduler_give_the_sequential_results(co
 
     assert scores(distributed) == scores(sequential)  # same seeds, same numbers
     assert distributed.selection.test == sequential.selection.test
+
+
+def test_clean_keeps_what_another_folder_sharing_the_cache_needs(tmp_path):
+    """Two report folders share one --cache-dir: cleaning the first keeps the backbone and features the second's
+    run uses, so the second's models still load (before the cache-users registry, clean deleted them)."""
+    from helmetlib.inference import load_model
+
+    cache, first, second = tmp_path / "cache", tmp_path / "first", tmp_path / "second"
+    backbone_run = [*QUICK, "--models", "vgg16_linear", "--cache-dir", str(cache)]
+    for out, run_id, arguments in ((first, "old", backbone_run), (second, "other", backbone_run)):
+        assert runner(["--out", str(out), "--run-id", run_id, *arguments]).returncode == 0
+    assert runner(["--out", str(first), "--run-id", "new", *QUICK, "--cache-dir", str(cache)]).returncode == 0
+    store = sorted((cache / "backbones").glob("*.weights.h5")) + sorted((cache / "features").glob("*.npy"))
+    assert store
+    cleaned = runner(["clean", "--out", str(first), "--cache-dir", str(cache), "--keep", "0", "--apply"])
+    assert cleaned.returncode == 0 and "deleting run old" in cleaned.stdout
+    assert "cache shared with" in cleaned.stdout and "deleting cache file" not in cleaned.stdout
+    assert all(path.exists() for path in store)
+    assert load_model(second / "other" / "models" / "vgg16_linear.head.keras").card.name == "vgg16_linear"
+    shutil.rmtree(second)  # once the other folder is gone, its entries are free to go
+    cleaned = runner(["clean", "--out", str(first), "--cache-dir", str(cache), "--apply"])
+    assert cleaned.returncode == 0 and not any(path.exists() for path in store)
+
+
+def test_clean_refuses_a_folder_helmet_reports_did_not_write(tmp_path):
+    site = tmp_path / "site"
+    (site / ".tmp-build").mkdir(parents=True)
+    (site / "index.html").write_text("<h1>my web site</h1>")
+    result = runner(["clean", "--out", str(site), "--apply"])
+    assert result.returncode == 2 and "not a helmet-reports output folder" in result.stderr
+    assert (site / ".tmp-build").is_dir() and (site / "index.html").read_text() == "<h1>my web site</h1>"
+
+
+def test_keep_counts_finished_runs_and_keeps_newer_failures(nightly, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(nightly[0], out, symlinks=True)
+    failed = out / "broken.failed"  # a failed run, newer than both finished ones
+    shutil.copytree(out / "night2", failed, symlinks=True)
+    record = json.loads((failed / "run.json").read_text())
+    record.update(run_id="broken", status="failed", started="2099-01-01T00:00:00+00:00")
+    (failed / "run.json").write_text(json.dumps(record))
+    two = runner(["clean", "--out", str(out), "--keep", "2"])
+    assert two.returncode == 0 and "would delete run" not in two.stdout  # two ok runs kept, the newer failure too
+    one = runner(["clean", "--out", str(out), "--keep", "1"])
+    assert "would delete run tiny" in one.stdout and "broken" not in one.stdout.split("keeping")[0]
+
+
+def test_a_deletion_that_fails_is_reported_not_counted(nightly, tmp_path, monkeypatch, capsys):
+    from helmetlib import retention
+
+    out = tmp_path / "out"
+    shutil.copytree(nightly[0], out, symlinks=True)
+
+    def refuse(path, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    cache_files = {path: path.stat().st_size for path in (out / ".cache").rglob("*") if path.is_file()}
+    monkeypatch.setattr(retention.shutil, "rmtree", refuse)
+    assert retention.main(["--out", str(out), "--keep", "0", "--apply"]) == 1
+    captured = capsys.readouterr()
+    assert f"could not delete {out / 'tiny'}: Permission denied" in captured.err and (out / "tiny").is_dir()
+    gone = sum(size for path, size in cache_files.items() if not path.exists()) / 2**20
+    assert gone > 0 and f"freed {gone:.1f} MB" in captured.out  # the cache files went; the run did not count
+
+
+def test_a_reused_process_id_is_not_a_run_in_progress(nightly):
+    me = psutil.Process()
+    finished = RunRecord.read(nightly[0] / "night2" / "run.json")
+    assert finished.pid is None and finished.pid_started is None and not finished.in_progress
+    running = replace(finished, status="running", pid=me.pid)
+    assert running.in_progress  # no start time recorded (older runs): the id alone
+    assert replace(running, pid_started=me.create_time()).in_progress
+    assert not replace(running, pid_started=me.create_time() - 3600).in_progress  # the id, reused since

@@ -3,6 +3,8 @@
 import json
 import re
 import shutil
+import subprocess
+import sys
 import zipfile
 
 import h5py
@@ -112,7 +114,9 @@ def test_reports_open_with_their_conclusion(run):
 
 def test_html_titles_and_report_order(run):
     title = re.search(r"<title>(.*?)</title>", run.html("10_model_cnn").read_text()).group(1)
-    assert title == "Helmet study: one model · run tiny"
+    assert title == "cnn — helmet study model report · run tiny"
+    heading = re.search(r"<title>(.*?)</title>", run.html("00_eda").read_text()).group(1)
+    assert heading == "Helmet study: the data and its leakage audit · run tiny"
     page = run.page.read_text()
     order = [
         page.index(f"href='{stem}.html'")
@@ -195,6 +199,28 @@ def test_argument_problems_exit_2_before_any_kernel(tmp_path, capsys, arguments,
     assert not (tmp_path / "escape").exists()
 
 
+def test_wrong_files_and_addresses_exit_2_before_any_kernel(tmp_path, capsys):
+    dense, random_bytes, groups = tmp_path / "dense.h5", tmp_path / "random.h5", tmp_path / "groups.csv"
+    with h5py.File(dense, "w") as weights:
+        weights["layers/dense/vars/0"] = np.zeros((10, 1), np.float32)
+    random_bytes.write_bytes(np.random.default_rng(0).bytes(4096))
+    groups.write_text("path\n" + "photo.png\n" * 7)
+    cases = {
+        ("--weights", str(dense)): "not VGG16 no-top weights: layers/dense/vars/0 has shape (10, 1)",
+        ("--weights", str(random_bytes)): "not a readable HDF5 weights file",
+        ("--scheduler", "notanaddress"): "not an address of the form tcp://HOST:PORT",
+        ("--scheduler", "tcp://127.0.0.1:1"): "no scheduler answers there",
+        ("--groups", str(groups)): "groups.csv: 7 rows but the dataset has",
+        ("--cache-dir", str(dense / "cache")): "dense.h5 is a file, not a folder",
+    }
+    for arguments, message in cases.items():
+        out = tmp_path / "reports"
+        assert main(["--out", str(out), *CNN_ONLY, *arguments]) == 2, arguments
+        error = capsys.readouterr().err
+        assert message in error and "Traceback" not in error, arguments
+        assert not out.exists() or not any(out.iterdir())
+
+
 def test_settings_are_checked_before_the_weights_are_fetched(monkeypatch):
     from helmetlib import runs
 
@@ -230,6 +256,47 @@ def test_existing_run_folder_is_not_overwritten(finished_run, capsys):
     out = finished_run[1]
     assert main(["--out", str(out), "--run-id", "tiny", *CNN_ONLY]) == 2
     assert "already exists" in capsys.readouterr().err
+
+
+def test_tables_carry_three_decimals_and_the_card_whole(run):
+    from helmetlib.narrative import card_table, spread_table
+
+    record = run.read_record()
+    spread = spread_table(record.models)
+    assert all(re.fullmatch(r"[01]\.\d{3}", value) for value in spread["F1 mean"].tolist() + spread["F1 sd"].tolist())
+    card = card_table(run, record.selected_model)
+    assert "test scores at the deployed threshold" in card.index and "test_at_threshold scores" not in card.index
+    page = run.html("20_comparison").read_text()
+    assert card.loc["training data", ""] in page  # shown whole: pandas would cut it at 50 characters
+    assert len(card.loc["training data", ""]) > 50
+
+
+def test_executed_notebooks_name_their_final_run_folder(run):
+    for notebook in run.glob("*.ipynb"):
+        cells = json.loads(notebook.read_text())["cells"]
+        injected = next(cell for cell in cells if "injected-parameters" in cell["metadata"].get("tags", []))
+        assert f'RUN_DIR = "{run}"' in "".join(injected["source"]), notebook.name
+        assert ".tmp-" not in notebook.read_text(), notebook.name
+
+
+def test_every_command_has_a_version_and_grouped_help():
+    for command in ("helmet-reports", "helmet-predict", "helmet-evaluate", "helmet-import"):
+        shown = subprocess.run([sys.executable, "-m", MODULES[command], "--version"], capture_output=True, text=True)
+        assert shown.returncode == 0 and shown.stdout.startswith(f"{command} (helmetlib "), command
+        helped = subprocess.run([sys.executable, "-m", MODULES[command], "--help"], capture_output=True, text=True)
+        assert "examples:" in helped.stdout and "exit codes: 0 " in helped.stdout, command
+    text = runner(["--help"]).stdout
+    sections = re.findall(r"(?m)^([a-zA-Z][a-zA-Z ,()]+):$", text)
+    assert sections[:2] == ["options", "data"] and "distribution (model notebooks on Dask)" in sections
+    assert "VGG16: imagenet (a download) | none | PATH (default: imagenet)" in re.sub(r"\s+", " ", text)
+
+
+MODULES = {
+    "helmet-reports": "helmetlib.reports",
+    "helmet-predict": "helmetlib.inference",
+    "helmet-evaluate": "helmetlib.evaluate",
+    "helmet-import": "helmetlib.importer",
+}
 
 
 def test_photo_grids_are_jpeg_and_plots_png(run):
