@@ -198,15 +198,23 @@ def spread_table(results: dict[str, ModelResult]) -> pd.DataFrame:
         f1, accuracy = result.summary["f1"], result.summary["accuracy"]
         rows[name] = {
             "repeats": len(result.repeats),
-            "F1 mean": round(f1.mean, 3),
-            "F1 sd": round(f1.std, 3),
-            "F1 min": round(f1.min, 3),
-            "F1 max": round(f1.max, 3),
-            "accuracy mean": round(accuracy.mean, 3),
+            "F1 mean": f"{f1.mean:.3f}",
+            "F1 sd": f"{f1.std:.3f}",
+            "F1 min": f"{f1.min:.3f}",
+            "F1 max": f"{f1.max:.3f}",
+            "accuracy mean": f"{accuracy.mean:.3f}",
             "collapsed repeats": sum(repeat.collapsed for repeat in result.repeats),
             "deployed": result.deployed,
         }
-    return pd.DataFrame(rows).T
+    return pd.DataFrame(rows).T  # scores as text with 3 decimals: "0.800", never "0.8"
+
+
+SCORE_ROWS = {
+    "train": "train scores",
+    "validation": "validation scores",
+    "test": "test scores",
+    "test_at_threshold": "test scores at the deployed threshold",
+}
 
 
 def card_table(folder, name: str) -> pd.DataFrame:
@@ -225,7 +233,7 @@ def card_table(folder, name: str) -> pd.DataFrame:
         "deployed": f"{card.training.deployed} (seeds {', '.join(map(str, card.training.seeds))})",
     }
     for part, scores in card.metrics.items():
-        rows[f"{part} scores"] = (
+        rows[SCORE_ROWS.get(part, f"{part} scores")] = (
             f"accuracy {scores.accuracy:.3f}, F1 {scores.f1:.3f}, bare-head recall {scores.bare_head_recall:.3f} "
             f"(threshold {scores.threshold:.3f}, {scores.n} images)"
         )

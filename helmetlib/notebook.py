@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from helmetlib.data import Dataset, load_run_data
 from helmetlib.plots import show_photos_as_jpeg
 from helmetlib.runs import (
@@ -75,6 +77,7 @@ def start(namespace: dict[str, Any]) -> NotebookRun:
     folder.path.mkdir(parents=True, exist_ok=True)
     keep_noise_out_of_reports(folder.log_file)
     show_photos_as_jpeg()
+    pd.set_option("display.max_colwidth", None)  # tables of hashes and descriptions are shown whole, never cut
     config = _runner_config(folder, given)
     if config is None:
         run_id = folder.path.name if RUN_ID_PATTERN.fullmatch(folder.path.name) else INTERACTIVE_RUN_ID

@@ -14,13 +14,14 @@
 # ---
 
 # %% [markdown]
-# # Helmet study: one model
+# # Helmet study model report
 #
 # **Author:** helmetlib · **Created:** 2026-11-29 · **Last modified:** 2026-12-05
 #
-# **Description:** trains one model (`MODEL_NAME`) `REPEATS` times with different seeds, restarting a training
-# that collapses, checks the health of every repeat (dead units, identical outputs), deploys the seed ensemble
-# unless validation shows it clearly worse, and saves it with its numbers for the comparison.
+# **Description:** trains one model several times with different seeds (the model and the number of repeats are
+# named in the conclusion), restarting a training that collapses, checks the health of every repeat (dead units,
+# identical outputs), deploys the average of the repeats unless validation shows it clearly worse, and saves it
+# with its numbers for the comparison.
 
 # %% tags=["parameters"]
 RUN_DIR: str = "reports/interactive"  # run folder; relative paths resolve against the repository
