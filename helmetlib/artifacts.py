@@ -18,6 +18,7 @@ import numpy as np
 from helmetlib.backend import keras, tensorflow_log_lines_dropped
 from helmetlib.calibration import Calibration
 from helmetlib.cards import (
+    CARD_FORMAT,
     BackboneRef,
     ModelCard,
     ModelError,
@@ -121,7 +122,7 @@ def save_model_outputs(
     )
     height, width, channels = result.input_shape
     card = ModelCard(
-        format="helmetlib-model-card/2",
+        format=CARD_FORMAT,
         name=name,
         description=result.description,
         input={

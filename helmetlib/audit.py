@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -22,7 +23,9 @@ import pandas as pd
 
 from helmetlib.data import batches
 from helmetlib.preprocess import to_grayscale
-from helmetlib.splits import Split
+
+if TYPE_CHECKING:  # splits uses the near-duplicate search for grouped splits: no import back at run time
+    from helmetlib.splits import Split
 
 NEAR_DUPLICATE_BITS = 10  # of 64: shifted, re-encoded or slightly rescaled copies of one crop stay below this
 PIXEL_CORRELATION = 0.975  # and their 64 x 64 thumbnails, aligned, correlate at least this much

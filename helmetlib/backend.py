@@ -13,8 +13,8 @@ from __future__ import annotations
 import os
 import re
 
+from helmetlib.env import THREADS_ENV
 from helmetlib.quiet import native_stderr_filtered
-from helmetlib.runs import THREADS_ENV
 
 TF_LOG_LINE = re.compile(
     r"^([IWE]\d{4} \d\d:\d\d:\d+\.\d+\s+\d+ \S+:\d+\]|WARNING: All log messages before absl::InitializeLog"

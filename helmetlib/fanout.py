@@ -15,7 +15,8 @@ import os
 import time
 from pathlib import Path
 
-from helmetlib.runs import PROGRESS_ENV, THREADS_ENV, RunFolder
+from helmetlib.env import PROGRESS_ENV, THREADS_ENV
+from helmetlib.runs import RunFolder
 
 
 def run_model_stages(
@@ -24,7 +25,7 @@ def run_model_stages(
     """Run the model `stages` as Dask tasks; print one line per finished task; return the failures."""
     from distributed import Client, LocalCluster, as_completed
 
-    from helmetlib.reports import NotebookFailed
+    from helmetlib.engine import NotebookFailed
 
     threads = max(1, (os.cpu_count() or 1) // workers) if not scheduler else 0
     cluster = None
@@ -91,7 +92,7 @@ def _missing_paths(paths: list[str]) -> list[str]:
 
 def _run_stage(stage, work_path: str, kernel: str, timeout: int, progress_file: str, threads: int):
     """On a worker: execute one notebook; (seconds, None) or (seconds, one-line failure)."""
-    from helmetlib.reports import NotebookFailed, ensure_kernel, execute_notebook
+    from helmetlib.engine import NotebookFailed, ensure_kernel, execute_notebook
 
     if progress_file:
         os.environ[PROGRESS_ENV] = progress_file

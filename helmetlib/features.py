@@ -23,12 +23,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from helmetlib.data import RowFile
+from helmetlib.env import PRECISION_ENV
 from helmetlib.preprocess import Normalization, normalize
 
 if TYPE_CHECKING:
     from helmetlib.backend import keras
 
-PRECISION_ENV = "HELMETLIB_PRECISION"
 PRECISIONS = ("float32", "bfloat16", "float16")
 PASSES: dict[str, tuple[str, ...]] = {"unit": ("block5",), "vgg16": ("gap5", "multiscale")}
 FEATURES_FOLDER = "features"

@@ -7,6 +7,7 @@ import pandas as pd
 
 from helmetlib.data import CLASS_NAMES, Dataset
 from helmetlib.runs import Audit, ModelResult
+from helmetlib.specs import get_spec
 from helmetlib.splits import Split
 
 SHORTCUT_EFFECT = 0.5  # |standardised mean difference| between the classes above which a statistic is a shortcut
@@ -75,11 +76,17 @@ def model_conclusion(result: ModelResult) -> str:
             + "."
         )
     accuracy, f1, bare = summary["accuracy"], summary["f1"], summary["bare_head_recall"]
-    lines.append(
-        f"**{result.name}** over {len(repeats)} repeat(s) (seeds {seeds}): validation accuracy {accuracy.mean:.3f} ± "
-        f"{accuracy.std:.3f} (range {accuracy.min:.3f}–{accuracy.max:.3f}), F1 {f1.mean:.3f} ± {f1.std:.3f}, "
-        f"bare-head recall {bare.mean:.3f} ± {bare.std:.3f}."
-    )
+    if get_spec(result.name).deterministic:
+        lines.append(
+            f"**{result.name}** is deterministic (its seed changes nothing): one fit per split, not repeats. "
+            f"Validation accuracy {accuracy.mean:.3f}, F1 {f1.mean:.3f}, bare-head recall {bare.mean:.3f}."
+        )
+    else:
+        lines.append(
+            f"**{result.name}** over {len(repeats)} repeat(s) (seeds {seeds}): validation accuracy "
+            f"{accuracy.mean:.3f} ± {accuracy.std:.3f} (range {accuracy.min:.3f}–{accuracy.max:.3f}), "
+            f"F1 {f1.mean:.3f} ± {f1.std:.3f}, bare-head recall {bare.mean:.3f} ± {bare.std:.3f}."
+        )
     validation, train = result.validation, result.train
     gap = train.accuracy - validation.accuracy
     fit = (

@@ -28,7 +28,7 @@ from helmetlib.runs import (
     resolve_path,
 )
 from helmetlib.specs import MODEL_NAMES
-from helmetlib.splits import Split, make_split
+from helmetlib.splits import Split, make_split, split_key
 
 INTERACTIVE_RUN_ID = "interactive"
 
@@ -47,16 +47,28 @@ class NotebookRun:
         return load_run_data(config.data_dir, demo_size=config.demo_size, image_size=config.image_size)
 
     def split(self, dataset: Dataset, repeat: int = 0) -> Split:
-        """The run's split (with `RESPLIT`, the split of repeat `repeat`: another random state per repeat)."""
+        """The run's split (with `RESPLIT`, the split of repeat `repeat`: another random state per repeat).
+
+        The run's own split is decided once — by `helmet-reports` before any kernel starts, or by the first
+        notebook run on its own — and recorded in `RUN_DIR/split.npz`, which every later notebook reads.
+        """
         config = self.config
-        return make_split(
+        random_state = config.split_seed + (repeat if config.resplit else 0)
+        key = split_key(config, dataset.content_hash, random_state)
+        recorded = Split.load(self.folder.split_file, key=key) if random_state == config.split_seed else None
+        if recorded is not None:
+            return recorded
+        parts = make_split(
             dataset.labels,
             kind=config.split,
-            random_state=config.split_seed + (repeat if config.resplit else 0),
+            random_state=random_state,
             groups_csv=config.groups_csv,
             group_column=config.group_column,
             images=dataset.images,
         )
+        if random_state == config.split_seed:
+            parts.save(self.folder.split_file, key=key)
+        return parts
 
 
 def start(namespace: dict[str, Any]) -> NotebookRun:

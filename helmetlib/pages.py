@@ -196,6 +196,7 @@ def _reports_in_run_order(record: RunRecord, folder: RunFolder) -> list[tuple[st
 
 def _models_table(record: RunRecord) -> str:
     from helmetlib.selection import mean_f1
+    from helmetlib.specs import get_spec
 
     rows = []
     for name, result in record.models.items():
@@ -211,8 +212,9 @@ def _models_table(record: RunRecord) -> str:
             )
         )
         restarts = sum(len(r.restarts) for r in result.repeats)
+        one_fit = " (deterministic: one fit)" if get_spec(name).deterministic else ""
         rows.append(
-            f"<tr><th>{esc(name)}{marker}</th><td>{len(result.repeats)}</td><td>{mean_f1(result):.3f} ± "
+            f"<tr><th>{esc(name)}{marker}</th><td>{len(result.repeats)}{one_fit}</td><td>{mean_f1(result):.3f} ± "
             f"{spread.std:.3f}</td><td>{spread.min:.3f}–{spread.max:.3f}</td><td>{esc(state)}</td><td>{restarts}</td>"
             f"<td>{esc(result.deployed)}</td><td>{result.validation.accuracy:.3f}</td>"
             f"<td>{result.validation.f1:.3f}</td><td>{result.validation.bare_head_recall:.3f}</td>"
@@ -262,23 +264,30 @@ def runs_index(out: ReportsFolder) -> str:
         intervals = selection.test_intervals if selection else {}
         regression = record.comparison_with_previous.regressions if record.comparison_with_previous else []
         weights = record.config.weights
-        uses_backbone = any(result.weights for result in record.models.values())
-        flag = banner(weights.describe(), weights.banner_level) if weights.banner() and uses_backbone else ""
+        selected = record.models.get(record.selected_model) if record.selected_model else None
+        flag = (
+            banner(weights.describe(), weights.banner_level)
+            if selected and selected.weights and weights.banner()
+            else ""
+        )
+        threshold = f"{selection.threshold.value:.3f}" if selection and selection.threshold else "-"
         rows.append(
             f"<tr><th><a href='{esc(folder.path.name)}/index.html'>{esc(record.run_id)}</a></th>"
             f"<td>{record.started}</td><td class='{record.status}'>{record.status}</td>"
             f"<td>{record.total_seconds or 0:.0f}s</td>"
             f"<td>{record.data.content_hash if record.data else '-'}</td>"
-            f"<td>{esc(str(record.selected_model or '-'))}{flag}</td>"
+            f"<td>{esc(str(record.selected_model or '-'))}{flag}</td><td>{threshold}</td>"
             f"{_interval(intervals.get('accuracy'))}{_interval(intervals.get('bare_head_recall'))}"
-            f"<td>{'<b class=failed>regression</b>' if regression else ''}</td></tr>"
+            f"<td>{'<b class=failed>regression</b>' if regression else 'none'}</td></tr>"
         )
     trend = _trend_figure([record for _, record in runs])
     body = (
         "<h1>Helmet study runs</h1>"
         + (trend or "")
         + "<table><tr><th>run</th><th>started</th><th>status</th><th>duration</th><th>data hash</th><th>selected</th>"
-        "<th>test accuracy</th><th>test bare-head recall</th><th></th></tr>" + "".join(rows) + "</table>"
+        "<th>threshold</th><th>test accuracy</th><th>test bare-head recall</th><th>regressions</th></tr>"
+        + "".join(rows)
+        + "</table>"
     )
     return page("Helmet study runs", body)
 
@@ -297,11 +306,11 @@ def _trend_figure(records: list[RunRecord]) -> str | None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 2.2))
-    times = [time for time, _ in points]
+    positions = list(range(len(points)))  # one step per run: the axis fits one run or a year of them
     for key, label in (("accuracy", "test accuracy"), ("bare_head_recall", "test bare-head recall")):
         values = [intervals[key] for _, intervals in points]
         ax.errorbar(
-            times,
+            positions,
             [v.value for v in values],
             yerr=[[v.value - v.low for v in values], [v.high - v.value for v in values]],
             marker="o",
@@ -311,6 +320,9 @@ def _trend_figure(records: list[RunRecord]) -> str | None:
     ax.set_ylim(0, 1.02)
     ax.legend(fontsize=7, loc="lower left")
     ax.set_title("Selected model over time (95 % CI)", fontsize=9)
+    step = max(1, len(points) // 12)
+    ax.set_xticks(positions[::step], [time.strftime("%Y-%m-%d %H:%M") for time, _ in points][::step])
+    ax.set_xlim(-0.5, len(points) - 0.5)
     fig.autofmt_xdate()
     return _figure_tag(fig, fmt="svg")
 

@@ -8,7 +8,7 @@ parameters cell taken from the config. `finish` writes `run.json` and the run pa
 previous one, renames the folder into place (`<run-id>`, or `<run-id>.failed` for a failed or interrupted
 run) and updates `latest` and the runs index under a lock. Every failure (a raising cell, a cell past
 `--timeout`, a dead kernel, SIGTERM, SIGINT) becomes a record with a one-line reason, never a traceback.
-`helmet-reports clean` deletes old runs (see `retention`).
+`helmet-reports clean` deletes old runs (see `retention`). The notebooks themselves are executed by `engine`.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import argparse
 import logging
 import os
 import platform
+import shutil
 import signal
 import subprocess
 import sys
@@ -24,21 +25,27 @@ import tempfile
 import threading
 import time
 import traceback
-import uuid
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 from helmetlib import cli, specs
 from helmetlib.data import DatasetError, load_run_data
+from helmetlib.engine import (
+    NOTEBOOKS_DIR,
+    NotebookFailed,
+    Stage,
+    ensure_kernel,
+    execute_notebook,
+    plan_stages,
+    stale_pairing,
+)
+from helmetlib.env import PROGRESS_ENV
 from helmetlib.features import register_cache_user
 from helmetlib.pages import run_page, runs_index
 from helmetlib.records import RecordError
 from helmetlib.runs import (
     COMPARISON,
-    EDA,
-    MODEL,
     NOTEBOOKS,
-    PROGRESS_ENV,
     DataInfo,
     LatestPointer,
     ParameterError,
@@ -52,17 +59,10 @@ from helmetlib.runs import (
     package_versions,
     process_start_time,
 )
-from helmetlib.splits import make_split, read_groups
+from helmetlib.splits import make_split, read_groups, split_key
 
-NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
-KERNEL_NAME = "helmetlib"
-KERNEL_START_TIMEOUT = 300  # seconds; a loaded machine (Dask workers, other jobs) can take minutes to start one
 EXIT_FAILED, EXIT_USAGE, EXIT_REGRESSION = 1, 2, 3
 EXIT_SIGNAL = {signal.SIGTERM: 143, signal.SIGINT: 130}
-
-
-class NotebookFailed(RuntimeError):
-    """A notebook failed; the message is a one-line reason."""
 
 
 class Interrupted(BaseException):
@@ -182,179 +182,6 @@ def make_config(args: argparse.Namespace, out: ReportsFolder, run_id: str) -> Ru
         EXPORT_TFLITE=not args.no_export,
         BOOTSTRAP_RESAMPLES=args.bootstrap_resamples,
     )
-
-
-def notebook_parameter_names(source: Path) -> list[str]:
-    """The names in a notebook's parameters cell, as papermill reads them."""
-    import jupytext
-    from papermill.translators import PythonTranslator
-
-    for cell in jupytext.read(source).cells:
-        if "parameters" in cell.metadata.get("tags", []):
-            return [parameter.name for parameter in PythonTranslator.inspect(cell)]
-    raise ParameterError(f"{source}: no cell tagged 'parameters'")
-
-
-def stale_pairing(source: Path) -> str | None:
-    """A one-line problem when `source`'s paired `.ipynb` no longer holds the same cells, else None."""
-    import jupytext
-    import nbformat
-
-    paired = source.with_suffix(".ipynb")
-    if not paired.is_file():
-        return None
-    text, ipynb = jupytext.read(source), nbformat.read(paired, as_version=4)
-    if [(c.cell_type, c.source) for c in text.cells] != [(c.cell_type, c.source) for c in ipynb.cells]:
-        newer = paired if paired.stat().st_mtime > source.stat().st_mtime else source
-        return (
-            f"{paired} and {source.name} are out of sync ({newer.name} is newer): run "
-            f"`jupytext --sync {source}` before running the reports"
-        )
-    return None
-
-
-@dataclass(frozen=True)
-class Stage:
-    """One notebook run: its label for the log, its source, its output stem and its parameters."""
-
-    label: str
-    source: Path
-    stem: str
-    parameters: dict
-    model: str | None = None
-
-
-def plan_stages(config: RunConfig, work: RunFolder, notebooks: Path) -> list[Stage]:
-    """The notebooks of a run in order, each with the parameters its parameters cell declares."""
-    values = config.parameters() | {"RUN_DIR": str(work.path)}
-
-    def parameters(stem: str, **extra) -> dict:
-        names = notebook_parameter_names(notebooks / f"{stem}.py")
-        return {name: ({**values, **extra})[name] for name in names}
-
-    stages = [Stage(f"notebook {EDA}", notebooks / f"{EDA}.py", EDA, parameters(EDA))]
-    for name in config.models:
-        stages.append(
-            Stage(
-                f"notebook {MODEL} [{name}]",
-                notebooks / f"{MODEL}.py",
-                RunFolder.model_stem(name),
-                parameters(MODEL, MODEL_NAME=name),
-                model=name,
-            )
-        )
-    stages.append(Stage(f"notebook {COMPARISON}", notebooks / f"{COMPARISON}.py", COMPARISON, parameters(COMPARISON)))
-    return stages
-
-
-def ensure_kernel() -> str:
-    """Install (idempotently) a kernelspec named `helmetlib` that runs this very Python, and return its name.
-
-    Installing replaces the kernelspec's folder; a lock beside it keeps two processes (Dask workers) from doing
-    that at the same moment ("Directory not empty"). The spec is written in a temporary folder of our own:
-    `ipykernel.kernelspec.install` leaves an empty `tmp…_kernels` folder in /tmp on every call."""
-    from filelock import FileLock
-    from ipykernel.kernelspec import write_kernel_spec
-    from jupyter_client.kernelspec import KernelSpecManager
-
-    kernels = Path(sys.prefix) / "share" / "jupyter" / "kernels"
-    kernels.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(kernels / f".{KERNEL_NAME}.lock"), timeout=120), tempfile.TemporaryDirectory() as scratch:
-        spec = write_kernel_spec(
-            Path(scratch) / KERNEL_NAME,
-            overrides={"display_name": f"helmetlib ({platform.python_version()})"},
-            python_arguments=["-Xfrozen_modules=off"],  # as ipykernel's install: no debugger warning
-        )
-        KernelSpecManager().install_kernel_spec(spec, kernel_name=KERNEL_NAME, prefix=sys.prefix)
-    return KERNEL_NAME
-
-
-def _local_kernel_manager(log_file: Path):
-    """nbclient's kernel manager over local sockets (IPC: no network port), with the kernel process's own output
-    (its start-up and shut-down messages) written to `log_file` instead of the terminal."""
-    from jupyter_client.manager import AsyncKernelManager
-    from traitlets import CaselessStrEnum, default
-
-    class LocalKernelManager(AsyncKernelManager):
-        transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
-
-        @default("ip")
-        def _own_socket_files(self) -> str:
-            # jupyter_client names IPC sockets kernel-ipc-1, -2, ... in the working folder, taking the first free
-            # numbers: two worker processes starting kernels at once took the same ones and read each other's
-            # messages ("Invalid Signature"). Every kernel gets socket files of its own.
-            return os.path.join(tempfile.gettempdir(), f"helmetlib-kernel-{uuid.uuid4().hex[:16]}")
-
-        async def _async_launch_kernel(self, kernel_cmd, **kw):
-            log = log_file.open("ab")
-            try:
-                await super()._async_launch_kernel(kernel_cmd, **{**kw, "stdout": log, "stderr": log})
-            finally:
-                log.close()  # the kernel keeps its own descriptor
-
-    return LocalKernelManager
-
-
-def execute_notebook(stage: Stage, work: RunFolder, *, kernel: str, timeout: int) -> None:
-    """Execute a jupytext `.py` notebook with papermill into the run folder, then write its two HTML versions.
-
-    Raises `NotebookFailed` with a one-line reason for a raising cell, a cell past `timeout`, a dead kernel or
-    any other failure of the execution.
-    """
-    import jupytext
-    import papermill
-    from nbclient.exceptions import CellTimeoutError, DeadKernelError
-
-    output = work.notebook(stage.stem)
-    source = jupytext.read(stage.source)
-    source.metadata["kernelspec"] = {"name": kernel, "display_name": kernel, "language": "python"}
-    try:
-        papermill.execute_notebook(
-            source,
-            str(output),
-            parameters=stage.parameters,
-            kernel_name=kernel,
-            cwd=str(work.path),
-            progress_bar=False,
-            execution_timeout=timeout,
-            start_timeout=KERNEL_START_TIMEOUT,
-            kernel_manager_class=_local_kernel_manager(work.log_file),
-        )
-    except papermill.PapermillExecutionError as error:
-        raise NotebookFailed(f"{stage.stem}: {error.ename}: {error.evalue}".splitlines()[0]) from None
-    except CellTimeoutError:
-        raise NotebookFailed(f"{stage.stem}: a cell ran longer than --timeout {timeout}s and was stopped") from None
-    except DeadKernelError as error:
-        raise NotebookFailed(f"{stage.stem}: the kernel died ({str(error).splitlines()[0]})") from None
-    except Exception as error:  # anything else the execution raises ends this notebook, never the run
-        raise NotebookFailed(
-            f"{stage.stem}: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
-        ) from None
-    finally:
-        if output.exists():
-            shows = f"{stage.model} — helmet study model report" if stage.model else _heading(output)
-            to_html(output, title=f"{shows} · run {work.path.name.removeprefix('.tmp-')}")
-
-
-def _heading(notebook: Path) -> str:
-    import nbformat
-
-    for cell in nbformat.read(notebook, as_version=4).cells:
-        if cell.cell_type == "markdown" and cell.source.startswith("# "):
-            return cell.source.splitlines()[0][2:].strip()
-    return notebook.stem
-
-
-def to_html(notebook: Path, *, title: str) -> None:
-    """`<name>.html` without code cells for readers and `<name>.code.html` with them, titled `title`."""
-    import nbformat
-    from nbconvert import HTMLExporter
-
-    node = nbformat.read(notebook, as_version=4)
-    for suffix, exclude in ((".html", True), (".code.html", False)):
-        exporter = HTMLExporter(exclude_input=exclude, exclude_input_prompt=exclude, exclude_output_prompt=exclude)
-        body, _ = exporter.from_notebook_node(node, resources={"metadata": {"name": title}})
-        notebook.with_suffix(suffix).write_text(body, encoding="utf-8")
 
 
 class Progress:
@@ -486,6 +313,19 @@ def _scheduler_problem(address: str) -> str | None:
     return None
 
 
+RUN_MEGABYTES = (20, 10)  # a run's folder: about 20 MB plus 10 MB per model (a helmet-dev run of 6 models: 55 MB)
+
+
+def _space_problem(out: Path, models: int) -> str | None:
+    """Why a run of `models` models will not fit on the disk of `out`, or None."""
+    existing = next(parent for parent in (out, *out.parents) if parent.exists())
+    free_mb = shutil.disk_usage(existing).free / 2**20
+    needed_mb = RUN_MEGABYTES[0] + RUN_MEGABYTES[1] * models
+    if free_mb < needed_mb:
+        return f"--out {out}: {free_mb:.0f} MB free on its disk; a run of {models} models needs about {needed_mb} MB"
+    return None
+
+
 def _capped_workers(workers: int, models: int) -> int:
     """`--workers` capped at the number of model notebooks and at the memory left (about 3 GiB per worker)."""
     import psutil
@@ -525,6 +365,9 @@ def run(args: argparse.Namespace) -> int:
             read_groups(config.groups_csv, config.group_column, expected_rows=len(dataset))
         if args.workers > 1 and not args.scheduler:
             args.workers = _capped_workers(args.workers, len(config.models))
+        problem = _space_problem(out.path, len(config.models))
+        if problem:
+            raise ParameterError(problem)
         parts = make_split(
             dataset.labels,
             kind=config.split,
@@ -545,12 +388,11 @@ def run(args: argparse.Namespace) -> int:
             running = None
         if running and running.in_progress:
             return _fail(f"run {run_id} is in progress (process {running.pid}); choose another --run-id")
-        import shutil
-
         shutil.rmtree(work.path)  # a work folder abandoned by a killed run, checked to lie inside --out
     out.path.mkdir(parents=True, exist_ok=True)
     work.path.mkdir()
     config.write(work.config_file)
+    parts.save(work.split_file, key=split_key(config, dataset.content_hash))  # every notebook reads this split
     register_cache_user(config.cache_dir, out.path)  # `clean` in any folder sharing the cache keeps what this needs
     record = RunRecord(
         run_id=run_id,
@@ -603,6 +445,8 @@ def _execute_and_finish(args, out: ReportsFolder, work: RunFolder, record: RunRe
         _stop_kernels()
     try:
         record = _finish(out, work, record, status, failures, stage_now, progress)
+    except OSError as error:  # a full disk, a file-size limit, a folder gone read-only: said, never a traceback
+        return _finish_failed(out, work, record, error)
     finally:
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
@@ -722,8 +566,30 @@ def _finish(out, work, record, status, failures, stage_now, progress) -> RunReco
     with out.lock():
         if status == "ok":
             point_latest(out, record.run_id)
-        out.index_page.write_text(runs_index(out), encoding="utf-8")
+        try:
+            out.index_page.write_text(runs_index(out), encoding="utf-8")
+        except Exception as error:  # the run is in place and recorded: a stale index must not fail it
+            print(f"helmet-reports: warning: runs index not updated ({type(error).__name__}: {error})", file=sys.stderr)
     return record
+
+
+def _finish_failed(out: ReportsFolder, work: RunFolder, record: RunRecord, error: OSError) -> int:
+    """Finishing failed (the disk is full, a file is over the size limit...): mark the run failed with the file and
+    the error, moved to `<run-id>.failed`; if even that cannot be written, remove the work folder."""
+    reason = f"finishing the run failed: {error.filename or 'a file'}: {error.strerror or error}"
+    try:
+        failed = replace(record, status="failed", finished=now(), reason=reason, failures=(reason,), pid=None)
+        for partial in work.path.glob("*.partial*"):
+            partial.unlink(missing_ok=True)
+        work.page.unlink(missing_ok=True)  # maybe cut short by the error: no half page
+        failed.write(work.record_file)
+        work.path.rename(out.failed(record.run_id).path)
+        where = out.failed(record.run_id).path
+    except OSError:
+        shutil.rmtree(work.path, ignore_errors=True)
+        where = "removed: nothing could be written"
+    print(f"helmet-reports: run failed: {reason} ({where})", file=sys.stderr)
+    return EXIT_FAILED
 
 
 def _point_notebooks_at(work: RunFolder, destination: RunFolder) -> None:

@@ -31,8 +31,6 @@ from helmetlib.records import Record, RecordError, record
 from helmetlib.uncertainty import Interval
 from helmetlib.weights import WeightsChoice, resolve_weights
 
-PROGRESS_ENV = "HELMETLIB_PROGRESS_FILE"  # kernels append progress lines (epochs) here; the runner prints them
-THREADS_ENV = "HELMETLIB_THREADS"  # TensorFlow threads per kernel, when several workers share a machine
 RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}")
 NOTEBOOKS = ("00_eda", "10_model", "20_comparison")
 EDA, MODEL, COMPARISON = NOTEBOOKS
@@ -642,6 +640,7 @@ class RunFolder:
         object.__setattr__(self, "path", Path(self.path))
 
     config_file = property(lambda self: self.path / "config.json")
+    split_file = property(lambda self: self.path / "split.npz")  # the split, decided once per run
     record_file = property(lambda self: self.path / "run.json")
     selection_file = property(lambda self: self.path / "selection.json")
     audit_file = property(lambda self: self.path / "audit.json")

@@ -46,6 +46,12 @@ class ModelSpec:
         """True for the models built on the frozen VGG16."""
         return self.features != "image"
 
+    @property
+    def deterministic(self) -> bool:
+        """True when the seed changes nothing (a cross-validated logistic regression on fixed features): one fit
+        per split stands for every repeat."""
+        return self.head == "logistic"
+
 
 MODEL_SPECS: dict[str, ModelSpec] = {
     spec.name: spec
@@ -81,7 +87,6 @@ MODEL_SPECS: dict[str, ModelSpec] = {
     )
 }
 MODEL_NAMES = tuple(MODEL_SPECS)
-STUDY_MODELS = MODEL_NAMES[:4]
 
 
 def get_spec(name: str) -> ModelSpec:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -32,6 +33,33 @@ class Split:
     def parts(self) -> dict[str, np.ndarray]:
         """Index arrays by part name, in the order train, validation, test."""
         return {name: getattr(self, name) for name in SPLIT_NAMES}
+
+    def save(self, path: str | Path, *, key: str) -> None:
+        """Record the split in `path` (`.npz`, written whole or not at all) under `key`, what it was drawn from."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".{path.name}.{os.getpid()}.partial.npz")
+        np.savez(partial, **self.parts(), kind=self.kind, random_state=self.random_state, key=key)
+        partial.replace(path)
+
+    @classmethod
+    def load(cls, path: str | Path, *, key: str) -> Split | None:
+        """The split recorded in `path` under `key`, or None when there is none or it was drawn from other data or
+        settings."""
+        try:
+            with np.load(path) as stored:
+                if str(stored["key"]) != key:
+                    return None
+                parts = {name: stored[name] for name in SPLIT_NAMES}
+                return cls(**parts, kind=str(stored["kind"]), random_state=int(stored["random_state"]))
+        except (OSError, KeyError, ValueError):
+            return None
+
+
+def split_key(config, content_hash: str, random_state: int | None = None) -> str:
+    """What a run's split is drawn from (kind, random state, groups, data): the key it is recorded under."""
+    state = config.split_seed if random_state is None else random_state
+    return "/".join(map(str, (config.split, state, config.groups_csv, config.group_column, content_hash)))
 
 
 def indices_digest(indices: np.ndarray) -> str:

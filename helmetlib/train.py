@@ -22,6 +22,7 @@ import numpy as np
 from helmetlib import specs
 from helmetlib.backend import keras
 from helmetlib.data import Dataset, batches, select_rows
+from helmetlib.env import PROGRESS_ENV
 from helmetlib.features import FeatureCache, backbone_precision, cached_features, compute_features, pass_key
 from helmetlib.health import HEALTH_SAMPLE_SIZE, Health, layer_health, output_health
 from helmetlib.metrics import Scores, is_collapsed, performance
@@ -39,7 +40,7 @@ from helmetlib.models import (
     vgg16_backbone,
 )
 from helmetlib.preprocess import normalize
-from helmetlib.runs import PROGRESS_ENV, DataInfo, ModelResult, RepeatResult, Restart
+from helmetlib.runs import DataInfo, ModelResult, RepeatResult, Restart
 from helmetlib.specs import ModelSpec, get_spec
 from helmetlib.splits import Split, indices_digest
 from helmetlib.uncertainty import brier_score, f1_difference
@@ -248,13 +249,17 @@ def train_repeats(
 
     The backbone features and augmented views are computed once and shared by the repeats (views are drawn from
     `views_seed`, default `seed`); only the head's initialisation, the batch order and dropout change with the
-    seed. Options as in `train_model`.
+    seed. Options as in `train_model`. A deterministic model (`ModelSpec.deterministic`) is fitted once per
+    distinct split: its repeats would be identical copies.
     """
     spec = get_spec(name)
     choice = resolve_weights(weights) if spec.uses_backbone else None
     splits = split if isinstance(split, list) else [split] * repeats
     if len(splits) != repeats:
         raise ValueError(f"{len(splits)} splits for {repeats} repeats; give one split or one per repeat")
+    if spec.deterministic:
+        splits = list({id(part): part for part in splits}.values())
+        repeats = len(splits)
     trainers: dict[int, _Trainer] = {}
     trained = []
     for index, part in enumerate(splits):
@@ -763,9 +768,7 @@ def balanced_class_weights(labels: np.ndarray, *, tolerance: float = 0.1) -> dic
     return {label: float(len(labels) / (2 * count)) for label, count in enumerate(counts)}
 
 
-def predict_proba(
-    model: keras.Model, images_rgb: np.ndarray, *, normalization: str = "unit", batch_size: int = 32
-) -> np.ndarray:
+def predict_proba(model: keras.Model, images_rgb: np.ndarray, *, normalization: str = "unit") -> np.ndarray:
     """P(helmet) (N,) float64 for uint8 RGB images (N, H, W, 3) through a full image model, batch by batch."""
     parts = [_predict(model, normalize(batch, normalization)) for batch in batches(images_rgb, 256)]
     return np.concatenate(parts) if parts else np.empty(0)

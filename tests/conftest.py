@@ -59,7 +59,7 @@ def require(path: Path, what: str) -> Path:
 @pytest.fixture(scope="session")
 def kernel_name() -> str:
     """The kernel the notebook tests run under (the runner's own kernelspec, for this Python)."""
-    from helmetlib.reports import ensure_kernel
+    from helmetlib.engine import ensure_kernel
 
     return os.environ.get("HELMETLIB_TEST_KERNEL") or ensure_kernel()
 

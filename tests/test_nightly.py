@@ -17,7 +17,8 @@ import psutil
 import pytest
 from conftest import NOTEBOOKS, TINY, runner
 
-from helmetlib.runs import THREADS_ENV, ReportsFolder, RunFolder, RunRecord
+from helmetlib.env import THREADS_ENV
+from helmetlib.runs import ReportsFolder, RunFolder, RunRecord
 
 QUICK = [
     "--models",
@@ -312,17 +313,23 @@ def test_model_notebooks_on_a_real_dask_scheduler_give_the_sequential_results(co
 def test_clean_keeps_what_another_folder_sharing_the_cache_needs(tmp_path):
     """Two report folders share one --cache-dir: cleaning the first keeps the backbone and features the second's
     run uses, so the second's models still load (before the cache-users registry, clean deleted them)."""
+    from helmetlib.features import cache_users, register_cache_user
     from helmetlib.inference import load_model
 
     cache, first, second = tmp_path / "cache", tmp_path / "first", tmp_path / "second"
-    backbone_run = [*QUICK, "--models", "vgg16_linear", "--cache-dir", str(cache)]
-    for out, run_id, arguments in ((first, "old", backbone_run), (second, "other", backbone_run)):
-        assert runner(["--out", str(out), "--run-id", run_id, *arguments]).returncode == 0
-    assert runner(["--out", str(first), "--run-id", "new", *QUICK, "--cache-dir", str(cache)]).returncode == 0
+    result = runner(
+        ["--out", str(first), "--run-id", "old", *QUICK, "--models", "vgg16_linear", "--cache-dir", str(cache)]
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert cache_users(cache) == [first.resolve()]  # the runner registered its folder
+    shutil.copytree(first / "old", second / "other")  # the second folder's run: same cache entries
+    (second / "latest.json").write_text((first / "latest.json").read_text().replace("old", "other"))
+    register_cache_user(cache, second)  # as its runner would have
+    shutil.rmtree(first / "old")  # gone from the first folder (an operator, an earlier clean): nothing of it needs
     store = sorted((cache / "backbones").glob("*.weights.h5")) + sorted((cache / "features").glob("*.npy"))
     assert store
-    cleaned = runner(["clean", "--out", str(first), "--cache-dir", str(cache), "--keep", "0", "--apply"])
-    assert cleaned.returncode == 0 and "deleting run old" in cleaned.stdout
+    cleaned = runner(["clean", "--out", str(first), "--cache-dir", str(cache), "--apply"])
+    assert cleaned.returncode == 0, cleaned.stderr
     assert "cache shared with" in cleaned.stdout and "deleting cache file" not in cleaned.stdout
     assert all(path.exists() for path in store)
     assert load_model(second / "other" / "models" / "vgg16_linear.head.keras").card.name == "vgg16_linear"

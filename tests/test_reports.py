@@ -3,8 +3,6 @@
 import json
 import re
 import shutil
-import subprocess
-import sys
 import zipfile
 
 import h5py
@@ -15,8 +13,9 @@ from conftest import CNN_ONLY, NOTEBOOKS, TINY, runner
 from helmetlib import MODEL_NAMES
 from helmetlib.artifacts import load_run_model
 from helmetlib.cards import read_card
+from helmetlib.engine import notebook_parameter_names, plan_stages
 from helmetlib.notebook import NotebookRun
-from helmetlib.reports import main, notebook_parameter_names, plan_stages
+from helmetlib.reports import main
 from helmetlib.runs import (
     NOTEBOOK_ONLY,
     PARAMETER_TYPES,
@@ -115,6 +114,9 @@ def test_reports_open_with_their_conclusion(run):
 def test_html_titles_and_report_order(run):
     title = re.search(r"<title>(.*?)</title>", run.html("10_model_cnn").read_text()).group(1)
     assert title == "cnn — helmet study model report · run tiny"
+    for report in run.path.glob("*.html"):
+        if report.name != "index.html":
+            assert "<a href='index.html'>&larr; run page</a>" in report.read_text(), report.name
     heading = re.search(r"<title>(.*?)</title>", run.html("00_eda").read_text()).group(1)
     assert heading == "Helmet study: the data and its leakage audit · run tiny"
     page = run.page.read_text()
@@ -145,6 +147,11 @@ def test_runs_index_lists_each_run_once(finished_run):
     out = finished_run[1]
     index = (out / "index.html").read_text()
     assert index.count("href='tiny/index.html'") == 1  # the `latest` link is not a second run
+    row = re.search(r"<tr><th><a href='tiny/index.html'>.*?</tr>", index).group(0)
+    record = RunFolder(out / "tiny").read_record()
+    assert f"<td>{record.selection.threshold.value:.3f}</td>" in row and "<td></td>" not in row
+    uses_backbone = record.models[record.selected_model].weights is not None
+    assert ("RANDOMLY INITIALISED" in row) == uses_backbone  # the weights note only beside a VGG16 model
 
 
 def test_runner_and_notebook_parameters_agree():
@@ -221,6 +228,36 @@ def test_wrong_files_and_addresses_exit_2_before_any_kernel(tmp_path, capsys):
         assert not out.exists() or not any(out.iterdir())
 
 
+def test_a_disk_too_full_for_a_run_exits_2_before_any_kernel(tmp_path, monkeypatch, capsys):
+    from collections import namedtuple
+
+    from helmetlib import reports
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(reports.shutil, "disk_usage", lambda path: usage(2**30, 2**30 - 5 * 2**20, 5 * 2**20))
+    out = tmp_path / "reports"
+    assert main(["--out", str(out), *CNN_ONLY]) == 2
+    assert "5 MB free on its disk; a run of 1 models needs about 30 MB" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_a_finish_that_cannot_write_is_a_failed_record_naming_the_file(tmp_path, monkeypatch, capsys):
+    from helmetlib import reports
+
+    def disk_full(record, folder):
+        raise OSError(28, "No space left on device", str(folder.page))
+
+    monkeypatch.setattr(reports, "run_page", disk_full)
+    monkeypatch.setattr(reports, "_execute", lambda *args: [])  # no kernels: finishing is what is tested
+    out = tmp_path / "reports"
+    assert main(["--out", str(out), "--run-id", "full", *CNN_ONLY]) == 1
+    error = capsys.readouterr().err
+    assert f"finishing the run failed: {out / '.tmp-full' / 'index.html'}: No space left on device" in error
+    assert "Traceback" not in error and not list(out.glob(".tmp-*"))
+    record = RunRecord.read(out / "full.failed" / "run.json")
+    assert record.status == "failed" and "No space left on device" in record.reason and not record.in_progress
+
+
 def test_settings_are_checked_before_the_weights_are_fetched(monkeypatch):
     from helmetlib import runs
 
@@ -271,32 +308,52 @@ def test_tables_carry_three_decimals_and_the_card_whole(run):
     assert len(card.loc["training data", ""]) > 50
 
 
+def test_the_split_is_decided_once_and_recorded(run, tmp_path):
+    from helmetlib.splits import Split, split_key
+
+    record = run.read_record()
+    recorded = Split.load(run.split_file, key=split_key(record.config, record.data.content_hash))
+    assert recorded is not None and recorded.sizes() == {part: record.split[part] for part in recorded.sizes()}
+    assert Split.load(run.split_file, key="other data") is None
+    # a notebook reads the recorded split instead of drawing it again: a changed record is what it gets
+    folder = RunFolder(tmp_path / "copy")
+    folder.path.mkdir()
+    swapped = Split(recorded.validation, recorded.train, recorded.test, recorded.kind, recorded.random_state)
+    swapped.save(folder.split_file, key=split_key(record.config, record.data.content_hash))
+    notebook_run = NotebookRun(config=record.config, folder=folder)
+    dataset = notebook_run.dataset()
+    assert np.array_equal(notebook_run.split(dataset).train, recorded.validation)
+
+
 def test_executed_notebooks_name_their_final_run_folder(run):
-    for notebook in run.glob("*.ipynb"):
+    for notebook in run.path.glob("*.ipynb"):
         cells = json.loads(notebook.read_text())["cells"]
         injected = next(cell for cell in cells if "injected-parameters" in cell["metadata"].get("tags", []))
-        assert f'RUN_DIR = "{run}"' in "".join(injected["source"]), notebook.name
+        assert f'RUN_DIR = "{run.path}"' in "".join(injected["source"]), notebook.name
         assert ".tmp-" not in notebook.read_text(), notebook.name
 
 
-def test_every_command_has_a_version_and_grouped_help():
-    for command in ("helmet-reports", "helmet-predict", "helmet-evaluate", "helmet-import"):
-        shown = subprocess.run([sys.executable, "-m", MODULES[command], "--version"], capture_output=True, text=True)
-        assert shown.returncode == 0 and shown.stdout.startswith(f"{command} (helmetlib "), command
-        helped = subprocess.run([sys.executable, "-m", MODULES[command], "--help"], capture_output=True, text=True)
-        assert "examples:" in helped.stdout and "exit codes: 0 " in helped.stdout, command
-    text = runner(["--help"]).stdout
+@pytest.mark.parametrize("command", ["helmet-reports", "helmet-predict", "helmet-evaluate", "helmet-import"])
+def test_every_command_has_a_version_and_help_with_examples(command, capsys):
+    from helmetlib import evaluate, importer, inference, reports
+
+    entry = {"helmet-reports": reports, "helmet-predict": inference, "helmet-evaluate": evaluate}
+    main_of = entry.get(command, importer).main
+    for option in ("--version", "--help"):
+        with pytest.raises(SystemExit) as exited:
+            main_of([option])
+        assert exited.value.code == 0, option
+    shown = capsys.readouterr().out
+    assert shown.startswith(f"{command} (helmetlib ") and "examples:" in shown and "exit codes: 0 " in shown
+
+
+def test_helmet_reports_help_is_grouped_with_defaults(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = capsys.readouterr().out
     sections = re.findall(r"(?m)^([a-zA-Z][a-zA-Z ,()]+):$", text)
     assert sections[:2] == ["options", "data"] and "distribution (model notebooks on Dask)" in sections
     assert "VGG16: imagenet (a download) | none | PATH (default: imagenet)" in re.sub(r"\s+", " ", text)
-
-
-MODULES = {
-    "helmet-reports": "helmetlib.reports",
-    "helmet-predict": "helmetlib.inference",
-    "helmet-evaluate": "helmetlib.evaluate",
-    "helmet-import": "helmetlib.importer",
-}
 
 
 def test_photo_grids_are_jpeg_and_plots_png(run):

@@ -1,0 +1,5 @@
+"""The environment variables helmetlib reads, in one place (imported by the lowest layers: no helmetlib imports)."""
+
+PROGRESS_ENV = "HELMETLIB_PROGRESS_FILE"  # kernels append progress lines (epochs) here; the runner prints them
+THREADS_ENV = "HELMETLIB_THREADS"  # TensorFlow threads per kernel, when several workers share a machine
+PRECISION_ENV = "HELMETLIB_PRECISION"  # float32, bfloat16 or float16 for the backbone pass (default: by machine)
