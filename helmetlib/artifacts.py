@@ -75,9 +75,15 @@ def store_backbone(backbone: keras.Model, cache_dir: str | Path) -> tuple[str, P
     return fingerprint, path
 
 
-def load_backbone(ref: BackboneRef, input_shape: tuple[int, int, int]) -> keras.Model:
-    """The frozen backbone a head needs, from the store, checked against its fingerprint."""
-    path = Path(ref.weights_file)
+def load_backbone(
+    ref: BackboneRef, input_shape: tuple[int, int, int], *, reports_dir: Path | None = None
+) -> keras.Model:
+    """The frozen backbone a head needs, found by its fingerprint — at the path the card recorded, else in the
+    store of the reports folder the run now lives in (a moved or copied reports folder brings its `.cache`) —
+    and checked against that fingerprint."""
+    recorded = Path(ref.weights_file)
+    moved = reports_dir / ".cache" / BACKBONES_FOLDER / recorded.name if reports_dir else None
+    path = recorded if recorded.is_file() or moved is None or not moved.is_file() else moved
     if not path.is_file():
         raise ModelError(
             f"{path}: the backbone store has no VGG16 weights {ref.fingerprint} (only the selected model of a run is "
@@ -173,7 +179,7 @@ def load_run_model(path: Path, card: ModelCard) -> keras.Model:
         if card.backbone is None:
             raise ModelError(f"{card_path(path)}: a head without a backbone reference")
         shape = (card.input.height, card.input.width, card.input.channels)
-        model = assemble(card.name, load_backbone(card.backbone, shape), model)
+        model = assemble(card.name, load_backbone(card.backbone, shape, reports_dir=path.parent.parent.parent), model)
     return model
 
 

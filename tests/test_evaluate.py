@@ -1,6 +1,7 @@
 """helmet-evaluate on the shared tiny demo run and a second demo set."""
 
 import json
+import re
 
 import numpy as np
 
@@ -11,7 +12,7 @@ from helmetlib.evaluate import evaluate_run, main
 from helmetlib.inference import fit_to_input
 
 
-def test_evaluate_writes_report_and_json(finished_run, tmp_path, capsys):
+def test_evaluate_writes_report_and_json(finished_run, tmp_path, capfd):
     status, out, _ = finished_run
     run = out / "tiny"
     other = write_dataset(make_demo_dataset(24, seed=99), tmp_path / "elsewhere")
@@ -26,8 +27,9 @@ def test_evaluate_writes_report_and_json(finished_run, tmp_path, capsys):
         assert result["n"] == 24 and sum(map(sum, result["confusion"])) == 24
     page = (tmp_path / "report" / "index.html").read_text()
     assert "Generalisation check" in page and page.count("<img") == 1 + len(record["models"])
-    printed = capsys.readouterr().out
+    printed, errors = capfd.readouterr()  # file descriptors: TensorFlow's own log lines would show here
     assert all(name in printed for name in record["models"]) and "helmet-evaluate: report" in printed
+    assert not re.search(r"E0000|W0000|I0000|absl|cuInit|Warning", errors), errors[-2000:]
 
 
 def test_evaluate_refuses_bad_data_and_non_runs(finished_run, tmp_path, capsys):
@@ -59,3 +61,21 @@ def test_evaluate_and_predict_give_the_calibrated_probabilities_of_the_card(fini
     np.testing.assert_allclose(result.probabilities[selected], calibrated, atol=1e-6)
     for model in (run, run / "models" / f"{selected}.tflite"):
         np.testing.assert_allclose(predict(model, dataset.images)["probability"], calibrated, atol=1e-4)
+
+
+def test_heads_on_one_backbone_output_share_its_pass_and_score_the_same(finished_run):
+    """vgg16_linear, vgg16_mlp and vgg16_mlp_aug read VGG16's block 5: one backbone pass per batch for the three,
+    with the probabilities of each model on its own."""
+    from helmetlib.evaluate import SharedBackbone
+    from helmetlib.inference import load_model
+
+    models = finished_run[1] / "tiny" / "models"
+    images = make_demo_dataset(40, seed=97, image_size=64).images
+    shared = SharedBackbone()
+    for name in ("vgg16_linear", "vgg16_mlp", "vgg16_mlp_aug", "vgg16_gap"):
+        alone = load_model(models / f"{name}.head.keras")
+        together = shared.wrap(alone)
+        assert together.predict_batch is not alone.predict_batch
+        expected = predict(alone, images, batch_size=16)["probability"].to_numpy(float)
+        np.testing.assert_allclose(predict(together, images, batch_size=16)["probability"], expected, atol=1e-6)
+    assert shared.passes == 2 * 3  # block 5 (3 models) and its average pooling (vgg16_gap): 3 batches each

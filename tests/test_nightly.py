@@ -387,3 +387,23 @@ def test_a_reused_process_id_is_not_a_run_in_progress(nightly):
     assert running.in_progress  # no start time recorded (older runs): the id alone
     assert replace(running, pid_started=me.create_time()).in_progress
     assert not replace(running, pid_started=me.create_time() - 3600).in_progress  # the id, reused since
+
+
+def test_a_moved_reports_folder_finds_its_backbones_in_its_own_cache(nightly, tmp_path):
+    """Cards record the store path of the run's cache; a reports folder moved (or copied) with its `.cache` loads
+    its heads from there once the original store is gone."""
+    from helmetlib.cards import ModelError
+    from helmetlib.inference import load_model
+
+    moved = tmp_path / "moved"
+    shutil.copytree(nightly[0], moved, symlinks=True)
+    head = sorted((moved / "tiny" / "models").glob("*.head.keras"))[0]
+    card_file = head.with_name(head.name.replace(".head.keras", ".card.json"))
+    card = json.loads(card_file.read_text())
+    name = Path(card["backbone"]["weights_file"]).name
+    card["backbone"]["weights_file"] = f"/gone/cache/backbones/{name}"  # the original store, deleted
+    card_file.write_text(json.dumps(card))
+    assert load_model(head).card.name == card["name"]
+    (moved / ".cache" / "backbones" / name).unlink()
+    with pytest.raises(ModelError, match="the backbone store has no VGG16 weights"):
+        load_model(head)
