@@ -79,6 +79,7 @@ def start(namespace: dict[str, Any]) -> NotebookRun:
     Relative paths resolve against the repository, not the working directory. Raises `ParameterError` with one
     line naming the parameter for a value that cannot be used.
     """
+    parameter_errors_in_one_line()
     given = {name: namespace[name] for name in PARAMETER_TYPES if name in namespace}
     folder = RunFolder(
         resolve_path(coerce_parameter("RUN_DIR", given.pop("RUN_DIR", "reports/interactive")), project_root())
@@ -97,6 +98,24 @@ def start(namespace: dict[str, Any]) -> NotebookRun:
         config.write(folder.config_file)
     config.weights.check_file()
     return NotebookRun(config=config, folder=folder, model_name=model_name)
+
+
+def parameter_errors_in_one_line() -> None:
+    """In a kernel, show a `ParameterError` as its one line ("ParameterError: DEMO_SIZE must be at least 20, got
+    3"), not as a traceback through helmetlib: it is the notebook's parameters that are wrong, not its code. Under
+    papermill the failed cell's error is that line."""
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    if shell is None or not hasattr(shell, "set_custom_exc"):
+        return
+
+    def one_line(shell, kind, value, traceback, tb_offset=None) -> list[str]:
+        line = [f"{kind.__name__}: {value}"]
+        shell._showtraceback(kind, value, line)  # what ipykernel sends as the error's traceback
+        return line
+
+    shell.set_custom_exc((ParameterError,), one_line)
 
 
 def _runner_config(folder: RunFolder, given: dict[str, Any]) -> RunConfig | None:

@@ -70,10 +70,17 @@ def now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def project_root() -> Path:
-    """The repository when helmetlib runs from a checkout (relative notebook paths resolve here), else the cwd."""
+def project_root(start: Path | None = None) -> Path:
+    """The repository the notebooks run in, where relative notebook paths resolve: the nearest folder at or above
+    the working directory (a kernel's: the notebook's folder in JupyterLab, papermill's) that holds
+    `notebooks/00_eda.py`; else the checkout helmetlib was installed from; else the working directory. A second
+    clone with an editable install from the first writes into the second clone."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "notebooks" / "00_eda.py").is_file():
+            return folder
     checkout = Path(__file__).resolve().parents[1]
-    return checkout if (checkout / "pyproject.toml").is_file() and (checkout / "notebooks").is_dir() else Path.cwd()
+    return checkout if (checkout / "pyproject.toml").is_file() and (checkout / "notebooks").is_dir() else here
 
 
 def resolve_path(value: str | Path, base: Path) -> str:

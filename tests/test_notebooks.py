@@ -210,3 +210,29 @@ def test_pre_commit_syncs_a_notebook_edit_into_its_pair_and_strips_outputs(tmp_p
     assert all(not cell.get("outputs") for cell in synced.cells)
     diff = git("diff", "--", "notebooks/10_model.py").stdout
     assert diff.count("@@ -") == 1  # the one-line change is one hunk in the reviewed source
+
+
+def test_a_bad_parameter_under_plain_papermill_is_one_line_in_the_notebook(tmp_path):
+    parameters = {"RUN_DIR": str(tmp_path / "run"), "DEMO_SIZE": 3}
+    result = papermill("00_eda.ipynb", tmp_path / "eda.ipynb", parameters, NOTEBOOKS)
+    assert result.returncode == 1
+    errors = [
+        output
+        for cell in nbformat.read(tmp_path / "eda.ipynb", as_version=4).cells
+        for output in cell.get("outputs", [])
+        if output.output_type == "error"
+    ]
+    assert [error.traceback for error in errors] == [["ParameterError: DEMO_SIZE must be at least 20, got 3"]]
+    assert result.stderr.rstrip().endswith("ParameterError: DEMO_SIZE must be at least 20, got 3")
+    assert "helmetlib/notebook.py" not in result.stderr  # no traceback through the library
+
+
+def test_relative_paths_resolve_in_the_clone_the_notebook_runs_in(tmp_path):
+    from helmetlib.runs import project_root
+
+    clone = tmp_path / "second-clone"
+    (clone / "notebooks").mkdir(parents=True)
+    (clone / "notebooks" / "00_eda.py").write_text("# a notebook\n")
+    assert project_root(clone / "notebooks") == clone.resolve()  # papermill or JupyterLab in the notebooks folder
+    assert project_root(clone) == clone.resolve()
+    assert project_root(tmp_path) == REPO  # elsewhere: the checkout helmetlib was installed from
