@@ -20,6 +20,7 @@ from helmetlib.calibration import Calibration
 from helmetlib.cards import (
     CARD_FORMAT,
     BackboneRef,
+    FileRef,
     ModelCard,
     ModelError,
     TrainingInfo,
@@ -109,17 +110,7 @@ def save_model_outputs(
     (`<name>.metrics.json`), the histories of all repeats and the probabilities (deployed, and per repeat)."""
     name = result.name
     folder.models_dir.mkdir(parents=True, exist_ok=True)
-    if deployed.head is None:
-        path = folder.model_file(name)
-        inference_copy(deployed.model).save(path)
-        files, backbone = {"keras": file_ref(path)}, None
-    else:
-        fingerprint, stored = store_backbone(deployed.model.get_layer(BACKBONE_LAYER), cache_dir)
-        register_cache_user(cache_dir, folder.path.parent)
-        path = folder.head_file(name)
-        inference_copy(deployed.head).save(path)
-        files = {"head": file_ref(path)}
-        backbone = BackboneRef(fingerprint=fingerprint, features=get_spec(name).features, weights_file=str(stored))
+    files, backbone = _save_deployed(folder, name, deployed, cache_dir)
     write_json(folder.history_file(name), {f"seed {trained.seed}": trained.history for trained in repeats})
     np.savez(
         folder.probabilities_file(name),
@@ -163,6 +154,23 @@ def save_model_outputs(
     card.write(folder.card_file(name))
     result.write(folder.result_file(name))
     return card
+
+
+def _save_deployed(
+    folder: RunFolder, name: str, deployed: Deployed, cache_dir: str | Path
+) -> tuple[dict[str, FileRef], BackboneRef | None]:
+    """Save the deployed model: the CNN whole (`.keras`), a backbone model as its head with the backbone in the
+    store (registered as used by this reports folder); its file references and backbone reference."""
+    if deployed.head is None:
+        path = folder.model_file(name)
+        inference_copy(deployed.model).save(path)
+        return {"keras": file_ref(path)}, None
+    fingerprint, stored = store_backbone(deployed.model.get_layer(BACKBONE_LAYER), cache_dir)
+    register_cache_user(cache_dir, folder.path.parent)
+    path = folder.head_file(name)
+    inference_copy(deployed.head).save(path)
+    backbone = BackboneRef(fingerprint=fingerprint, features=get_spec(name).features, weights_file=str(stored))
+    return {"head": file_ref(path)}, backbone
 
 
 def load_run_model(path: Path, card: ModelCard) -> keras.Model:

@@ -42,13 +42,7 @@ def run_model_stages(
         client = Client(cluster)
     failures: list[str] = []
     try:
-        blind = client.run(_missing_paths, [str(work.path), str(work.read_config().cache_dir)])
-        for address, missing in blind.items():
-            if missing:
-                raise NotebookFailed(
-                    f"Dask worker {address} cannot see {', '.join(missing)}: the run folder (--out) and the cache "
-                    "(--cache-dir) must be on storage every worker sees, at the same paths"
-                )
+        _check_workers_see(client, work)
         progress_file = os.environ.get(PROGRESS_ENV, "")
         futures = {
             client.submit(
@@ -84,6 +78,19 @@ def run_model_stages(
         if cluster is not None:
             cluster.close()
     return failures
+
+
+def _check_workers_see(client, work: RunFolder) -> None:
+    """`NotebookFailed` naming a worker that cannot see the run folder or the cache at the runner's paths."""
+    from helmetlib.engine import NotebookFailed
+
+    blind = client.run(_missing_paths, [str(work.path), str(work.read_config().cache_dir)])
+    for address, missing in blind.items():
+        if missing:
+            raise NotebookFailed(
+                f"Dask worker {address} cannot see {', '.join(missing)}: the run folder (--out) and the cache "
+                "(--cache-dir) must be on storage every worker sees, at the same paths"
+            )
 
 
 def _missing_paths(paths: list[str]) -> list[str]:

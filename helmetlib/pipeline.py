@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from helmetlib.data import Dataset, select_rows
-from helmetlib.metrics import performance
+from helmetlib.metrics import Scores, performance
 from helmetlib.notebook import NotebookRun
 from helmetlib.runs import Audit, DataInfo, ModelResult, Selection, package_versions
 from helmetlib.splits import Split, indices_digest
@@ -135,23 +135,15 @@ class Comparison:
 
 
 def compare_and_select(run: NotebookRun, dataset: Dataset) -> Comparison:
-    """Compare the models whose results exist in the run folder (training them all, quickly, when none exist),
-    select one on validation, calibrate it on validation (Platt scaling), choose the threshold to deploy on its
-    calibrated probability, score it once on test, write it self-contained (and as TensorFlow Lite) with its
-    calibration in the card, and save `selection.json`."""
+    """Compare the models whose results exist in the run folder (training them all when none exist), select one
+    on validation, calibrate it there (Platt), choose the threshold to deploy on its calibrated probability, score
+    it once on test, write it self-contained (and TFLite) with its card, and save `selection.json`."""
     from helmetlib.calibration import fit_calibration
-    from helmetlib.selection import SELECTION_RULE, deploy_threshold, excluded_models, runner_up, select_model, verdict
-    from helmetlib.uncertainty import bootstrap_intervals, brier_score, reliability
+    from helmetlib.selection import deploy_threshold, runner_up, select_model, verdict
+    from helmetlib.uncertainty import brier_score, reliability
 
     config, folder = run.config, run.folder
-    results = folder.results(config.models)
-    trained_here = []
-    if not results:  # run on its own with nothing trained yet: train every model first
-        for name in config.models:
-            train_and_save(run, name, dataset)
-            trained_here.append(name)
-        results = folder.results(config.models)
-    missing = tuple(name for name in config.models if name not in results)
+    results, trained_here = _results_to_compare(run, dataset)
     parts = run.split(dataset)
     validation_labels = dataset.labels[parts.validation]
     validation = {name: folder.probabilities(name)["validation"] for name in results}
@@ -166,74 +158,122 @@ def compare_and_select(run: NotebookRun, dataset: Dataset) -> Comparison:
         validation=validation,
         trained_here=trained_here,
     )
-    considered = {
-        "rule": SELECTION_RULE,
-        "candidates": tuple(results),
-        "excluded": excluded_models(results),
-        "missing": missing,
-        "validation_labels": tuple(int(v) for v in validation_labels),
-    }
+    considered = _considered(results, config.models, validation_labels)
     if selected is None:
         comparison.selection = Selection(selected_model=None, **considered)
         comparison.selection.write(folder.selection_file)
         return comparison
-    second = runner_up(results, selected, validation_labels, paired, **rule_options)
     calibration = fit_calibration(validation_labels, validation[selected])
     calibrated = calibration.apply if calibration else np.asarray
     threshold = deploy_threshold(config, validation_labels, calibrated(validation[selected]), calibration)
-    test_split = _deployed_split(run, dataset, results[selected], parts)
-    test_labels = dataset.labels[test_split.test]
-    test_probabilities = _test_probabilities(run, dataset, selected, test_split)
-    test = performance(test_labels, test_probabilities, threshold=config.threshold)
-    test_at_threshold = performance(test_labels, calibrated(test_probabilities), threshold=threshold.value)
-    resamples = config.bootstrap_resamples
-    intervals = bootstrap_intervals(test_labels, test_probabilities, threshold=config.threshold, n_resamples=resamples)
-    intervals_at_threshold = bootstrap_intervals(
-        test_labels, calibrated(test_probabilities), threshold=threshold.value, n_resamples=resamples
-    )
+    scored = _score_on_test(run, dataset, selected, results[selected], parts, calibrated, threshold.value)
     reliability_before = reliability(validation_labels, validation[selected])
-    from helmetlib.artifacts import archive_unselected, save_selected
-
-    save_selected(
-        folder, selected, threshold=threshold, test=test, test_at_threshold=test_at_threshold, calibration=calibration
-    )
-    archive_unselected(folder, selected, list(results))
-    export = None
-    if config.export_tflite:
-        from helmetlib.inference import export_tflite
-
-        export = export_tflite(folder.model_file(selected), select_rows(dataset.images, parts.validation))
+    export = _save_selected(run, dataset, selected, list(results), parts, scored, threshold, calibration)
+    told_apart = None
+    if not config.resplit:
+        second = runner_up(results, selected, validation_labels, paired, **rule_options)
+        told_apart = verdict(selected, second, validation_labels, validation, results, **rule_options)
     comparison.selection = Selection(
         selected_model=selected,
         **considered,
-        verdict=verdict(
-            selected,
-            second,
-            validation_labels,
-            validation,
-            results,
-            threshold=config.threshold,
-            n_resamples=config.bootstrap_resamples,
-        )
-        if not config.resplit
-        else None,
+        verdict=told_apart,
         threshold=threshold,
-        test=test,
-        test_at_threshold=test_at_threshold,
-        test_intervals=intervals,
-        test_intervals_at_threshold=intervals_at_threshold,
-        test_probabilities=tuple(float(p) for p in test_probabilities),
-        test_labels=tuple(int(v) for v in test_labels),
-        test_indices_hash=indices_digest(test_split.test),
+        test=scored.test,
+        test_at_threshold=scored.test_at_threshold,
+        test_intervals=scored.intervals,
+        test_intervals_at_threshold=scored.intervals_at_threshold,
+        test_probabilities=tuple(float(p) for p in scored.probabilities),
+        test_labels=tuple(int(v) for v in scored.labels),
+        test_indices_hash=indices_digest(scored.split.test),
         validation_brier=brier_score(validation_labels, validation[selected]),
         validation_ece=reliability_before["ece"],
         export=export,
         calibration=calibration,
     )
     comparison.selection.write(folder.selection_file)
-    comparison.test_labels, comparison.test_probabilities = test_labels, test_probabilities
+    comparison.test_labels, comparison.test_probabilities = scored.labels, scored.probabilities
     comparison.calibration = reliability_before
     return comparison
+
+
+def _considered(results: dict[str, ModelResult], models: tuple[str, ...], validation_labels: np.ndarray) -> dict:
+    """What the selection looked at: the rule, the candidates, those excluded and why, those missing."""
+    from helmetlib.selection import SELECTION_RULE, excluded_models
+
+    return {
+        "rule": SELECTION_RULE,
+        "candidates": tuple(results),
+        "excluded": excluded_models(results),
+        "missing": tuple(name for name in models if name not in results),
+        "validation_labels": tuple(int(v) for v in validation_labels),
+    }
+
+
+def _results_to_compare(run: NotebookRun, dataset: Dataset) -> tuple[dict[str, ModelResult], list[str]]:
+    """The results in the run folder, and the models trained here first when there were none (a comparison run
+    on its own)."""
+    results = run.folder.results(run.config.models)
+    if results:
+        return results, []
+    for name in run.config.models:
+        train_and_save(run, name, dataset)
+    return run.folder.results(run.config.models), list(run.config.models)
+
+
+@dataclass
+class _TestScores:
+    """The selected model's one look at test: at the study's threshold, at the deployed one, with intervals."""
+
+    split: Split
+    labels: np.ndarray
+    probabilities: np.ndarray
+    test: Scores
+    test_at_threshold: Scores
+    intervals: dict
+    intervals_at_threshold: dict
+
+
+def _score_on_test(run, dataset, selected, result, parts, calibrated, deployed_threshold: float) -> _TestScores:
+    from helmetlib.uncertainty import bootstrap_intervals
+
+    config = run.config
+    test_split = _deployed_split(run, dataset, result, parts)
+    labels = dataset.labels[test_split.test]
+    probabilities = _test_probabilities(run, dataset, selected, test_split)
+    resamples = config.bootstrap_resamples
+    return _TestScores(
+        split=test_split,
+        labels=labels,
+        probabilities=probabilities,
+        test=performance(labels, probabilities, threshold=config.threshold),
+        test_at_threshold=performance(labels, calibrated(probabilities), threshold=deployed_threshold),
+        intervals=bootstrap_intervals(labels, probabilities, threshold=config.threshold, n_resamples=resamples),
+        intervals_at_threshold=bootstrap_intervals(
+            labels, calibrated(probabilities), threshold=deployed_threshold, n_resamples=resamples
+        ),
+    )
+
+
+def _save_selected(run, dataset, selected, names, parts, scored: _TestScores, threshold, calibration):
+    """Write the selected model self-contained with its card (threshold, calibration, test scores), archive the
+    others' heads in float16, and export TensorFlow Lite when asked; the export record or None."""
+    from helmetlib.artifacts import archive_unselected, save_selected
+
+    folder = run.folder
+    save_selected(
+        folder,
+        selected,
+        threshold=threshold,
+        test=scored.test,
+        test_at_threshold=scored.test_at_threshold,
+        calibration=calibration,
+    )
+    archive_unselected(folder, selected, names)
+    if not run.config.export_tflite:
+        return None
+    from helmetlib.inference import export_tflite
+
+    return export_tflite(folder.model_file(selected), select_rows(dataset.images, parts.validation))
 
 
 def _deployed_split(run: NotebookRun, dataset: Dataset, result: ModelResult, parts: Split) -> Split:

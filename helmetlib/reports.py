@@ -95,6 +95,13 @@ exit codes: 0 done; 1 a notebook failed (the run page says which); 2 bad options
     data.add_argument("--split-seed", type=int, default=specs.SPLIT_SEED, help="split random state (%(default)s)")
     data.add_argument("--groups", default="", help="CSV of each image's group (default: the data's provenance.csv)")
     data.add_argument("--group-column", default="path", help="its group column (%(default)s)")
+    _add_training_options(parser)
+    _add_selection_output_and_distribution_options(parser)
+    parser.add_argument("--notebooks", default=str(NOTEBOOKS_DIR), help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def _add_training_options(parser: argparse.ArgumentParser) -> None:
     training = parser.add_argument_group("models and training")
     training.add_argument("--models", default=",".join(specs.MODEL_NAMES), help="comma-separated (default: all six)")
     training.add_argument(
@@ -128,6 +135,9 @@ exit codes: 0 done; 1 a notebook failed (the run page says which); 2 bad options
         default=specs.AUGMENTED_VIEWS,
         help="augmented copies per image in the fast augmented model (%(default)s)",
     )
+
+
+def _add_selection_output_and_distribution_options(parser: argparse.ArgumentParser) -> None:
     selection = parser.add_argument_group("selection and thresholds")
     selection.add_argument("--threshold", type=float, default=specs.THRESHOLD, help="the study's (%(default)s)")
     selection.add_argument(
@@ -148,8 +158,6 @@ exit codes: 0 done; 1 a notebook failed (the run page says which); 2 bad options
     distribution = parser.add_argument_group("distribution (model notebooks on Dask)")
     distribution.add_argument("--workers", type=int, default=1, help="local worker processes (%(default)s)")
     distribution.add_argument("--scheduler", help="tcp://HOST:PORT of a running Dask scheduler")
-    parser.add_argument("--notebooks", default=str(NOTEBOOKS_DIR), help=argparse.SUPPRESS)
-    return parser.parse_args(argv)
 
 
 def make_config(args: argparse.Namespace, out: ReportsFolder, run_id: str) -> RunConfig:
@@ -338,6 +346,36 @@ def _capped_workers(workers: int, models: int) -> int:
     return capped
 
 
+def _checked_settings(args: argparse.Namespace, out: ReportsFolder, run_id: str, notebooks: Path):
+    """(config, dataset, split) once everything that can be checked before a folder is written holds: the
+    notebooks and their pairing, the settings and weights, the data and groups, the room on the disk. Raises
+    `ParameterError`, `DatasetError`, `ValueError` or `OSError` with one line otherwise."""
+    for source in (notebooks / f"{stem}.py" for stem in NOTEBOOKS):
+        if not source.is_file():
+            raise ParameterError(f"{source}: notebook not found")
+        stale = stale_pairing(source)
+        if stale:
+            raise ParameterError(stale)
+    config = make_config(args, out, run_id)
+    dataset = load_run_data(config.data_dir, demo_size=config.demo_size, image_size=config.image_size)
+    if config.groups_csv:
+        read_groups(config.groups_csv, config.group_column, expected_rows=len(dataset))
+    if args.workers > 1 and not args.scheduler:
+        args.workers = _capped_workers(args.workers, len(config.models))
+    problem = _space_problem(out.path, len(config.models))
+    if problem:
+        raise ParameterError(problem)
+    parts = make_split(
+        dataset.labels,
+        kind=config.split,
+        random_state=config.split_seed,
+        groups_csv=config.groups_csv,
+        group_column=config.group_column,
+        images=dataset.images,
+    )
+    return config, dataset, parts
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the whole study; returns the process exit status."""
     out = ReportsFolder(args.out)
@@ -353,29 +391,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         run_id = check_run_id(args.run_id) if args.run_id is not None else default_run_id()
         final, failed = out.run(run_id), out.failed(run_id)
-        for source in (notebooks / f"{stem}.py" for stem in NOTEBOOKS):
-            if not source.is_file():
-                raise ParameterError(f"{source}: notebook not found")
-            stale = stale_pairing(source)
-            if stale:
-                raise ParameterError(stale)
-        config = make_config(args, out, run_id)
-        dataset = load_run_data(config.data_dir, demo_size=config.demo_size, image_size=config.image_size)
-        if config.groups_csv:
-            read_groups(config.groups_csv, config.group_column, expected_rows=len(dataset))
-        if args.workers > 1 and not args.scheduler:
-            args.workers = _capped_workers(args.workers, len(config.models))
-        problem = _space_problem(out.path, len(config.models))
-        if problem:
-            raise ParameterError(problem)
-        parts = make_split(
-            dataset.labels,
-            kind=config.split,
-            random_state=config.split_seed,
-            groups_csv=config.groups_csv,
-            group_column=config.group_column,
-            images=dataset.images,
-        )
+        config, dataset, parts = _checked_settings(args, out, run_id, notebooks)
     except (ParameterError, DatasetError, ValueError, OSError) as error:
         return _fail(str(error))
     if final.path.exists() or failed.path.exists():

@@ -297,12 +297,7 @@ class RunConfig(Record):
             raise ParameterError(_first_message(error)) from None
         if weights is not None:
             return config
-        local = requested.lower() not in ("imagenet", "none", "random")
-        try:
-            resolved = resolve_weights(resolve_path(requested, base) if local else requested)
-        except (FileNotFoundError, ValueError) as error:
-            raise ParameterError(str(error)) from None
-        return dataclasses.replace(config, weights=resolved)
+        return dataclasses.replace(config, weights=_resolved_weights(requested, base))
 
 
 def _first_message(error: ValueError) -> str:
@@ -340,6 +335,16 @@ class DataInfo(Record):
             class_counts={str(label): count for label, count in dataset.class_counts.items()},
             crop_rule=crop_rule_of(data_dir) if data_dir else None,
         )
+
+
+def _resolved_weights(requested: str, base: Path) -> WeightsChoice:
+    """The weights a run asked for, resolved (a local file against `base`, checked to be VGG16's); one-line
+    `ParameterError` for a file that is missing or not VGG16 no-top weights."""
+    local = requested.lower() not in ("imagenet", "none", "random")
+    try:
+        return resolve_weights(resolve_path(requested, base) if local else requested)
+    except (FileNotFoundError, ValueError) as error:
+        raise ParameterError(str(error)) from None
 
 
 def _provenance_groups(data_dir: str) -> str:

@@ -386,6 +386,17 @@ def deploy(
             "(paired bootstrap)"
         )
         return single
+    reason = (
+        "the seed ensemble, deployed unless validation shows it clearly worse: best repeat minus ensemble F1 "
+        f"{difference.text()} (paired bootstrap; the interval includes 0)"
+    )
+    return _seed_ensemble(usable, best, averaged, dataset, reason=reason, validation=single.ensemble_validation)
+
+
+def _seed_ensemble(
+    usable: list[TrainedModel], best: TrainedModel, averaged: dict, dataset: Dataset, *, reason: str, validation
+) -> Deployed:
+    """One model averaging the outputs of `usable` (for backbone models: one backbone under an averaged head)."""
     if best.head is None:
         model, head = average_of([trained.model for trained in usable], name=best.name), None
     else:
@@ -396,13 +407,10 @@ def deploy(
         head=head,
         probabilities=averaged,
         description=f"seed ensemble of {len(usable)} repeats",
-        reason=(
-            "the seed ensemble, deployed unless validation shows it clearly worse: best repeat minus ensemble F1 "
-            f"{difference.text()} (paired bootstrap; the interval includes 0)"
-        ),
+        reason=reason,
         seeds=tuple(trained.seed for trained in usable),
         best_repeat=best,
-        ensemble_validation=single.ensemble_validation,
+        ensemble_validation=validation,
         health=output_health(
             dataset.labels[best.split.train],
             averaged["train"],

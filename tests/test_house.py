@@ -1,5 +1,5 @@
 """The house's structure, checked: no import cycles among helmetlib's modules (function-level imports count;
-`if TYPE_CHECKING:` imports, never executed, do not)."""
+`if TYPE_CHECKING:` imports, never executed, do not), and no function over 60 lines."""
 
 import ast
 from pathlib import Path
@@ -55,3 +55,12 @@ def test_helmetlib_has_no_import_cycles():
     graph = {path.stem: imports_of(path) for path in PACKAGE.glob("*.py") if path.stem != "__init__"}
     assert "engine" in graph["fanout"] and "env" in graph["backend"]  # the graph is really read
     assert cycles(graph) == []
+
+
+def test_no_function_is_longer_than_60_lines():
+    long = []
+    for path in PACKAGE.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.end_lineno - node.lineno >= 60:
+                long.append(f"{path.name}:{node.name} ({node.end_lineno - node.lineno + 1} lines)")
+    assert long == []
