@@ -310,32 +310,37 @@ def test_model_notebooks_on_a_real_dask_scheduler_give_the_sequential_results(co
     assert distributed.selection.test == sequential.selection.test
 
 
-def test_clean_keeps_what_another_folder_sharing_the_cache_needs(tmp_path):
-    """Two report folders share one --cache-dir: cleaning the first keeps the backbone and features the second's
-    run uses, so the second's models still load (before the cache-users registry, clean deleted them)."""
+def test_clean_keeps_what_another_folder_sharing_the_cache_needs(nightly, finished_run, tmp_path):
+    """Two report folders share one cache: cleaning the first keeps the backbones and features the second's runs
+    use, so the second's heads still load (before the cache-users registry, clean read only its own folder's cards
+    and deleted them)."""
     from helmetlib.features import cache_users, register_cache_user
     from helmetlib.inference import load_model
 
-    cache, first, second = tmp_path / "cache", tmp_path / "first", tmp_path / "second"
-    result = runner(
-        ["--out", str(first), "--run-id", "old", *QUICK, "--models", "vgg16_linear", "--cache-dir", str(cache)]
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert cache_users(cache) == [first.resolve()]  # the runner registered its folder
-    shutil.copytree(first / "old", second / "other")  # the second folder's run: same cache entries
-    (second / "latest.json").write_text((first / "latest.json").read_text().replace("old", "other"))
+    second, first = tmp_path / "second", tmp_path / "first"
+    shutil.copytree(nightly[0], second, symlinks=True)  # the tiny run: five heads over VGG16
+    cache = second / ".cache"
+    assert finished_run[1].resolve() in cache_users(cache)  # the runner registered the folder it wrote
+    for card_file in (second / "tiny" / "models").glob("*.card.json"):  # the copy's cards name the copied store
+        card = json.loads(card_file.read_text())
+        if card["backbone"]:
+            card["backbone"]["weights_file"] = str(cache / "backbones" / Path(card["backbone"]["weights_file"]).name)
+            card_file.write_text(json.dumps(card))
     register_cache_user(cache, second)  # as its runner would have
-    shutil.rmtree(first / "old")  # gone from the first folder (an operator, an earlier clean): nothing of it needs
+    first.mkdir()
+    (first / "latest.json").write_text((second / "latest.json").read_text())  # a reports folder, its runs gone
     store = sorted((cache / "backbones").glob("*.weights.h5")) + sorted((cache / "features").glob("*.npy"))
     assert store
     cleaned = runner(["clean", "--out", str(first), "--cache-dir", str(cache), "--apply"])
     assert cleaned.returncode == 0, cleaned.stderr
     assert "cache shared with" in cleaned.stdout and "deleting cache file" not in cleaned.stdout
     assert all(path.exists() for path in store)
-    assert load_model(second / "other" / "models" / "vgg16_linear.head.keras").card.name == "vgg16_linear"
-    shutil.rmtree(second)  # once the other folder is gone, its entries are free to go
+    head = sorted((second / "tiny" / "models").glob("*.head.keras"))[0]
+    assert load_model(head).card.backbone is not None
+    shutil.rmtree(second / "tiny")  # once the other folder's runs are gone, their entries are free to go
     cleaned = runner(["clean", "--out", str(first), "--cache-dir", str(cache), "--apply"])
-    assert cleaned.returncode == 0 and not any(path.exists() for path in store)
+    assert cleaned.returncode == 0 and "deleting cache file" in cleaned.stdout
+    assert not any(path.exists() for path in store if "backbones" in path.parts)
 
 
 def test_clean_refuses_a_folder_helmet_reports_did_not_write(tmp_path):
