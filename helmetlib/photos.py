@@ -107,16 +107,20 @@ class CropRule(Record):
 
 
 def crop_rule_of(data_dir: str | Path) -> CropRule | None:
-    """The crop rule recorded in a data folder's `manifest.json` by `helmet-import`, or None (no manifest, or one
-    written by another tool)."""
-    from helmetlib.data import MANIFEST_FILE
+    """The crop rule recorded in a data folder's `manifest.json` by `helmet-import`; None when there is no
+    manifest or it records no crop rule (another tool's). `DatasetError` naming the file and key when the manifest
+    is not JSON or its crop rule is malformed: prediction must never cut crops another way without a word."""
+    from helmetlib.data import MANIFEST_FILE, DatasetError
 
     path = Path(data_dir) / MANIFEST_FILE
-    try:
-        rule = read_json(path).get("crop_rule") if path.is_file() else None
-        return CropRule.from_json(rule, source=path) if rule is not None else None
-    except (RecordError, AttributeError):
+    if not path.is_file():
         return None
+    try:
+        manifest = read_json(path)
+        rule = manifest.get("crop_rule") if isinstance(manifest, dict) else None
+        return CropRule.from_json(rule, source=path) if rule is not None else None
+    except RecordError as error:
+        raise DatasetError(str(error)) from None
 
 
 def _round(value: float) -> int:

@@ -42,6 +42,7 @@ from helmetlib.engine import (
 from helmetlib.env import PROGRESS_ENV
 from helmetlib.features import register_cache_user
 from helmetlib.pages import run_page, runs_index
+from helmetlib.photos import crop_rule_of
 from helmetlib.records import RecordError
 from helmetlib.runs import (
     COMPARISON,
@@ -358,6 +359,8 @@ def _checked_settings(args: argparse.Namespace, out: ReportsFolder, run_id: str,
             raise ParameterError(stale)
     config = make_config(args, out, run_id)
     dataset = load_run_data(config.data_dir, demo_size=config.demo_size, image_size=config.image_size)
+    if config.data_dir:
+        crop_rule_of(config.data_dir)  # a malformed crop rule in manifest.json stops here, not in a notebook
     if config.groups_csv:
         read_groups(config.groups_csv, config.group_column, expected_rows=len(dataset))
     if args.workers > 1 and not args.scheduler:

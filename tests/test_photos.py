@@ -397,3 +397,19 @@ def test_real_voc_sample_imports_one_crop_per_head_box(tmp_path):
     assert manifest.ignored_classes == {name: count for name, count in ignored.items() if count}
     assert manifest.photos == 42 and manifest.problems == ()
     assert load_dataset(tmp_path / "sample").images.shape == (manifest.images, 200, 200, 3)
+
+
+def test_a_malformed_crop_rule_is_refused_not_replaced_by_the_default(photos, tmp_path, capsys):
+    from helmetlib.data import DatasetError
+    from helmetlib.reports import main as reports_main
+
+    data = tmp_path / "data"  # the study's 200 px crops, as helmet-reports reads them
+    import_photos(write_voc(tmp_path / "voc", photos), data, format="voc", classes=CLASSES)
+    manifest = json.loads((data / "manifest.json").read_text())
+    manifest["crop_rule"]["context"] = "wide"
+    (data / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(DatasetError, match=r"manifest.json: bad CropRule record: key 'context'"):
+        DataInfo.of(load_dataset(data, image_size=None), str(data))
+    out = tmp_path / "reports"
+    assert reports_main(["--out", str(out), "--data", str(data), "--models", "cnn", "--weights", "none"]) == 2
+    assert "bad CropRule record: key 'context'" in capsys.readouterr().err and not out.exists()
