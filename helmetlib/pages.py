@@ -280,6 +280,10 @@ def runs_index(out: ReportsFolder) -> str:
             f"{_interval(intervals.get('accuracy'))}{_interval(intervals.get('bare_head_recall'))}"
             f"<td>{'<b class=failed>regression</b>' if regression else 'none'}</td></tr>"
         )
+    for folder, reason in out.unreadable_runs():
+        rows.append(
+            f"<tr><th>{esc(folder.name)}</th><td colspan=9 class=failed>unreadable, skipped: {esc(reason)}</td></tr>"
+        )
     trend = _trend_figure([record for _, record in runs])
     body = (
         "<h1>Helmet study runs</h1>"

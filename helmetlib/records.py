@@ -77,11 +77,20 @@ def read_json(path: str | Path) -> Any:
 
 def write_json(path: str | Path, data: Any) -> Path:
     """Write strict JSON (no NaN) to `path` through a temporary file and a rename, so readers never see half."""
+    return write_text(path, json.dumps(data, indent=2, sort_keys=True, allow_nan=False) + "\n")
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    """Write `text` to `path` through a temporary file and a rename. An `OSError` (a full disk, a file-size limit)
+    names `path` and leaves no temporary file behind: a full disk raises on write, where Python names no file."""
     path = Path(path)
-    text = json.dumps(data, indent=2, sort_keys=True, allow_nan=False)
     partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    partial.write_text(text + "\n", encoding="utf-8")
-    partial.replace(path)
+    try:
+        partial.write_text(text, encoding="utf-8")
+        partial.replace(path)
+    except OSError as error:
+        partial.unlink(missing_ok=True)
+        raise OSError(error.errno, error.strerror or str(error), str(path)) from error
     return path
 
 

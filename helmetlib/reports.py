@@ -43,7 +43,7 @@ from helmetlib.env import PROGRESS_ENV
 from helmetlib.features import register_cache_user
 from helmetlib.pages import run_page, runs_index
 from helmetlib.photos import crop_rule_of
-from helmetlib.records import RecordError
+from helmetlib.records import RecordError, write_text
 from helmetlib.runs import (
     COMPARISON,
     NOTEBOOKS,
@@ -577,8 +577,10 @@ def _finish(out, work, record, status, failures, stage_now, progress) -> RunReco
     )
     if status == "ok":
         record = replace(record, comparison_with_previous=compare_with_previous(out, work, record))
+    for folder, reason in out.unreadable_runs():
+        print(f"helmet-reports: warning: run {folder.name} skipped: {reason}", file=sys.stderr)
     record.write(work.record_file)
-    work.page.write_text(run_page(record, work), encoding="utf-8")
+    write_text(work.page, run_page(record, work))
     destination = out.run(record.run_id) if status == "ok" else out.failed(record.run_id)
     _point_notebooks_at(work, destination)
     work.path.rename(destination.path)
@@ -586,7 +588,7 @@ def _finish(out, work, record, status, failures, stage_now, progress) -> RunReco
         if status == "ok":
             point_latest(out, record.run_id)
         try:
-            out.index_page.write_text(runs_index(out), encoding="utf-8")
+            write_text(out.index_page, runs_index(out))
         except Exception as error:  # the run is in place and recorded: a stale index must not fail it
             print(f"helmet-reports: warning: runs index not updated ({type(error).__name__}: {error})", file=sys.stderr)
     return record
@@ -596,11 +598,17 @@ def _finish_failed(out: ReportsFolder, work: RunFolder, record: RunRecord, error
     """Finishing failed (the disk is full, a file is over the size limit...): mark the run failed with the file and
     the error, moved to `<run-id>.failed`; if even that cannot be written, remove the work folder."""
     reason = f"finishing the run failed: {error.filename or 'a file'}: {error.strerror or error}"
+    failed = replace(record, status="failed", finished=now(), reason=reason, failures=(reason,), pid=None)
+    work.page.unlink(missing_ok=True)  # maybe cut short by the error: no half page
     try:
-        failed = replace(record, status="failed", finished=now(), reason=reason, failures=(reason,), pid=None)
-        for partial in work.path.glob("*.partial*"):
-            partial.unlink(missing_ok=True)
-        work.page.unlink(missing_ok=True)  # maybe cut short by the error: no half page
+        failed.write(work.record_file)
+    except OSError:  # a full disk: the failed run's own outputs make room for its record
+        for entry in work.path.iterdir():
+            if entry.is_dir():
+                shutil.rmtree(entry, ignore_errors=True)
+            elif entry != work.log_file:
+                entry.unlink(missing_ok=True)
+    try:
         failed.write(work.record_file)
         work.path.rename(out.failed(record.run_id).path)
         where = out.failed(record.run_id).path
@@ -617,7 +625,7 @@ def _point_notebooks_at(work: RunFolder, destination: RunFolder) -> None:
     for page in [*work.path.glob("*.ipynb"), *work.path.glob("*.code.html")]:
         text = page.read_text(encoding="utf-8")
         if str(work.path) in text:
-            page.write_text(text.replace(str(work.path), str(destination.path)), encoding="utf-8")
+            write_text(page, text.replace(str(work.path), str(destination.path)))
 
 
 def point_latest(out: ReportsFolder, run_id: str) -> None:

@@ -20,8 +20,9 @@ from datetime import datetime
 from pathlib import Path
 
 from helmetlib import cli
+from helmetlib.cards import ModelCard
 from helmetlib.features import BACKBONES_FOLDER, FEATURES_FOLDER, cache_users
-from helmetlib.records import RecordError
+from helmetlib.records import RecordError, write_text
 from helmetlib.runs import ReportsFolder, RunRecord
 
 
@@ -107,14 +108,13 @@ def _unused_cache_files(own: Path, others: list[Path], cache: Path, deleted: set
         if any(parent in deleted for parent in card_file.parents):
             continue
         try:
-            card = json.loads(card_file.read_text())
-        except (OSError, ValueError):
-            continue
-        backbone = card.get("backbone") or {}
-        in_this_cache = Path(backbone.get("weights_file", "")).resolve().parent.parent == cache.resolve()
-        if backbone and (ours or in_this_cache):
-            used_backbones.add(Path(backbone.get("weights_file", "")).name)
-            used_pairs.add((card.get("training_data", {}).get("content_hash"), backbone.get("fingerprint")))
+            card = ModelCard.read(card_file)
+        except RecordError:
+            continue  # a card that cannot be read makes its model unusable: it needs nothing
+        backbone = card.backbone
+        if backbone and (ours or Path(backbone.weights_file).resolve().parent.parent == cache.resolve()):
+            used_backbones.add(Path(backbone.weights_file).name)
+            used_pairs.add((card.training_data.content_hash, backbone.fingerprint))
     unused = []
     for key_file in sorted((cache / FEATURES_FOLDER).glob("features-*.json")):
         try:
@@ -185,7 +185,7 @@ exit codes: 0 done; 1 something could not be deleted; 2 bad options or not a hel
             status = _report(todo, apply_=True)
             from helmetlib.pages import runs_index
 
-            out.index_page.write_text(runs_index(out), encoding="utf-8")
+            write_text(out.index_page, runs_index(out))
     except OSError as error:
         print(f"helmet-reports clean: error: {out.path}: {error.strerror or error}", file=sys.stderr)
         return 1

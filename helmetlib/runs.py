@@ -771,19 +771,29 @@ class ReportsFolder:
 
         Runs still in progress (`.tmp-<id>`) are listed while their process is alive.
         """
-        found = []
-        for entry in self.path.iterdir() if self.path.is_dir() else []:
+        return self._scan()[0]
+
+    def unreadable_runs(self) -> list[tuple[Path, str]]:
+        """Run folders whose `run.json` cannot be read (damaged, or written by something else), with the reason:
+        skipped by everything that reads history, and named in the runs index."""
+        return self._scan()[1]
+
+    def _scan(self) -> tuple[list[tuple[RunFolder, RunRecord]], list[tuple[Path, str]]]:
+        found, unreadable = [], []
+        for entry in sorted(self.path.iterdir()) if self.path.is_dir() else []:
             if entry.is_symlink() or not entry.is_dir() or not (entry / "run.json").is_file():
                 continue
             try:
                 run = RunRecord.read(entry / "run.json")
-            except RecordError:
+            except RecordError as error:
+                if not entry.name.startswith(".tmp-"):
+                    unreadable.append((entry, str(error)))
                 continue
             if entry.name.startswith(".tmp-") and not run.in_progress:
                 continue
             found.append((RunFolder(entry), run))
         found.sort(key=lambda item: item[1].started, reverse=True)
-        return found
+        return found, unreadable
 
 
 @record

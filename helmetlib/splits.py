@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import warnings
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -45,14 +47,17 @@ class Split:
     @classmethod
     def load(cls, path: str | Path, *, key: str) -> Split | None:
         """The split recorded in `path` under `key`, or None when there is none or it was drawn from other data or
-        settings."""
+        settings. A damaged record is None too, with a warning naming it (it is decided again, the same way)."""
+        if not Path(path).is_file():
+            return None
         try:
             with np.load(path) as stored:
                 if str(stored["key"]) != key:
                     return None
                 parts = {name: stored[name] for name in SPLIT_NAMES}
                 return cls(**parts, kind=str(stored["kind"]), random_state=int(stored["random_state"]))
-        except (OSError, KeyError, ValueError):
+        except (OSError, KeyError, ValueError, zipfile.BadZipFile) as error:
+            warnings.warn(f"{path}: recorded split unreadable ({error}); decided again", stacklevel=2)
             return None
 
 

@@ -3,6 +3,7 @@
 import json
 import re
 import shutil
+import signal
 import zipfile
 
 import h5py
@@ -241,21 +242,53 @@ def test_a_disk_too_full_for_a_run_exits_2_before_any_kernel(tmp_path, monkeypat
     assert not out.exists()
 
 
-def test_a_finish_that_cannot_write_is_a_failed_record_naming_the_file(tmp_path, monkeypatch, capsys):
+@pytest.fixture
+def file_size_limit():
+    """Sets a real file-size limit (RLIMIT_FSIZE, writes past it fail with EFBIG) for this process until the test
+    ends; the limit is set by the returned function, once the run's first files are written."""
+    import resource
+
+    before, handler = resource.getrlimit(resource.RLIMIT_FSIZE), signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    yield lambda size: resource.setrlimit(resource.RLIMIT_FSIZE, (size, before[1]))
+    resource.setrlimit(resource.RLIMIT_FSIZE, before)
+    signal.signal(signal.SIGXFSZ, handler)
+
+
+def test_a_finish_that_cannot_write_is_a_failed_record_naming_the_file(tmp_path, monkeypatch, capsys, file_size_limit):
     from helmetlib import reports
 
-    def disk_full(record, folder):
-        raise OSError(28, "No space left on device", str(folder.page))
+    def limit_then_nothing_to_run(*args):  # no kernels: finishing is what is tested
+        file_size_limit(8_000)  # the run record (~2 kB) fits, a run page with models' sections (20 kB) does not
+        return []
 
-    monkeypatch.setattr(reports, "run_page", disk_full)
-    monkeypatch.setattr(reports, "_execute", lambda *args: [])  # no kernels: finishing is what is tested
+    page = reports.run_page
+    monkeypatch.setattr(reports, "_execute", limit_then_nothing_to_run)
+    monkeypatch.setattr(reports, "run_page", lambda *args: page(*args) + "<!-- sections -->" * 1200)
     out = tmp_path / "reports"
     assert main(["--out", str(out), "--run-id", "full", *CNN_ONLY]) == 1
     error = capsys.readouterr().err
-    assert f"finishing the run failed: {out / '.tmp-full' / 'index.html'}: No space left on device" in error
-    assert "Traceback" not in error and not list(out.glob(".tmp-*"))
+    assert f"finishing the run failed: {out / '.tmp-full' / 'index.html'}: File too large" in error
+    assert "Traceback" not in error and not list(out.glob(".tmp-*")) and not list(out.rglob("*.partial"))
     record = RunRecord.read(out / "full.failed" / "run.json")
-    assert record.status == "failed" and "No space left on device" in record.reason and not record.in_progress
+    assert record.status == "failed" and "File too large" in record.reason and not record.in_progress
+
+
+def test_a_damaged_old_run_is_skipped_with_one_warning_and_named_in_the_index(tmp_path, monkeypatch, capsys):
+    from helmetlib import reports
+
+    out = tmp_path / "reports"
+    (out / "old").mkdir(parents=True)
+    (out / "old" / "run.json").write_text('{"run_id": "old", "stat')  # cut short
+    monkeypatch.setattr(reports, "_execute", lambda *args: [])  # no kernels: finishing is what is tested
+    assert main(["--out", str(out), "--run-id", "new", *CNN_ONLY]) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert warnings == [
+        f"helmet-reports: warning: run old skipped: {out / 'old' / 'run.json'}: not readable JSON "
+        "(Unterminated string starting at: line 1 column 19 (char 18))"
+    ]
+    index = (out / "index.html").read_text()
+    assert "<th>old</th><td colspan=9 class=failed>unreadable, skipped:" in index and "new/index.html" in index
+    assert (out / "latest.json").is_file() and (out / "old" / "run.json").is_file()  # reported, never deleted
 
 
 def test_settings_are_checked_before_the_weights_are_fetched(monkeypatch):
@@ -312,17 +345,23 @@ def test_the_split_is_decided_once_and_recorded(run, tmp_path):
     from helmetlib.splits import Split, split_key
 
     record = run.read_record()
-    recorded = Split.load(run.split_file, key=split_key(record.config, record.data.content_hash))
+    recorded_key = split_key(record.config, record.data.content_hash)
+    recorded = Split.load(run.split_file, key=recorded_key)
     assert recorded is not None and recorded.sizes() == {part: record.split[part] for part in recorded.sizes()}
     assert Split.load(run.split_file, key="other data") is None
     # a notebook reads the recorded split instead of drawing it again: a changed record is what it gets
     folder = RunFolder(tmp_path / "copy")
     folder.path.mkdir()
     swapped = Split(recorded.validation, recorded.train, recorded.test, recorded.kind, recorded.random_state)
-    swapped.save(folder.split_file, key=split_key(record.config, record.data.content_hash))
+    swapped.save(folder.split_file, key=recorded_key)
     notebook_run = NotebookRun(config=record.config, folder=folder)
     dataset = notebook_run.dataset()
     assert np.array_equal(notebook_run.split(dataset).train, recorded.validation)
+    # a damaged record is said (into the run's log) and decided again, the same way
+    folder.split_file.write_bytes(run.split_file.read_bytes()[:100])
+    with pytest.warns(UserWarning, match=f"{folder.split_file}: recorded split unreadable"):
+        redecided = notebook_run.split(dataset)
+    assert np.array_equal(redecided.train, recorded.train) and Split.load(folder.split_file, key=recorded_key)
 
 
 def test_executed_notebooks_name_their_final_run_folder(run):
