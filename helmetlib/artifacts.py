@@ -29,9 +29,10 @@ from helmetlib.cards import (
     file_ref,
     read_card,
 )
+from helmetlib.ensembles import ENSEMBLE_NAME
 from helmetlib.features import BACKBONES_FOLDER, register_cache_user, weights_fingerprint
 from helmetlib.metrics import Scores
-from helmetlib.models import BACKBONE_LAYER, assemble, frozen_backbone
+from helmetlib.models import BACKBONE_LAYER, assemble, calibrated_average, frozen_backbone
 from helmetlib.records import write_json
 from helmetlib.runs import DeployThreshold, ExportedFile, ModelResult, RunFolder, now
 from helmetlib.specs import get_spec
@@ -217,6 +218,43 @@ def save_selected(
         metrics={**card.metrics, "test": test, "test_at_threshold": test_at_threshold},
     )
     card.write(folder.card_file(name))
+    return card
+
+
+def save_ensemble(
+    folder: RunFolder, members: tuple[str, ...], calibrations: list[Calibration | None], *, validation: Scores
+) -> ModelCard:
+    """Write the cross-architecture ensemble of the deployed models `members` self-contained
+    (`models/ensemble.keras`: pixels in, each member's normalisation and Platt scaling inside, mean P(helmet) out)
+    with its card; `save_selected` marks it deployed afterwards."""
+    paths = [folder.model_file(n) if folder.model_file(n).is_file() else folder.head_file(n) for n in members]
+    cards = [read_card(path) for path in paths]
+    models = [load_run_model(path, card) for path, card in zip(paths, cards, strict=True)]
+    normalizations = [card.input.normalization for card in cards]
+    path = folder.model_file(ENSEMBLE_NAME)
+    calibrated_average(models, normalizations, calibrations, name=ENSEMBLE_NAME).save(path)
+    first = cards[0]
+    card = replace(
+        first,
+        name=ENSEMBLE_NAME,
+        description=f"cross-architecture ensemble: the mean calibrated P(helmet) of {' and '.join(members)}",
+        input=replace(first.input, normalization="pixels"),
+        files={"keras": file_ref(path)},
+        backbone=None,
+        weights=next((card.weights for card in cards if card.weights), None),
+        training=replace(
+            first.training,
+            mode="ensemble",
+            parameters=sum(card.training.parameters for card in cards),
+            repeats=sum(card.training.repeats for card in cards),
+            deployed=", ".join(f"{card.name}: {card.training.deployed}" for card in cards),
+            seeds=tuple(seed for card in cards for seed in card.training.seeds),
+        ),
+        metrics={"validation": validation},
+        calibration=None,
+        created=now(),
+    )
+    card.write(folder.card_file(ENSEMBLE_NAME))
     return card
 
 

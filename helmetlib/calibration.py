@@ -72,6 +72,25 @@ def _fit(labels: np.ndarray, probabilities: np.ndarray) -> tuple[float, float]:
     return float(fit.coef_[0, 0]), float(fit.intercept_[0])
 
 
+def calibrated_out_of_fold(
+    labels: np.ndarray, probabilities: np.ndarray, *, random_state: int = 0
+) -> tuple[int, np.ndarray]:
+    """(folds, calibrated (n,)): each image's probability calibrated by Platt scaling fitted on the other folds of
+    the same images (stratified k-fold, k = 5 or the smaller class's count), so that no image grades a calibration
+    fitted to it; 0 folds (a class with fewer than 2 images): fitted in sample."""
+    labels, probabilities = np.asarray(labels), np.asarray(probabilities, dtype=float)
+    folds = min(MAX_FOLDS, int(np.bincount(labels, minlength=2).min()))
+    if folds < 2:
+        slope, intercept = _fit(labels, probabilities)
+        return 0, _platt(probabilities, max(slope, 0.0), intercept)
+    out_of_fold = np.empty_like(probabilities)
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=random_state)
+    for fit_rows, held_out in splitter.split(probabilities, labels):
+        fold_slope, fold_intercept = _fit(labels[fit_rows], probabilities[fit_rows])
+        out_of_fold[held_out] = _platt(probabilities[held_out], max(fold_slope, 0.0), fold_intercept)
+    return folds, out_of_fold
+
+
 def fit_calibration(labels: np.ndarray, probabilities: np.ndarray, *, random_state: int = 0) -> Calibration | None:
     """Platt scaling of `probabilities` (n,) for `labels` (n,) of 0/1, or None when the outputs cannot be
     calibrated monotonically (they do not rank the classes the right way round, or are constant)."""
@@ -81,15 +100,7 @@ def fit_calibration(labels: np.ndarray, probabilities: np.ndarray, *, random_sta
     slope, intercept = _fit(labels, probabilities)
     if not slope > 0:
         return None
-    folds = min(MAX_FOLDS, int(np.bincount(labels, minlength=2).min()))
-    if folds >= 2:
-        out_of_fold = np.empty_like(probabilities)
-        splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=random_state)
-        for fit_rows, held_out in splitter.split(probabilities, labels):
-            fold_slope, fold_intercept = _fit(labels[fit_rows], probabilities[fit_rows])
-            out_of_fold[held_out] = _platt(probabilities[held_out], max(fold_slope, 0.0), fold_intercept)
-    else:
-        folds, out_of_fold = 0, _platt(probabilities, slope, intercept)
+    folds, out_of_fold = calibrated_out_of_fold(labels, probabilities, random_state=random_state)
     return Calibration(
         method="platt",
         slope=slope,

@@ -41,7 +41,7 @@ class InputSpec(Record):
     width: int
     channels: Literal[3]
     color_order: Literal["RGB"]
-    normalization: Literal["unit", "vgg16"]
+    normalization: Literal["unit", "vgg16", "pixels"]
 
     @property
     def normalization_description(self) -> str:

@@ -91,8 +91,9 @@ def evaluate_run(
     probabilities `helmet-predict` gives (calibrated as each card says).
 
     Models are loaded through their cards (the selected model's self-contained file, the others' heads over the
-    backbone store), so a card that does not match its file is refused. Heads on the same backbone output share
-    one backbone pass (`SharedBackbone`). `progress` receives a line per model.
+    backbone store, and the cross-architecture ensemble when it is deployed), so a card that does not match its
+    file is refused. Heads on the same backbone output share one backbone pass (`SharedBackbone`). `progress`
+    receives a line per model.
     """
     from helmetlib.inference import load_model, predict
 
@@ -104,9 +105,11 @@ def evaluate_run(
     dataset = load_dataset(data_dir)
     models, labels, probabilities = {}, {}, {}
     shared = SharedBackbone()
-    for number, name in enumerate(run.models, start=1):
+    deployed = run.selection.deployed if run.selection else None
+    names = [*run.models, *([deployed] if deployed and deployed not in run.models else [])]  # and the ensemble
+    for number, name in enumerate(names, start=1):
         if progress:
-            progress(f"helmet-evaluate: scoring {name} ({number}/{len(run.models)}) on {len(dataset)} images")
+            progress(f"helmet-evaluate: scoring {name} ({number}/{len(names)}) on {len(dataset)} images")
         path = folder.model_file(name) if folder.model_file(name).is_file() else folder.head_file(name)
         model = shared.wrap(load_model(path))
         table = predict(model, dataset.images)

@@ -67,7 +67,7 @@ def load_model(path: str | Path) -> LoadedModel:
     """
     path = Path(path)
     if path.is_dir():
-        path = _selected_model_file(path)
+        path = _deployed_model_file(path)
     if not path.is_file():
         raise ModelError(f"{path}: model file not found")
     if path.suffix not in (".keras", ".tflite"):
@@ -93,21 +93,22 @@ def load_model(path: str | Path) -> LoadedModel:
     return LoadedModel(path=path, card=card, kind=path.suffix[1:], model=model, predict_batch=predict_batch)
 
 
-def _selected_model_file(run_dir: Path) -> Path:
-    """The selected model of a run folder: from `run.json`, or `selection.json` of a notebook run on its own."""
+def _deployed_model_file(run_dir: Path) -> Path:
+    """The deployed model of a run folder (the selected model, or the cross-architecture ensemble): from
+    `run.json`, or `selection.json` of a notebook run on its own."""
     folder = RunFolder(run_dir)
     try:
         if folder.record_file.is_file():
-            selected = folder.read_record().selected_model
+            selection = folder.read_record().selection
         elif folder.selection_file.is_file():
-            selected = folder.read_selection().selected_model
+            selection = folder.read_selection()
         else:
             raise ModelError(f"{run_dir}: not a run folder (no run.json or selection.json)")
     except RecordError as error:
         raise ModelError(str(error)) from None
-    if not selected:
+    if selection is None or not selection.deployed:
         raise ModelError(f"{run_dir}: the run selected no model (failed, or every model collapsed)")
-    return folder.model_file(selected)
+    return folder.model_file(selection.deployed)
 
 
 def _tflite_interpreter(path: Path):

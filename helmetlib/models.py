@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from helmetlib.backend import keras, layers
+from helmetlib.calibration import CLIP, Calibration
+from helmetlib.preprocess import VGG16_MEANS_BGR
 from helmetlib.specs import ModelSpec, get_spec
 from helmetlib.weights import RANDOM_BACKBONE_SEED, WeightsChoice, resolve_weights
 
@@ -203,6 +205,60 @@ def average_of(members: list[keras.Model], *, name: str) -> keras.Model:
         outputs.append(wrapped(inputs))
     output = layers.Average(name="seed_average")(outputs)
     return keras.Model(inputs, output, name=name)
+
+
+@keras.saving.register_keras_serializable(package="helmetlib")
+class Normalize(layers.Layer):
+    """Inside a model: RGB pixels in [0, 255] (N, H, W, 3) to a member's normalisation, `unit` (/255) or `vgg16`
+    (`preprocess_input`: BGR, ImageNet means subtracted), so that members trained apart can share one input."""
+
+    def __init__(self, mode: str, **kwargs):
+        super().__init__(**kwargs)
+        if mode not in ("unit", "vgg16"):
+            raise ValueError(f"unknown normalisation {mode!r}: unit or vgg16")
+        self.mode = mode
+
+    def call(self, pixels):
+        if self.mode == "unit":
+            return pixels / 255.0
+        return keras.ops.flip(pixels, axis=-1) - keras.ops.convert_to_tensor(VGG16_MEANS_BGR, dtype=pixels.dtype)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "mode": self.mode}
+
+
+@keras.saving.register_keras_serializable(package="helmetlib")
+class PlattScaling(layers.Layer):
+    """Inside a model: P(helmet) (N, 1) to sigmoid(slope * logit(P) + intercept), as `Calibration.apply`."""
+
+    def __init__(self, slope: float, intercept: float, **kwargs):
+        super().__init__(**kwargs)
+        self.slope, self.intercept = float(slope), float(intercept)
+
+    def call(self, probabilities):
+        clipped = keras.ops.clip(probabilities, CLIP, 1 - CLIP)
+        logit = keras.ops.log(clipped) - keras.ops.log1p(-clipped)
+        return keras.ops.sigmoid(self.slope * logit + self.intercept)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "slope": self.slope, "intercept": self.intercept}
+
+
+def calibrated_average(
+    members: list[keras.Model], normalizations: list[str], calibrations: list[Calibration | None], *, name: str
+) -> keras.Model:
+    """One model, RGB pixels in [0, 255] (N, H, W, 3) -> mean calibrated P(helmet) (N, 1), of `members` trained
+    on different normalisations: each member gets its own normalisation and Platt scaling inside the graph."""
+    pixels = keras.Input(members[0].input_shape[1:], name="pixels")
+    outputs = []
+    for index, (member, mode, calibration) in enumerate(zip(members, normalizations, calibrations, strict=True)):
+        [member_input], [member_output] = member.inputs, keras.tree.flatten(member.outputs)
+        wrapped = keras.Model(member_input, member_output, name=f"member{index}_{member.name}")  # shares weights
+        output = wrapped(Normalize(mode, name=f"normalize{index}")(pixels))
+        if calibration is not None:
+            output = PlattScaling(calibration.slope, calibration.intercept, name=f"calibrate{index}")(output)
+        outputs.append(output)
+    return keras.Model(pixels, layers.Average(name="architecture_average")(outputs), name=name)
 
 
 def augmentation(seed: int | None = None) -> keras.Sequential:

@@ -225,7 +225,7 @@ SCORE_ROWS = {
 
 
 def card_table(folder, name: str) -> pd.DataFrame:
-    """The selected model's card as a short table: files, input, threshold, training data, test scores."""
+    """The deployed model's card as a short table: files, input, threshold, training data, test scores."""
     from helmetlib.cards import read_card
 
     card = read_card(folder.model_file(name))
@@ -257,6 +257,8 @@ def calibration_summary(selection) -> str:
         f"Calibrated: {selection.calibration.text()}."
         if selection.calibration
         else "Not calibrated: its output does not rank the classes (constant, or the wrong way round)."
+        if selection.deployed == selection.selected_model
+        else "Calibrated inside: each member of the ensemble by its own Platt scaling, fitted on validation."
     )
     threshold = selection.threshold
     return f"{before} {calibrated} Threshold to deploy: **{threshold.value:.3f}** ({threshold.description})."

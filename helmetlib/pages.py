@@ -94,9 +94,13 @@ def decision_html(
     if selection is None or selection.selected_model is None:
         parts.append("<p class='hl-answer'><b>No model selected.</b></p>")
     else:
-        name, threshold = selection.selected_model, selection.threshold
-        result = results.get(name)
-        deployed = f" ({esc(result.deployed)})" if result else ""
+        name, threshold = selection.deployed, selection.threshold
+        result = results.get(selection.selected_model)
+        cross = selection.cross_ensemble
+        if name == selection.selected_model:
+            deployed = f" ({esc(result.deployed)})" if result else ""
+        else:
+            deployed = f" (the cross-architecture ensemble of {esc(' and '.join(cross.members))})" if cross else ""
         parts.append(
             f"<p class='hl-answer'>Deploy <b>{esc(name)}</b>{deployed} at threshold <b>{threshold.value:.3f}</b> "
             f"<span class='muted'>({esc(threshold.description)})</span>.</p>"
@@ -120,6 +124,8 @@ def decision_html(
             parts.append(f"<p><b>Probabilities:</b> {esc(selection.calibration.text())}.</p>")
         if selection.verdict is not None:
             parts.append(f"<p><b>Runner-up:</b> {esc(selection.verdict.text)}</p>")
+        if cross is not None:
+            parts.append(f"<p><b>Across architectures:</b> {esc(cross.text)}</p>")
         if result:
             spread = result.summary["f1"]
             parts.append(

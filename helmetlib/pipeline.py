@@ -11,7 +11,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from helmetlib.calibration import Calibration
 from helmetlib.data import Dataset, select_rows
+from helmetlib.ensembles import ENSEMBLE_NAME, cross_architecture
 from helmetlib.metrics import Scores, performance
 from helmetlib.notebook import NotebookRun
 from helmetlib.runs import Audit, DataInfo, ModelResult, Selection, package_versions
@@ -132,51 +134,42 @@ class Comparison:
     test_labels: np.ndarray | None = None
     test_probabilities: np.ndarray | None = None
     calibration: dict | None = None
+    deployed_validation: np.ndarray | None = None  # the deployed model's validation output (n,)
 
 
 def compare_and_select(run: NotebookRun, dataset: Dataset) -> Comparison:
     """Compare the models whose results exist in the run folder (training them all when none exist), select one
-    on validation, calibrate it there (Platt), choose the threshold to deploy on its calibrated probability, score
-    it once on test, write it self-contained (and TFLite) with its card, and save `selection.json`."""
-    from helmetlib.calibration import fit_calibration
+    on validation, weigh the cross-architecture ensemble against it, calibrate what is deployed there (Platt),
+    choose the threshold to deploy on its calibrated probability, score it once on test, write it self-contained
+    (and TFLite) with its card, and save `selection.json`."""
     from helmetlib.selection import deploy_threshold, runner_up, select_model, verdict
     from helmetlib.uncertainty import brier_score, reliability
 
     config, folder = run.config, run.folder
     results, trained_here = _results_to_compare(run, dataset)
     parts = run.split(dataset)
-    validation_labels = dataset.labels[parts.validation]
+    labels = dataset.labels[parts.validation]
     validation = {name: folder.probabilities(name)["validation"] for name in results}
     rule_options = {"threshold": config.threshold, "n_resamples": config.bootstrap_resamples}
     paired = None if config.resplit else validation  # with RESPLIT each model saw other validation images
-    selected = select_model(results, validation_labels, paired, **rule_options)
-    comparison = Comparison(
-        results=results,
-        selection=None,
-        validation_indices=parts.validation,
-        validation_labels=validation_labels,
-        validation=validation,
-        trained_here=trained_here,
-    )
-    considered = _considered(results, config.models, validation_labels)
+    selected = select_model(results, labels, paired, **rule_options)
+    comparison = Comparison(results, None, parts.validation, labels, validation, trained_here=trained_here)
+    considered = _considered(results, config.models, labels)
     if selected is None:
         comparison.selection = Selection(selected_model=None, **considered)
         comparison.selection.write(folder.selection_file)
         return comparison
-    calibration = fit_calibration(validation_labels, validation[selected])
-    calibrated = calibration.apply if calibration else np.asarray
-    threshold = deploy_threshold(config, validation_labels, calibrated(validation[selected]), calibration)
-    scored = _score_on_test(run, dataset, selected, results[selected], parts, calibrated, threshold.value)
-    reliability_before = reliability(validation_labels, validation[selected])
-    export = _save_selected(run, dataset, selected, list(results), parts, scored, threshold, calibration)
-    told_apart = None
-    if not config.resplit:
-        second = runner_up(results, selected, validation_labels, paired, **rule_options)
-        told_apart = verdict(selected, second, validation_labels, validation, results, **rule_options)
+    second = None if config.resplit else runner_up(results, selected, labels, paired, **rule_options)
+    cross = cross_architecture([selected, second], labels, validation, **rule_options) if second else None
+    deployed = _deployed_candidate(run, selected, cross, labels, validation)
+    calibrated = deployed.calibration.apply if deployed.calibration else np.asarray
+    threshold = deploy_threshold(config, labels, calibrated(deployed.validation), deployed.calibration)
+    scored = _score_on_test(run, dataset, deployed.name, results[selected], parts, calibrated, threshold.value)
+    export = _save_selected(run, dataset, deployed.name, list(results), parts, scored, threshold, deployed.calibration)
     comparison.selection = Selection(
         selected_model=selected,
         **considered,
-        verdict=told_apart,
+        verdict=verdict(selected, second, labels, validation, results, **rule_options) if second else None,
         threshold=threshold,
         test=scored.test,
         test_at_threshold=scored.test_at_threshold,
@@ -185,15 +178,43 @@ def compare_and_select(run: NotebookRun, dataset: Dataset) -> Comparison:
         test_probabilities=tuple(float(p) for p in scored.probabilities),
         test_labels=tuple(int(v) for v in scored.labels),
         test_indices_hash=indices_digest(scored.split.test),
-        validation_brier=brier_score(validation_labels, validation[selected]),
-        validation_ece=reliability_before["ece"],
+        validation_brier=brier_score(labels, deployed.validation),
+        validation_ece=reliability(labels, deployed.validation)["ece"],
         export=export,
-        calibration=calibration,
+        calibration=deployed.calibration,
+        deployed_model=deployed.name,
+        cross_ensemble=cross,
     )
     comparison.selection.write(folder.selection_file)
     comparison.test_labels, comparison.test_probabilities = scored.labels, scored.probabilities
-    comparison.calibration = reliability_before
+    comparison.calibration = reliability(labels, deployed.validation)
+    comparison.deployed_validation = deployed.validation
     return comparison
+
+
+@dataclass
+class _Deployed:
+    """What the comparison deploys: the selected model or the cross-architecture ensemble (`ENSEMBLE_NAME`), its
+    validation output (n,) and the calibration applied to it (None for the ensemble: its members are calibrated
+    inside)."""
+
+    name: str
+    validation: np.ndarray
+    calibration: Calibration | None
+
+
+def _deployed_candidate(run, selected: str, cross, labels: np.ndarray, validation: dict) -> _Deployed:
+    from helmetlib.calibration import fit_calibration
+
+    if cross is None or not cross.deployed:
+        return _Deployed(selected, validation[selected], fit_calibration(labels, validation[selected]))
+    from helmetlib.artifacts import save_ensemble
+
+    calibrations = [fit_calibration(labels, validation[name]) for name in cross.members]
+    save_ensemble(run.folder, cross.members, calibrations, validation=cross.validation)
+    outputs = [validation[name] for name in cross.members]
+    calibrated = [c.apply(p) if c else p for p, c in zip(outputs, calibrations, strict=True)]
+    return _Deployed(ENSEMBLE_NAME, np.mean(calibrated, axis=0), None)
 
 
 def _considered(results: dict[str, ModelResult], models: tuple[str, ...], validation_labels: np.ndarray) -> dict:

@@ -7,11 +7,13 @@ from typing import Literal
 import cv2
 import numpy as np
 
-Normalization = Literal["unit", "vgg16"]
+Normalization = Literal["unit", "vgg16", "pixels"]
 NORMALIZATIONS: dict[str, str] = {
     "unit": "float32 RGB divided by 255, in [0, 1] (the study's convention for every model)",
     "vgg16": "keras.applications.vgg16.preprocess_input: RGB to BGR, ImageNet channel means subtracted",
+    "pixels": "float32 RGB in [0, 255]; the model normalises inside, for each of its members",
 }
+VGG16_MEANS_BGR = (103.939, 116.779, 123.68)  # what preprocess_input subtracts after the swap to BGR
 
 
 def to_rgb(images_bgr: np.ndarray) -> np.ndarray:
@@ -34,9 +36,12 @@ def resize(images: np.ndarray, size: int) -> np.ndarray:
 
 
 def normalize(images_rgb: np.ndarray, mode: Normalization = "unit") -> np.ndarray:
-    """Scale RGB uint8 images to float32: `unit` = /255 (the study), `vgg16` = VGG16's `preprocess_input`."""
+    """Scale RGB uint8 images to float32: `unit` = /255 (the study), `vgg16` = VGG16's `preprocess_input`,
+    `pixels` = unscaled (a model that normalises inside)."""
     if mode == "unit":
         return images_rgb.astype(np.float32) / 255.0
+    if mode == "pixels":
+        return images_rgb.astype(np.float32)
     if mode == "vgg16":
         from keras.applications.vgg16 import preprocess_input
 

@@ -24,6 +24,7 @@ from pydantic import computed_field
 
 from helmetlib import specs
 from helmetlib.calibration import Calibration
+from helmetlib.ensembles import CrossEnsemble
 from helmetlib.health import Health
 from helmetlib.metrics import HEADLINE_METRICS, Scores
 from helmetlib.photos import CropRule, crop_rule_of
@@ -517,7 +518,8 @@ class ExportedFile(Record):
 
 @record
 class Selection(Record):
-    """What the comparison decided: the selected model and its test scores (the only look at the test part).
+    """What the comparison decided: the selected model, what is deployed (it, or the cross-architecture ensemble
+    with it) and the deployed model's test scores (the only look at the test part).
 
     `test` is at the run's threshold (the study's 0.5) on the model's own output, `test_at_threshold` at the
     deployed threshold on the calibrated probability (`calibration`); the labels and the model's own test
@@ -543,6 +545,14 @@ class Selection(Record):
     validation_ece: float | None = None
     export: dict[str, ExportedFile] | None = None
     calibration: Calibration | None = None
+    deployed_model: str | None = None
+    cross_ensemble: CrossEnsemble | None = None
+
+    @property
+    def deployed(self) -> str | None:
+        """The model file to deploy (`models/<deployed>.keras`): the selected model, or the cross-architecture
+        ensemble (`ensemble`) when validation showed it clearly better."""
+        return self.deployed_model or self.selected_model
 
 
 @record

@@ -76,7 +76,9 @@ def choose_threshold(
     """A threshold picked on validation: max weighted F1, or the lowest that catches `target_bare_head_recall`.
 
     A higher threshold calls more images "no helmet", so it raises recall on bare heads at the cost of false alarms.
-    All candidate thresholds are scored in one pass over `roc_curve`'s operating points.
+    All candidate thresholds are scored in one pass over `roc_curve`'s operating points. The value returned lies
+    half-way between the chosen operating point and the next lower validation probability: the same decisions on
+    validation, but no image sits exactly on the threshold, where float noise (TFLite, another machine) would flip it.
     """
     y_true = np.asarray(y_true).ravel()
     probabilities = np.asarray(probabilities, dtype=float).ravel()
@@ -88,7 +90,7 @@ def choose_threshold(
         reaching = np.flatnonzero(bare_recall >= target_bare_head_recall)
         if len(reaching) == 0:
             return float(np.nextafter(probabilities.max(), np.inf))  # above every probability: all bare heads
-        return float(thresholds[reaching].min())  # the lowest keeps false alarms on helmets lowest
+        return _between(thresholds, reaching.max())  # the lowest keeps false alarms on helmets lowest
     positives, negatives = (y_true == 1).sum(), (y_true == 0).sum()
     tp, fp = tpr * positives, fpr * negatives
     fn, tn = positives - tp, negatives - fp
@@ -96,7 +98,13 @@ def choose_threshold(
     f1_bare = np.divide(2 * tn, 2 * tn + fn + fp, out=np.zeros_like(tn), where=2 * tn + fn + fp > 0)
     weighted = (negatives * f1_bare + positives * f1_helmet) / len(y_true)
     best = np.flatnonzero(weighted >= weighted.max() - 1e-12)
-    return float(thresholds[best[np.argmin(np.abs(thresholds[best] - 0.5))]])  # ties: the one nearest 0.5
+    return _between(thresholds, best[np.argmin(np.abs(thresholds[best] - 0.5))])  # ties: the one nearest 0.5
+
+
+def _between(thresholds: np.ndarray, index: int) -> float:
+    """Half-way from operating point `index` of `roc_curve`'s decreasing `thresholds` to the next lower one."""
+    lower = thresholds[index + 1] if index + 1 < len(thresholds) else 0.0
+    return float((thresholds[index] + lower) / 2)
 
 
 def brier_score(y_true: np.ndarray, probabilities: np.ndarray) -> float:

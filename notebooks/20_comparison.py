@@ -108,17 +108,17 @@ labels = comparison.validation_labels
 figure = plots.roc_pr_curves({name: curves(labels, p) for name, p in comparison.validation.items()})
 
 # %% [markdown]
-# ## Calibration and threshold of the selected model (validation)
+# ## Calibration and threshold of the deployed model (validation)
 # The model's own output first; `helmet-predict`, `helmet-evaluate` and the card give P(helmet) after the
 # calibration fitted on validation, and the threshold to deploy applies to that calibrated probability.
 
 # %%
 if selected:
-    figure = plots.calibration(labels, comparison.validation[selected], comparison.calibration, title=selected)
+    figure = plots.calibration(labels, comparison.deployed_validation, comparison.calibration, title=selection.deployed)
     display(Markdown(calibration_summary(selection)))
 
 # %% [markdown]
-# ## Test set: the selected model only
+# ## Test set: the deployed model only
 # Scored once, with the saved model, at the study's threshold and at the deployed one (95 % bootstrap intervals;
 # with about 90 test images one image moves accuracy by about a point).
 
@@ -127,7 +127,9 @@ if selected:
     display(interval_table(selection))
     display(per_class_table(selection.test).round(3))
     matrix = confusion(comparison.test_labels, comparison.test_probabilities, threshold=selection.threshold.value)
-    figure = plots.confusion_heatmap(matrix, title=f"{selected}, test, threshold {selection.threshold.value:.3f}")
+    figure = plots.confusion_heatmap(
+        matrix, title=f"{selection.deployed}, test, threshold {selection.threshold.value:.3f}"
+    )
 
 # %% [markdown]
 # ## Where the models look (Grad-CAM on validation)
@@ -139,9 +141,9 @@ for name in results:
     figure = explanation_grid(run, dataset, name, comparison)
 
 # %% [markdown]
-# ## Model card of the selected model and its export
+# ## Model card of the deployed model and its export
 # What `helmet-predict` reads to prepare images and decide.
 
 # %%
 if selected:
-    display(card_table(run.folder, selected))
+    display(card_table(run.folder, selection.deployed))
