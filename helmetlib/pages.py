@@ -105,21 +105,7 @@ def decision_html(
             f"<p class='hl-answer'>Deploy <b>{esc(name)}</b>{deployed} at threshold <b>{threshold.value:.3f}</b> "
             f"<span class='muted'>({esc(threshold.description)})</span>.</p>"
         )
-        columns = (("accuracy", "accuracy"), ("f1", "F1"), ("bare_head_recall", "bare-head recall"))
-        header = "".join(f"<th>{label}</th>" for _, label in columns)
-        parts.append(f"<table><tr><th>test ({selection.test.n} images, 95 % bootstrap CI)</th>{header}</tr>")
-        parts.append(
-            f"<tr><th>at the study's {config.threshold:g}</th>"
-            + "".join(_interval(selection.test_intervals.get(key)) for key, _ in columns)
-            + "</tr>"
-        )
-        if threshold.rule != "fixed":  # the fixed rule keeps the study's decisions: the same row again
-            parts.append(
-                f"<tr><th>at the deployed {threshold.value:.3f}</th>"
-                + "".join(_interval(selection.test_intervals_at_threshold.get(key)) for key, _ in columns)
-                + "</tr>"
-            )
-        parts.append("</table>")
+        parts.append(_test_table(config, selection))
         if selection.calibration is not None:
             parts.append(f"<p><b>Probabilities:</b> {esc(selection.calibration.text())}.</p>")
         if selection.verdict is not None:
@@ -129,7 +115,7 @@ def decision_html(
         if result:
             spread = result.summary["f1"]
             parts.append(
-                f"<p><b>Seeds:</b> {len(result.repeats)} repeat(s) per model; {esc(name)} validation F1 "
+                f"<p><b>Seeds:</b> {len(result.repeats)} repeat(s) per model; {esc(result.name)} validation F1 "
                 f"{mean_f1(result):.3f} ± {spread.std:.3f} (range {spread.min:.3f}–{spread.max:.3f}).</p>"
             )
     uses_backbone = any(result.weights for result in results.values())
@@ -141,6 +127,20 @@ def decision_html(
         parts.append(banner(warning, level))
     parts.append("</section>")
     return "".join(parts)
+
+
+def _test_table(config: RunConfig, selection: Selection) -> str:
+    """The deployed model's test scores with intervals, at the study's threshold (and at the deployed one)."""
+    columns = (("accuracy", "accuracy"), ("f1", "F1"), ("bare_head_recall", "bare-head recall"))
+    header = "".join(f"<th>{label}</th>" for _, label in columns)
+    rows = [(f"at the study's {config.threshold:g}", selection.test_intervals)]
+    if selection.threshold.rule != "fixed":  # the fixed rule keeps the study's decisions: the same row again
+        rows.append((f"at the deployed {selection.threshold.value:.3f}", selection.test_intervals_at_threshold))
+    body = "".join(
+        f"<tr><th>{label}</th>" + "".join(_interval(intervals.get(key)) for key, _ in columns) + "</tr>"
+        for label, intervals in rows
+    )
+    return f"<table><tr><th>test ({selection.test.n} images, 95 % bootstrap CI)</th>{header}</tr>{body}</table>"
 
 
 def _figure_tag(fig, *, fmt: str = "png") -> str:

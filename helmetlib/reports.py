@@ -28,7 +28,7 @@ import traceback
 from dataclasses import replace
 from pathlib import Path
 
-from helmetlib import cli, specs
+from helmetlib import cli, settings
 from helmetlib.data import DatasetError, load_run_data
 from helmetlib.engine import (
     NOTEBOOKS_DIR,
@@ -86,111 +86,23 @@ exit codes: 0 done; 1 a notebook failed (the run page says which); 2 bad options
   3 done, with a regression against the previous run on the same data (--fail-on-regression);
   130 / 143 interrupted (SIGINT / SIGTERM)""",
     )
-    data = parser.add_argument_group("data")
-    data.add_argument("--data", default="", help="folder with images_proj.npy + Labels_proj.csv (default: demo set)")
-    data.add_argument("--demo-size", type=int, default=specs.DEMO_SIZE, help="demo set images (%(default)s)")
-    data.add_argument("--image-size", type=int, default=0, help="resize to N x N for the models (default: keep)")
-    data.add_argument(
-        "--split", choices=("random", "grouped"), default="random", help="(%(default)s) grouped: no group on two sides"
-    )
-    data.add_argument("--split-seed", type=int, default=specs.SPLIT_SEED, help="split random state (%(default)s)")
-    data.add_argument("--groups", default="", help="CSV of each image's group (default: the data's provenance.csv)")
-    data.add_argument("--group-column", default="path", help="its group column (%(default)s)")
-    _add_training_options(parser)
-    _add_selection_output_and_distribution_options(parser)
-    parser.add_argument("--notebooks", default=str(NOTEBOOKS_DIR), help=argparse.SUPPRESS)
-    return parser.parse_args(argv)
-
-
-def _add_training_options(parser: argparse.ArgumentParser) -> None:
-    training = parser.add_argument_group("models and training")
-    training.add_argument("--models", default=",".join(specs.MODEL_NAMES), help="comma-separated (default: all six)")
-    training.add_argument(
-        "--weights", default="imagenet", help="VGG16: imagenet (a download) | none | PATH (default: %(default)s)"
-    )
-    training.add_argument("--epochs", type=int, default=specs.EPOCHS, help="(%(default)s, the study's)")
-    training.add_argument(
-        "--batch-size",
-        type=int,
-        default=0,
-        help=f"(default {specs.BATCH_SIZE}, the study's; {specs.DEMO_BATCH_SIZE} on the demo set)",
-    )
-    training.add_argument("--seed", type=int, default=specs.SEED, help="seed of the first repeat (%(default)s)")
-    training.add_argument(
-        "--repeats",
-        type=int,
-        default=0,
-        help=f"trainings per model, seeds SEED, SEED+1, ... "
-        f"(default {specs.REPEATS}; {specs.DEMO_REPEATS} on the demo set)",
-    )
-    training.add_argument("--resplit", action="store_true", help="each repeat on another split")
-    training.add_argument("--max-restarts", type=int, default=specs.MAX_RESTARTS, help="after a collapse (%(default)s)")
-    training.add_argument(
-        "--faithful",
-        action="store_true",
-        help="the study's computation: backbone every epoch, augmentation on the fly, the CNN's default start",
-    )
-    training.add_argument(
-        "--augmented-views",
-        type=int,
-        default=specs.AUGMENTED_VIEWS,
-        help="augmented copies per image in the fast augmented model (%(default)s)",
-    )
-
-
-def _add_selection_output_and_distribution_options(parser: argparse.ArgumentParser) -> None:
-    selection = parser.add_argument_group("selection and thresholds")
-    selection.add_argument("--threshold", type=float, default=specs.THRESHOLD, help="the study's (%(default)s)")
-    selection.add_argument(
-        "--threshold-rule",
-        default="fixed",
-        choices=("fixed", "max-f1", "bare-head-recall"),
-        help="threshold to deploy (%(default)s; the others are chosen on validation)",
-    )
-    selection.add_argument("--target-bare-head-recall", type=float, default=0.9, help="(%(default)s)")
-    selection.add_argument("--bootstrap-resamples", type=int, default=2000, help="for intervals (%(default)s)")
-    output = parser.add_argument_group("output and nightly runs")
+    sections = settings.add_options(parser)
+    output = sections[settings.OUTPUT]
     output.add_argument("--out", default="reports", help="one folder per run in it (default: %(default)s)")
     output.add_argument("--run-id", help="the run's folder name (default: UTC time + random)")
-    output.add_argument("--cache-dir", help="feature cache and backbone store (default: OUT/.cache)")
-    output.add_argument("--no-export", action="store_true", help="skip the TensorFlow Lite export")
     output.add_argument("--timeout", type=int, default=3600, help="seconds per notebook cell (%(default)s)")
     output.add_argument("--fail-on-regression", action="store_true", help="exit 3 on a regression")
     distribution = parser.add_argument_group("distribution (model notebooks on Dask)")
     distribution.add_argument("--workers", type=int, default=1, help="local worker processes (%(default)s)")
     distribution.add_argument("--scheduler", help="tcp://HOST:PORT of a running Dask scheduler")
+    parser.add_argument("--notebooks", default=str(NOTEBOOKS_DIR), help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
 
 
 def make_config(args: argparse.Namespace, out: ReportsFolder, run_id: str) -> RunConfig:
     """The run's settings from the command line (relative paths against the working directory)."""
-    return RunConfig.from_parameters(
-        run_id=run_id,
-        origin="helmet-reports",
-        base=Path.cwd(),
-        DATA_DIR=args.data,
-        DEMO_SIZE=args.demo_size,
-        IMAGE_SIZE=args.image_size,
-        SPLIT=args.split,
-        SPLIT_SEED=args.split_seed,
-        GROUPS_CSV=args.groups,
-        GROUP_COLUMN=args.group_column,
-        MODELS=args.models,
-        EPOCHS=args.epochs,
-        BATCH_SIZE=args.batch_size,
-        SEED=args.seed,
-        REPEATS=args.repeats,
-        RESPLIT=args.resplit,
-        MAX_RESTARTS=args.max_restarts,
-        WEIGHTS=args.weights,
-        THRESHOLD=args.threshold,
-        THRESHOLD_RULE=args.threshold_rule,
-        TARGET_BARE_HEAD_RECALL=args.target_bare_head_recall,
-        FAITHFUL=args.faithful,
-        AUGMENTED_VIEWS=args.augmented_views,
-        CACHE_DIR=args.cache_dir or str(out.default_cache),
-        EXPORT_TFLITE=not args.no_export,
-        BOOTSTRAP_RESAMPLES=args.bootstrap_resamples,
-    )
+    parameters = {**settings.parameters_from(args), "CACHE_DIR": args.cache_dir or str(out.default_cache)}
+    return RunConfig.from_parameters(run_id=run_id, origin="helmet-reports", base=Path.cwd(), **parameters)
 
 
 class Progress:

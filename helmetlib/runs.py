@@ -29,6 +29,7 @@ from helmetlib.health import Health
 from helmetlib.metrics import HEADLINE_METRICS, Scores
 from helmetlib.photos import CropRule, crop_rule_of
 from helmetlib.records import Record, RecordError, record
+from helmetlib.settings import NOTEBOOK_ONLY, PARAMETER_TYPES, default
 from helmetlib.uncertainty import Interval
 from helmetlib.weights import WeightsChoice, resolve_weights
 
@@ -92,35 +93,6 @@ def resolve_path(value: str | Path, base: Path) -> str:
     return str(path if path.is_absolute() else (base / path).resolve())
 
 
-# The notebook parameters (upper-case) and the command-line options (lower-case, dashes) share these names.
-PARAMETER_TYPES: dict[str, type] = {
-    "RUN_DIR": str,
-    "MODEL_NAME": str,
-    "DATA_DIR": str,
-    "DEMO_SIZE": int,
-    "IMAGE_SIZE": int,
-    "SPLIT": str,
-    "SPLIT_SEED": int,
-    "GROUPS_CSV": str,
-    "GROUP_COLUMN": str,
-    "MODELS": str,
-    "EPOCHS": int,
-    "BATCH_SIZE": int,
-    "SEED": int,
-    "REPEATS": int,
-    "RESPLIT": bool,
-    "MAX_RESTARTS": int,
-    "WEIGHTS": str,
-    "THRESHOLD": float,
-    "THRESHOLD_RULE": str,
-    "TARGET_BARE_HEAD_RECALL": float,
-    "FAITHFUL": bool,
-    "AUGMENTED_VIEWS": int,
-    "CACHE_DIR": str,
-    "EXPORT_TFLITE": bool,
-    "BOOTSTRAP_RESAMPLES": int,
-}
-NOTEBOOK_ONLY = ("RUN_DIR", "MODEL_NAME")  # passed to notebooks, not settings of the run
 TRUE_WORDS, FALSE_WORDS = ("true", "yes", "1", "on"), ("false", "no", "0", "off", "")
 
 
@@ -168,27 +140,27 @@ class RunConfig(Record):
     run_id: str
     weights: WeightsChoice
     cache_dir: str
-    data_dir: str = ""
-    demo_size: int = specs.DEMO_SIZE
-    image_size: int = 0
-    split: Literal["random", "grouped"] = "random"
-    split_seed: int = specs.SPLIT_SEED
-    groups_csv: str = ""
-    group_column: str = "path"
+    data_dir: str = default("DATA_DIR")
+    demo_size: int = default("DEMO_SIZE")
+    image_size: int = default("IMAGE_SIZE")
+    split: Literal["random", "grouped"] = default("SPLIT")
+    split_seed: int = default("SPLIT_SEED")
+    groups_csv: str = default("GROUPS_CSV")
+    group_column: str = default("GROUP_COLUMN")
     models: tuple[str, ...] = specs.MODEL_NAMES
-    epochs: int = specs.EPOCHS
+    epochs: int = default("EPOCHS")
     batch_size: int = specs.BATCH_SIZE
-    seed: int = specs.SEED
+    seed: int = default("SEED")
     repeats: int = 1
-    resplit: bool = False
-    max_restarts: int = specs.MAX_RESTARTS
-    threshold: float = specs.THRESHOLD
-    threshold_rule: Literal["fixed", "max_f1", "bare_head_recall"] = "fixed"
-    target_bare_head_recall: float = 0.9
-    faithful: bool = False
-    augmented_views: int = specs.AUGMENTED_VIEWS
-    export_tflite: bool = True
-    bootstrap_resamples: int = 2000
+    resplit: bool = default("RESPLIT")
+    max_restarts: int = default("MAX_RESTARTS")
+    threshold: float = default("THRESHOLD")
+    threshold_rule: Literal["fixed", "max_f1", "bare_head_recall"] = default("THRESHOLD_RULE")
+    target_bare_head_recall: float = default("TARGET_BARE_HEAD_RECALL")
+    faithful: bool = default("FAITHFUL")
+    augmented_views: int = default("AUGMENTED_VIEWS")
+    export_tflite: bool = default("EXPORT_TFLITE")
+    bootstrap_resamples: int = default("BOOTSTRAP_RESAMPLES")
     origin: Literal["helmet-reports", "notebook"] = "notebook"
 
     def __post_init__(self):

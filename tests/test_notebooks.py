@@ -15,8 +15,9 @@ import pytest
 from conftest import NOTEBOOKS, REPO
 
 from helmetlib.notebook import start
-from helmetlib.runs import PARAMETER_TYPES, ParameterError, RunFolder
+from helmetlib.runs import ParameterError, RunFolder
 from helmetlib.selection import SELECTION_RULE
+from helmetlib.settings import PARAMETER_TYPES
 
 SOURCES = sorted(NOTEBOOKS.glob("*.py"))
 NOISE = ("Warning", "warn(", "absl", "I0000", "E0000", "W0000", "cuInit", "XNNPACK", "IPKernelApp")
@@ -60,6 +61,47 @@ def test_parameters_cell_first_typed_and_documented(source):
         assert len(parameter.help.split()) >= 3, f"{parameter.name} has no help text"
     assert "start(globals())" in cells[1].source  # the first code cell checks the parameters
     assert "def " not in "".join(cell.source for cell in cells), "helpers belong in helmetlib, not in notebooks"
+
+
+def parameters_cell(source: Path) -> dict[str, tuple[str, object]]:
+    """A notebook's parameters cell as {name: (annotated type, literal value)}."""
+    import ast
+
+    cell = next(cell for cell in jupytext.read(source).cells if cell.cell_type == "code")
+    return {node.target.id: (node.annotation.id, ast.literal_eval(node.value)) for node in ast.parse(cell.source).body}
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=lambda path: path.stem)
+def test_parameters_cells_write_the_settings_tables_types_and_defaults(source):
+    from helmetlib.settings import BY_NAME, NOTEBOOK_ONLY
+
+    cell = parameters_cell(source)
+    assert set(cell) - set(NOTEBOOK_ONLY) and set(cell) <= set(BY_NAME) | set(NOTEBOOK_ONLY)
+    for name, (kind, value) in cell.items():
+        if name not in NOTEBOOK_ONLY:
+            setting = BY_NAME[name]
+            assert (kind, value) == (setting.kind.__name__, setting.default), f"{source.name}: {name} differs"
+
+
+def test_a_parameters_literal_that_differs_from_the_table_is_caught(tmp_path):
+    changed = tmp_path / "changed.py"
+    changed.write_text(SOURCES[1].read_text().replace("EPOCHS: int = 20", "EPOCHS: int = 12"))
+    with pytest.raises(AssertionError, match="EPOCHS differs"):
+        test_parameters_cells_write_the_settings_tables_types_and_defaults(changed)
+
+
+def test_the_runners_options_and_the_options_page_come_from_the_settings_table():
+    from helmetlib.reports import parse_args
+    from helmetlib.settings import SETTINGS, markdown_table, parameters_from
+
+    given = parameters_from(parse_args([]))
+    assert given == {s.name: s.default if s.option_default is None else s.option_default for s in SETTINGS}
+    assert parameters_from(parse_args(["--no-export", "--epochs", "3"])) == {
+        **given,
+        "EXPORT_TFLITE": False,
+        "EPOCHS": 3,
+    }
+    assert (REPO / "docs" / "options.md").read_text() == markdown_table(), "run: python -m helmetlib.settings"
 
 
 def test_papermill_help_lists_a_type_and_help_for_every_parameter():
