@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from helmetlib.backbones import BACKBONE
 from helmetlib.backend import keras, tensorflow_log_lines_dropped
 from helmetlib.calibration import Calibration
 from helmetlib.cards import (
@@ -34,7 +35,8 @@ from helmetlib.features import BACKBONES_FOLDER, register_cache_user, weights_fi
 from helmetlib.metrics import Scores
 from helmetlib.models import BACKBONE_LAYER, assemble, calibrated_average, frozen_backbone
 from helmetlib.records import write_json
-from helmetlib.runs import DeployThreshold, ExportedFile, ModelResult, RunFolder, now
+from helmetlib.results import DeployThreshold, ExportedFile, ModelResult
+from helmetlib.runs import RunFolder, now
 from helmetlib.specs import get_spec
 from helmetlib.train import Deployed, TrainedModel
 
@@ -57,22 +59,22 @@ def with_weights_dtype(model: keras.Model, dtype: str) -> keras.Model:
     return copy
 
 
-def _plain_vgg16(backbone: keras.Model) -> keras.Model:
-    vgg16 = keras.applications.VGG16(include_top=False, weights=None, input_shape=backbone.input_shape[1:])
-    vgg16.set_weights(backbone.get_weights())  # pooling layers have no weights: the lists line up
-    return vgg16
+def _plain_backbone(backbone: keras.Model) -> keras.Model:
+    plain = BACKBONE.build(backbone.input_shape[1:])
+    plain.set_weights(backbone.get_weights())  # pooling layers have no weights: the lists line up
+    return plain
 
 
 def store_backbone(backbone: keras.Model, cache_dir: str | Path) -> tuple[str, Path]:
     """(fingerprint, path) of the backbone's VGG16 weights in the store, written once per fingerprint."""
-    vgg16 = _plain_vgg16(backbone)
-    fingerprint = weights_fingerprint(vgg16)
+    plain = _plain_backbone(backbone)
+    fingerprint = weights_fingerprint(plain)
     store = Path(cache_dir) / BACKBONES_FOLDER
-    path = store / f"vgg16-{fingerprint}.weights.h5"
+    path = store / BACKBONE.store_file(fingerprint)
     if not path.is_file():
         store.mkdir(parents=True, exist_ok=True)
-        partial = store / f".vgg16-{fingerprint}.{os.getpid()}.partial.weights.h5"
-        vgg16.save_weights(partial)
+        partial = store / f".{os.getpid()}.partial.{path.name}"
+        plain.save_weights(partial)
         partial.replace(path)
     return fingerprint, path
 
@@ -91,11 +93,11 @@ def load_backbone(
             f"{path}: the backbone store has no VGG16 weights {ref.fingerprint} (only the selected model of a run is "
             "self-contained; the others need the store under the run's cache folder)"
         )
-    vgg16 = keras.applications.VGG16(include_top=False, weights=None, input_shape=input_shape)
-    vgg16.load_weights(path)
-    if weights_fingerprint(vgg16) != ref.fingerprint:
+    plain = BACKBONE.build(input_shape)
+    plain.load_weights(path)
+    if weights_fingerprint(plain) != ref.fingerprint:
         raise ModelError(f"{path}: backbone weights changed in the store (fingerprint differs from the card's)")
-    return frozen_backbone(ref.features, vgg16)
+    return frozen_backbone(ref.features, plain)
 
 
 def save_model_outputs(

@@ -21,7 +21,7 @@ from helmetlib.data import CLASS_NAMES
 from helmetlib.metrics import Scores
 from helmetlib.preprocess import NORMALIZATIONS
 from helmetlib.records import Record, RecordError, record
-from helmetlib.runs import DataInfo, DeployThreshold
+from helmetlib.results import DataInfo, DeployThreshold
 from helmetlib.weights import WeightsChoice, file_sha256
 
 CARD_FORMAT = "helmetlib-model-card/2"
@@ -41,7 +41,11 @@ class InputSpec(Record):
     width: int
     channels: Literal[3]
     color_order: Literal["RGB"]
-    normalization: Literal["unit", "vgg16", "pixels"]
+    normalization: str
+
+    def __post_init__(self):
+        if self.normalization not in NORMALIZATIONS:
+            raise ValueError(f"normalization {self.normalization!r} is not one of {', '.join(NORMALIZATIONS)}")
 
     @property
     def normalization_description(self) -> str:

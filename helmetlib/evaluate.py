@@ -19,7 +19,8 @@ from helmetlib.data import DatasetError, load_dataset
 from helmetlib.importer import IMPORT_FORMATS, ImportFailed, ImportFormat
 from helmetlib.metrics import HEADLINE_METRICS, Scores, confusion, performance
 from helmetlib.records import Record, RecordError, output_file_problem, record, write_json
-from helmetlib.runs import DataInfo, RunFolder
+from helmetlib.results import DataInfo
+from helmetlib.runs import RunFolder
 from helmetlib.uncertainty import brier_score, curves
 
 

@@ -9,18 +9,17 @@ from contextlib import contextmanager
 import cv2
 import numpy as np
 
+from helmetlib.backbones import BACKBONE
 from helmetlib.backend import keras, tf
 from helmetlib.metrics import predict_labels
 from helmetlib.models import BACKBONE_LAYER, HEAD_LAYER
-
-VGG16_LAST_CONV = "block5_conv3"
 
 
 def grad_cam(model: keras.Model, x: np.ndarray, *, threshold: float = 0.5) -> np.ndarray:
     """Grad-CAM maps (N, H, W) in [0, 1] for normalised inputs `x`, explaining each image's predicted class.
 
-    Uses the last convolution (`block5_conv3` of the VGG16 backbone, or the CNN's last Conv2D) and weights each
-    position by its positive gradients (the LayerCAM form of Grad-CAM): with the study's Flatten heads,
+    Uses the last convolution (the backbone's `last_conv`, VGG16's `block5_conv3`, or the CNN's last Conv2D) and
+    weights each position by its positive gradients (the LayerCAM form of Grad-CAM): with the study's Flatten heads,
     channel-averaged gradients cancel out and classic Grad-CAM maps are often empty. The gradients are those of
     the predicted class's logit, not its probability: a confident prediction (P = 1.00) has a saturated sigmoid
     and no probability gradient. A seed ensemble of CNNs is explained by the mean of its members' maps.
@@ -31,7 +30,7 @@ def grad_cam(model: keras.Model, x: np.ndarray, *, threshold: float = 0.5) -> np
         return _normalised(np.mean([grad_cam(member, x, threshold=threshold) for member in members], axis=0))
     if BACKBONE_LAYER in layer_names:
         backbone, head = model.get_layer(BACKBONE_LAYER), model.get_layer(HEAD_LAYER)
-        probe = keras.Model(backbone.inputs, [backbone.get_layer(VGG16_LAST_CONV).output, backbone.output])
+        probe = keras.Model(backbone.inputs, [backbone.get_layer(BACKBONE.last_conv).output, backbone.output])
 
         def forward(batch):
             activations, features = probe(batch)

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from helmetlib.backbones import BACKBONE
 from helmetlib.data import RowFile
 from helmetlib.env import PRECISION_ENV
 from helmetlib.preprocess import Normalization, normalize
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
     from helmetlib.backend import keras
 
 PRECISIONS = ("float32", "bfloat16", "float16")
-PASSES: dict[str, tuple[str, ...]] = {"unit": ("block5",), "vgg16": ("gap5", "multiscale")}
+PASSES: dict[str, tuple[str, ...]] = {"unit": ("block5",), BACKBONE.name: ("gap5", "multiscale")}
 FEATURES_FOLDER = "features"
 BACKBONES_FOLDER = "backbones"
 USERS_FOLDER = "users"  # one small file per reports folder whose runs use this cache: `clean` reads all their cards
@@ -104,7 +105,8 @@ def weights_fingerprint(model: keras.Model) -> str:
 
 
 def pass_extractor(vgg16: keras.Model, normalization: str, precision: str) -> keras.Model:
-    """One model computing every feature kind of `PASSES[normalization]` from VGG16 `vgg16`, in `precision`."""
+    """One model computing every feature kind of `PASSES[normalization]` from the backbone `vgg16` (its plain
+    application, `backbones.BACKBONE`), in `precision`."""
     from helmetlib.backend import keras
     from helmetlib.models import frozen_backbone
 
@@ -113,7 +115,7 @@ def pass_extractor(vgg16: keras.Model, normalization: str, precision: str) -> ke
         previous = keras.config.dtype_policy()
         keras.config.set_dtype_policy(f"mixed_{precision}")  # clone_model would keep each layer's float32 policy
         try:
-            base = keras.applications.VGG16(include_top=False, weights=None, input_shape=vgg16.input_shape[1:])
+            base = BACKBONE.build(vgg16.input_shape[1:])
         finally:
             keras.config.set_dtype_policy(previous)
         base.set_weights(vgg16.get_weights())

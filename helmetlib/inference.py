@@ -36,7 +36,8 @@ from helmetlib.data import CLASS_NAMES, DatasetError, ImageArray, read_image_arr
 from helmetlib.photos import MAX_PIXELS, CropRule, draw_predictions, fit_to_input, read_image_file
 from helmetlib.preprocess import normalize
 from helmetlib.records import RecordError, output_file_problem
-from helmetlib.runs import ExportedFile, RunFolder
+from helmetlib.results import ExportedFile
+from helmetlib.runs import RunFolder
 
 RESULT_COLUMNS = ["source", "index", "probability", "label", "class_name", "threshold", "error"]
 BLANK_PIXEL_SPREAD = 2.0  # pixel standard deviation (0-255) below which an image is blank: nothing to classify

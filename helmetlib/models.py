@@ -12,16 +12,15 @@ from pathlib import Path
 
 import numpy as np
 
+from helmetlib.backbones import BACKBONE
 from helmetlib.backend import keras, layers
 from helmetlib.calibration import CLIP, Calibration
-from helmetlib.preprocess import VGG16_MEANS_BGR
 from helmetlib.specs import ModelSpec, get_spec
 from helmetlib.weights import RANDOM_BACKBONE_SEED, WeightsChoice, resolve_weights
 
 INPUT_SHAPE = (200, 200, 3)
 BACKBONE_LAYER = "backbone"
 HEAD_LAYER = "head"
-MULTISCALE_LAYERS = ("block3_conv3", "block4_conv3", "block5_conv3")
 
 
 def build_model(
@@ -104,7 +103,7 @@ def vgg16_backbone(weights: WeightsChoice, input_shape: tuple[int, int, int] = I
     A random backbone (`weights.used == "random"`) is drawn from a fixed seed, so every repeat and run with the
     same input size shares it (and its cached features).
     """
-    backbone = keras.applications.VGG16(include_top=False, weights=None, input_shape=input_shape)
+    backbone = BACKBONE.build(input_shape)
     if weights.path is not None:
         backbone.load_weights(weights.path)
     else:
@@ -140,7 +139,7 @@ def frozen_backbone(features: str, vgg16: keras.Model) -> keras.Model:
         output = layers.GlobalAveragePooling2D(name="gap5_pooling")(vgg16.output)
     elif features == "multiscale":
         pooled = []
-        for name in MULTISCALE_LAYERS:
+        for name in BACKBONE.multiscale_taps:
             activations = vgg16.get_layer(name).output
             pooled += [
                 layers.GlobalAveragePooling2D(name=f"{name}_average")(activations),
@@ -170,7 +169,7 @@ def build_head(
     inference needs nothing else).
     """
     features = keras.Input(feature_shape, name="features")
-    if spec.head in ("gap", "logistic"):
+    if spec.standardised:
         if mean is None or variance is None:
             mean, variance = np.zeros(feature_shape, np.float32), np.ones(feature_shape, np.float32)
         hidden = layers.Normalization(mean=mean, variance=variance, name="standardise")(features)
@@ -214,14 +213,15 @@ class Normalize(layers.Layer):
 
     def __init__(self, mode: str, **kwargs):
         super().__init__(**kwargs)
-        if mode not in ("unit", "vgg16"):
-            raise ValueError(f"unknown normalisation {mode!r}: unit or vgg16")
+        if mode not in ("unit", BACKBONE.name):
+            raise ValueError(f"unknown normalisation {mode!r}: unit or {BACKBONE.name}")
         self.mode = mode
 
     def call(self, pixels):
         if self.mode == "unit":
             return pixels / 255.0
-        return keras.ops.flip(pixels, axis=-1) - keras.ops.convert_to_tensor(VGG16_MEANS_BGR, dtype=pixels.dtype)
+        means = keras.ops.convert_to_tensor(BACKBONE.means_bgr, dtype=pixels.dtype)
+        return keras.ops.flip(pixels, axis=-1) - means
 
     def get_config(self) -> dict:
         return {**super().get_config(), "mode": self.mode}

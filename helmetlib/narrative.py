@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from helmetlib.data import CLASS_NAMES, Dataset
-from helmetlib.runs import Audit, ModelResult
+from helmetlib.results import Audit, ModelResult
 from helmetlib.specs import get_spec
 from helmetlib.splits import Split
 

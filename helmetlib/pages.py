@@ -9,17 +9,9 @@ import html
 import io
 from datetime import datetime
 
-from helmetlib.runs import (
-    Audit,
-    Comparison,
-    Interval,
-    ModelResult,
-    ReportsFolder,
-    RunConfig,
-    RunFolder,
-    RunRecord,
-    Selection,
-)
+from helmetlib.results import Audit, Comparison, ModelResult, Selection
+from helmetlib.runs import ReportsFolder, RunConfig, RunFolder, RunRecord
+from helmetlib.uncertainty import Interval
 
 esc = html.escape
 
@@ -238,25 +230,21 @@ def _comparison_html(comparison: Comparison | None) -> str:
         return ""
     if not comparison.same_data or comparison.previous_run is None:
         return f"<h2>Since the previous run</h2><p>{esc(comparison.note)}</p>"
-    rows = []
-    for change in comparison.test:
-        flag = " <b class='failed'>regression</b>" if change.regression else ""
-        rows.append(
-            f"<tr><th>selected model, test {esc(change.metric)}</th><td>{change.previous:.3f}</td>"
-            f"<td>{change.current:.3f}</td>{_interval(change.change)}<td>{flag}</td></tr>"
-        )
-    for name, changes in comparison.validation.items():
-        for change in changes:
-            flag = " <b class='failed'>regression</b>" if change.regression else ""
-            rows.append(
-                f"<tr><th>{esc(name)}, validation {esc(change.metric)}</th><td>{change.previous:.3f}</td>"
-                f"<td>{change.current:.3f}</td>{_interval(change.change)}<td>{flag}</td></tr>"
-            )
+    labelled = [(f"selected model, test {change.metric}", change) for change in comparison.test]
+    labelled += [
+        (f"{name}, validation {change.metric}", change)
+        for name, changes in comparison.validation.items()
+        for change in changes
+    ]
+    rows = "".join(
+        f"<tr><th>{esc(label)}</th><td>{change.previous:.3f}</td><td>{change.current:.3f}</td>"
+        f"{_interval(change.change)}<td>{'<b class=failed>regression</b>' if change.regression else 'no'}</td></tr>"
+        for label, change in labelled
+    )
     return (
         f"<h2>Since the previous run ({esc(comparison.previous_run)})</h2><p>{esc(comparison.note)}</p>"
-        "<table><tr><th></th><th>previous</th><th>now</th><th>change (paired 95 % CI)</th><th></th></tr>"
-        + "".join(rows)
-        + "</table>"
+        "<table><tr><th></th><th>previous</th><th>now</th><th>change (paired 95 % CI)</th><th>regression</th></tr>"
+        f"{rows}</table>"
     )
 
 

@@ -16,7 +16,8 @@ from helmetlib.data import Dataset, select_rows
 from helmetlib.ensembles import ENSEMBLE_NAME, cross_architecture
 from helmetlib.metrics import Scores, performance
 from helmetlib.notebook import NotebookRun
-from helmetlib.runs import Audit, DataInfo, ModelResult, Selection, package_versions
+from helmetlib.results import Audit, DataInfo, ModelResult, Selection
+from helmetlib.runs import package_versions
 from helmetlib.splits import Split, indices_digest
 
 # ---------------------------------------------------------------------------------------------------------- the EDA

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 import cv2
 import numpy as np
 
-Normalization = Literal["unit", "vgg16", "pixels"]
+from helmetlib.backbones import BACKBONES
+
+Normalization = str  # a key of NORMALIZATIONS
 NORMALIZATIONS: dict[str, str] = {
     "unit": "float32 RGB divided by 255, in [0, 1] (the study's convention for every model)",
-    "vgg16": "keras.applications.vgg16.preprocess_input: RGB to BGR, ImageNet channel means subtracted",
+    **{
+        name: f"{backbone.preprocess}.preprocess_input: RGB to BGR, ImageNet channel means subtracted"
+        for name, backbone in BACKBONES.items()
+    },
     "pixels": "float32 RGB in [0, 255]; the model normalises inside, for each of its members",
 }
-VGG16_MEANS_BGR = (103.939, 116.779, 123.68)  # what preprocess_input subtracts after the swap to BGR
 
 
 def to_rgb(images_bgr: np.ndarray) -> np.ndarray:
@@ -42,8 +44,6 @@ def normalize(images_rgb: np.ndarray, mode: Normalization = "unit") -> np.ndarra
         return images_rgb.astype(np.float32) / 255.0
     if mode == "pixels":
         return images_rgb.astype(np.float32)
-    if mode == "vgg16":
-        from keras.applications.vgg16 import preprocess_input
-
-        return preprocess_input(images_rgb.astype(np.float32))
+    if mode in BACKBONES:
+        return BACKBONES[mode].normalize(images_rgb)
     raise ValueError(f"unknown normalisation {mode!r}; choose one of {sorted(NORMALIZATIONS)}")

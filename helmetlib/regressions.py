@@ -12,7 +12,8 @@ import zipfile
 
 import numpy as np
 
-from helmetlib.runs import Comparison, MetricChange, ReportsFolder, RunFolder, RunRecord
+from helmetlib.results import Comparison, MetricChange
+from helmetlib.runs import ReportsFolder, RunFolder, RunRecord
 from helmetlib.uncertainty import bootstrap_intervals
 
 COMPARED = ("accuracy", "f1", "bare_head_recall")

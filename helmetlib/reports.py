@@ -44,10 +44,10 @@ from helmetlib.features import register_cache_user
 from helmetlib.pages import run_page, runs_index
 from helmetlib.photos import crop_rule_of
 from helmetlib.records import RecordError, write_text
+from helmetlib.results import DataInfo
 from helmetlib.runs import (
     COMPARISON,
     NOTEBOOKS,
-    DataInfo,
     LatestPointer,
     ParameterError,
     ReportsFolder,

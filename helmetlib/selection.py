@@ -8,7 +8,8 @@ from __future__ import annotations
 import numpy as np
 
 from helmetlib.calibration import Calibration
-from helmetlib.runs import Audit, DeployThreshold, ModelResult, RunConfig, Selection, Verdict
+from helmetlib.results import Audit, DeployThreshold, ModelResult, Selection, Verdict
+from helmetlib.runs import RunConfig
 from helmetlib.uncertainty import bootstrap_intervals, choose_threshold, f1_difference
 
 SELECTION_RULE = (

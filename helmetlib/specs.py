@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from helmetlib.backbones import BACKBONE
+
 EPOCHS = 20
 BATCH_SIZE = 128
 DEMO_BATCH_SIZE = 16  # the demo set's ~112 training images would make one step per epoch at 128: nothing is learned
@@ -37,7 +39,7 @@ class ModelSpec:
     learning_rate: float
     features: Features
     head: Literal["cnn", "linear", "mlp", "gap", "logistic"]
-    normalization: Literal["unit", "vgg16"] = "unit"
+    normalization: str = "unit"  # or the backbone's own preprocessing (`backbones.BACKBONE.name`)
     augmented: bool = False
     early_stopping: bool = False  # also: learning-rate reduction on plateau and class weights when imbalanced
 
@@ -45,6 +47,12 @@ class ModelSpec:
     def uses_backbone(self) -> bool:
         """True for the models built on the frozen VGG16."""
         return self.features != "image"
+
+    @property
+    def standardised(self) -> bool:
+        """True for the heads on pooled features that standardise them first (models 5 and 6): they need the
+        training images' features once, for the mean and variance."""
+        return self.head in ("gap", "logistic")
 
     @property
     def deterministic(self) -> bool:
@@ -73,7 +81,7 @@ MODEL_SPECS: dict[str, ModelSpec] = {
             3e-2,  # measured over 5 seeds on helmet-dev: 1e-3 0.671, 1e-2 0.718, 3e-2 0.736 validation accuracy
             features="gap5",
             head="gap",
-            normalization="vgg16",
+            normalization=BACKBONE.name,
             early_stopping=True,
         ),
         ModelSpec(
@@ -82,7 +90,7 @@ MODEL_SPECS: dict[str, ModelSpec] = {
             0.0,  # fitted in closed form (L-BFGS), no optimiser
             features="multiscale",
             head="logistic",
-            normalization="vgg16",
+            normalization=BACKBONE.name,
         ),
     )
 }

@@ -40,7 +40,7 @@ from helmetlib.models import (
     vgg16_backbone,
 )
 from helmetlib.preprocess import normalize
-from helmetlib.runs import DataInfo, ModelResult, RepeatResult, Restart
+from helmetlib.results import DataInfo, ModelResult, RepeatResult, Restart
 from helmetlib.specs import ModelSpec, get_spec
 from helmetlib.splits import Split, indices_digest
 from helmetlib.uncertainty import brier_score, f1_difference
@@ -513,7 +513,7 @@ class _Trainer:
         self.features = None  # fast mode: every image's features (N, ...), a `RowFile` read batch by batch
         self.train_features = None  # models 5 and 6: the training images' pooled features, in memory
         if faithful:
-            if spec.head in ("gap", "logistic"):  # the standardisation needs the training features once
+            if spec.standardised:  # the standardisation needs the training features once
                 [self.train_features] = compute_features(
                     self.backbone, select_rows(dataset.images, split.train), normalization=spec.normalization
                 )
@@ -521,7 +521,7 @@ class _Trainer:
             self.features = cached_features(
                 dataset.images, dataset.content_hash, self.vgg16, cache, kind=spec.features, precision=self.precision
             )
-            if spec.head in ("gap", "logistic"):
+            if spec.standardised:
                 self.train_features = np.asarray(self.features[split.train])  # pooled: at most 2,560 per image
             if spec.augmented:
                 self.views = self._augmented_views(precision)
@@ -621,7 +621,7 @@ class _Trainer:
         mean, variance = self._standardisation()
         head = build_head(spec, self.backbone.output_shape[1:], mean=mean, variance=variance)
         model = assemble(spec.name, self.backbone, head)
-        if spec.head == "logistic":
+        if spec.deterministic:  # closed form
             return model, head, self._fit_logistic(head, seed), None
         if self.faithful:
             compile_model(model, spec.learning_rate)
@@ -680,7 +680,7 @@ class _Trainer:
 
     def _standardisation(self) -> tuple[np.ndarray | None, np.ndarray | None]:
         """Per-feature mean and variance of the training features (models 5 and 6), else (None, None)."""
-        if self.spec.head not in ("gap", "logistic"):
+        if not self.spec.standardised:
             return None, None
         train = self.train_features
         variance = train.var(axis=0)

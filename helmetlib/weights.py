@@ -10,13 +10,9 @@ import warnings
 from pathlib import Path
 from typing import Literal
 
+from helmetlib.backbones import BACKBONE
 from helmetlib.records import Record, record
 
-IMAGENET_NOTOP_URL = (
-    "https://storage.googleapis.com/tensorflow/keras-applications/vgg16/"
-    "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
-)
-IMAGENET_NOTOP_HASH = "6d6bbae143d832006294945121d1f1fc"
 DOWNLOAD_TIMEOUT_S = 20
 RANDOM_BACKBONE_SEED = 0  # a random backbone is the same for every seed and repeat, so its features are shared
 
@@ -85,18 +81,17 @@ class WeightsChoice(Record):
             raise ValueError(f"{self.path}: weights file changed since the run resolved it (sha256 differs)")
 
 
-VGG16_CHANNELS = (64, 64, 128, 128, 256, 256, 256, 512, 512, 512, 512, 512, 512)  # its 13 convolutions, in order
-
-
-def check_vgg16_weights(path: str | Path) -> None:
-    """`ValueError` naming the first mismatch when `path` is not an HDF5 file of VGG16's no-top weights (13 3x3
-    convolutions with these channels, each a kernel and a bias; Keras 3 `.weights.h5` or the legacy layout).
+def check_backbone_weights(path: str | Path) -> None:
+    """`ValueError` naming the first mismatch when `path` is not an HDF5 file of the backbone's no-top weights
+    (its 3x3 convolutions with their channels, each a kernel and a bias; Keras 3 `.weights.h5` or the legacy
+    layout).
 
     Read from the file's structure alone (h5py, no TensorFlow), so a run refuses a wrong file before it starts."""
     import h5py
 
     expected = []
-    for inputs, outputs in zip((3, *VGG16_CHANNELS[:-1]), VGG16_CHANNELS, strict=True):
+    channels, name = BACKBONE.conv_channels, BACKBONE.application
+    for inputs, outputs in zip((3, *channels[:-1]), channels, strict=True):
         expected += [(3, 3, inputs, outputs), (outputs,)]
     found: list[tuple[str, tuple[int, ...]]] = []
     try:
@@ -105,17 +100,17 @@ def check_vgg16_weights(path: str | Path) -> None:
     except OSError as error:
         raise ValueError(f"{path}: not a readable HDF5 weights file ({error})") from None
     missing = list(expected)
-    for name, shape in found:
+    for array, shape in found:
         if shape not in missing:
             raise ValueError(
-                f"{path}: not VGG16 no-top weights: {name} has shape {shape}, which VGG16 does not have "
-                f"(or has fewer times); expected the 13 convolutions of {', '.join(map(str, VGG16_CHANNELS))} channels"
+                f"{path}: not {name} no-top weights: {array} has shape {shape}, which {name} does not have (or has "
+                f"fewer times); expected the {len(channels)} convolutions of {', '.join(map(str, channels))} channels"
             )
         missing.remove(shape)
     if missing:
         raise ValueError(
-            f"{path}: not VGG16 no-top weights: {len(found)} arrays, none of shape {missing[0]} "
-            f"({len(missing)} of VGG16's {len(expected)} arrays missing)"
+            f"{path}: not {name} no-top weights: {len(found)} arrays, none of shape {missing[0]} "
+            f"({len(missing)} of {name}'s {len(expected)} arrays missing)"
         )
 
 
@@ -131,7 +126,7 @@ def file_sha256(path: str | Path) -> str:
 def resolve_weights(
     weights: str | Path | WeightsChoice | None = "imagenet",
     *,
-    url: str = IMAGENET_NOTOP_URL,
+    url: str = BACKBONE.imagenet_url,
     cache_dir: str | Path | None = None,
 ) -> WeightsChoice:
     """Resolve `imagenet` (download or Keras cache), `None`/`"none"` or a local weights file to a `WeightsChoice`.
@@ -159,7 +154,7 @@ def resolve_weights(
     path = Path(weights).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"{path}: weights file not found (use 'imagenet', 'none' or an existing .h5 file)")
-    check_vgg16_weights(path)
+    check_backbone_weights(path)
     return WeightsChoice(requested=str(path), used="file", path=str(path.resolve()), sha256=file_sha256(path))
 
 
@@ -173,11 +168,11 @@ def _download_imagenet_notop(url: str, cache_dir: str | Path | None) -> Path:
         with contextlib.redirect_stdout(io.StringIO()):
             return Path(
                 keras.utils.get_file(
-                    Path(IMAGENET_NOTOP_URL).name,
+                    Path(BACKBONE.imagenet_url).name,
                     url,
                     cache_dir=None if cache_dir is None else str(cache_dir),
                     cache_subdir="models",
-                    file_hash=IMAGENET_NOTOP_HASH,
+                    file_hash=BACKBONE.imagenet_md5,
                 )
             )
     finally:

@@ -22,7 +22,8 @@ from helmetlib.importer import main as import_main
 from helmetlib.inference import load_model, predict, predict_photos
 from helmetlib.inference import main as predict_main
 from helmetlib.photos import CropRule, HeadBox, Window, square_crop
-from helmetlib.runs import DataInfo, RunConfig
+from helmetlib.results import DataInfo
+from helmetlib.runs import RunConfig
 from helmetlib.splits import make_split, shared_groups
 
 CLASSES = {"helmet": 1, "head": 0}

@@ -8,7 +8,8 @@ import pytest
 
 from helmetlib.calibration import fit_calibration
 from helmetlib.metrics import performance
-from helmetlib.runs import DataInfo, ModelResult, RepeatResult, RunConfig
+from helmetlib.results import DataInfo, ModelResult, RepeatResult
+from helmetlib.runs import RunConfig
 from helmetlib.selection import (
     SELECTION_RULE,
     deploy_threshold,

@@ -22,17 +22,22 @@ TOLERANCE = 1e-4
 
 @pytest.fixture(scope="module")
 def discriminating_weights(tmp_path_factory):
-    """The stand-in VGG16 weights beside the checkout, else a random VGG16 whose every kernel is doubled, so
-    that heads trained on its features give probabilities spread far apart (not all within 1e-3 of 0.5).
-
-    Keras' random start shrinks the activations through 13 ReLU convolutions: scaling the last kernel alone left
-    the linear and MLP heads a spread of 0.009 (the check's floor is 0.01); doubling every kernel gives 0.07-0.8
-    (demo set, 64 px, seed 3)."""
+    """The stand-in VGG16 weights beside the checkout, else a random VGG16 drawn to keep its signal: He-normal
+    kernels (sd sqrt(2 / fan-in), the start that preserves the activations' variance through ReLU layers) and zero
+    biases, so that its features vary between images as a trained backbone's do and heads trained on them spread
+    their probabilities. Keras' Glorot start shrinks the activations through 13 ReLU convolutions instead (the heads'
+    outputs then spread by under 0.01, and the checks below would compare near-constants)."""
     if STAND_IN_WEIGHTS.exists():
         return resolve_weights(STAND_IN_WEIGHTS)
     vgg16 = vgg16_backbone(resolve_weights(None), (64, 64, 3))
-    weights = [kernel * 2 if kernel.ndim == 4 else kernel for kernel in vgg16.get_weights()]
-    path = tmp_path_factory.mktemp("weights") / "scaled-random.weights.h5"
+    rng = np.random.default_rng(0)
+    weights = [
+        rng.normal(0, np.sqrt(2 / np.prod(kernel.shape[:-1])), kernel.shape).astype(np.float32)
+        if kernel.ndim == 4
+        else np.zeros_like(kernel)
+        for kernel in vgg16.get_weights()
+    ]
+    path = tmp_path_factory.mktemp("weights") / "he-normal.weights.h5"
     vgg16.set_weights(weights)
     vgg16.save_weights(path)
     return resolve_weights(path)
@@ -47,6 +52,7 @@ def test_cnn_learns_the_demo_set(demo_64, learnt_cnn):
     assert trained.mode == "direct" and trained.epochs_run == 15 and trained.restarts == []
 
 
+@pytest.mark.shared_fallback
 @pytest.mark.parametrize("name", ["vgg16_linear", "vgg16_mlp", "vgg16_gap", "vgg16_multiscale"])
 def test_fast_head_equals_faithful_training(demo_64, discriminating_weights, tmp_path, name):
     subset = make_demo_dataset(48, seed=5, image_size=64)
@@ -117,6 +123,7 @@ def test_heads_read_cached_features_a_batch_at_a_time(demo_small, tmp_path, monk
     assert len(reads) > 2 * 4 and max(reads) == 8  # 4 batches of 8 per epoch; never more rows at once
 
 
+@pytest.mark.shared_fallback
 def test_early_stopping_stops_before_the_last_epoch(demo_64, discriminating_weights, tmp_path):
     parts = split(demo_64.labels)
     trained = train_model(

@@ -1,0 +1,263 @@
+"""What a run found, as typed records: the data it saw (`DataInfo`), each model's repeats and deployed model
+(`ModelResult`), the selection with its evidence (`Selection`), the leakage audit and the comparison with the
+previous run. Free of TensorFlow and of the run's settings and folders (`runs`), which read and write them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import field
+
+import numpy as np
+from pydantic import computed_field
+
+from helmetlib.calibration import Calibration
+from helmetlib.ensembles import CrossEnsemble
+from helmetlib.health import Health
+from helmetlib.metrics import HEADLINE_METRICS, Scores
+from helmetlib.photos import CropRule, crop_rule_of
+from helmetlib.records import Record, record
+from helmetlib.uncertainty import Interval
+from helmetlib.weights import WeightsChoice
+
+
+@record
+class DataInfo(Record):
+    """Which data a run or model saw: where it came from, its content hash and counts."""
+
+    path: str
+    demo: bool
+    content_hash: str
+    images: int
+    class_counts: dict[str, int]
+    crop_rule: CropRule | None = None  # how `helmet-import` cut the crops; prediction on photos cuts them alike
+
+    @classmethod
+    def of(cls, dataset, data_dir: str) -> DataInfo:
+        """The record of a loaded `Dataset` read from `data_dir` ("" for the demo set)."""
+        return cls(
+            path=data_dir or "synthetic demo set",
+            demo=not data_dir,
+            content_hash=dataset.content_hash,
+            images=len(dataset),
+            class_counts={str(label): count for label, count in dataset.class_counts.items()},
+            crop_rule=crop_rule_of(data_dir) if data_dir else None,
+        )
+
+
+@record
+class Restart(Record):
+    """A training attempt abandoned because the model collapsed; training restarted with another seed."""
+
+    seed: int
+    epoch: int
+    reason: str
+
+
+@record
+class RepeatResult(Record):
+    """One training of a model: its seed, scores on train and validation, and whether it collapsed."""
+
+    seed: int
+    seed_used: int
+    split_seed: int
+    train: Scores
+    validation: Scores
+    epochs_run: int
+    collapsed: bool
+    restarts: tuple[Restart, ...] = ()
+    seconds: float = 0.0
+    health: Health | None = None
+
+
+@record
+class Spread(Record):
+    """Mean, standard deviation (ddof 1; 0 for one repeat), minimum and maximum of a metric over repeats."""
+
+    mean: float
+    std: float
+    min: float
+    max: float
+
+    @classmethod
+    def of(cls, values: list[float]) -> Spread:
+        array = np.asarray(values, dtype=float)
+        std = float(array.std(ddof=1)) if len(array) > 1 else 0.0
+        return cls(mean=float(array.mean()), std=std, min=float(array.min()), max=float(array.max()))
+
+
+SPREAD_METRICS = (*HEADLINE_METRICS, "bare_head_recall")
+
+
+@record
+class ModelResult(Record):
+    """A model's results over its repeats and how it was trained; `train` / `validation` are the deployed model's.
+
+    `deployed` says which model is kept for this architecture: the seed ensemble (probabilities averaged over the
+    non-collapsed repeats) unless validation shows it clearly worse than the best repeat (`deployed_reason`);
+    `deployed_health` is that model's `Health` on the training part.
+    """
+
+    name: str
+    description: str
+    parameters: int
+    trainable_parameters: int
+    normalization: str
+    input_shape: tuple[int, int, int]
+    mode: str
+    precision: str
+    view_precision: str | None
+    weights: WeightsChoice | None
+    threshold: float
+    repeats: tuple[RepeatResult, ...]
+    deployed: str
+    deployed_seeds: tuple[int, ...]
+    train: Scores
+    validation: Scores
+    best_repeat_validation: Scores | None
+    ensemble_validation: Scores | None
+    notes: tuple[str, ...]
+    data: DataInfo
+    split: dict[str, int]
+    train_seconds: float
+    deployed_reason: str = ""
+    deployed_health: Health | None = None
+    validation_brier: float | None = None  # the deployed model's validation Brier score (None: an older helmetlib)
+
+    @computed_field
+    @property
+    def collapsed(self) -> bool:
+        """True only when every repeat collapsed (such a model is never selected)."""
+        return all(repeat.collapsed for repeat in self.repeats)
+
+    @computed_field
+    @property
+    def summary(self) -> dict[str, Spread]:
+        """Spread of each validation metric over the repeats."""
+        return {
+            metric: Spread.of([_metric(repeat.validation, metric) for repeat in self.repeats])
+            for metric in SPREAD_METRICS
+        }
+
+    @property
+    def epochs_run(self) -> int:
+        """Epochs of the first repeat's final attempt (all repeats train the same number unless they stop early)."""
+        return self.repeats[0].epochs_run
+
+
+def _metric(scores: Scores, metric: str) -> float:
+    return scores.bare_head_recall if metric == "bare_head_recall" else getattr(scores, metric)
+
+
+@record
+class Verdict(Record):
+    """Whether validation separates the selected model from the runner-up, in words and numbers."""
+
+    runner_up: str | None
+    difference: dict[str, Interval]
+    separated: bool
+    text: str
+
+
+@record
+class DeployThreshold(Record):
+    """The threshold written into the selected model's card, and how it was chosen."""
+
+    value: float
+    rule: str
+    description: str
+
+
+@record
+class ExportedFile(Record):
+    """A TensorFlow Lite export of the selected model, its size and its agreement with the Keras model."""
+
+    file: str
+    megabytes: float
+    sha256: str
+    label_agreement: float | None = None
+    max_probability_difference: float | None = None
+
+
+@record
+class Selection(Record):
+    """What the comparison decided: the selected model, what is deployed (it, or the cross-architecture ensemble
+    with it) and the deployed model's test scores (the only look at the test part).
+
+    `test` is at the run's threshold (the study's 0.5) on the model's own output, `test_at_threshold` at the
+    deployed threshold on the calibrated probability (`calibration`); the labels and the model's own test
+    probabilities are kept for the paired comparison with the next run.
+    """
+
+    selected_model: str | None
+    rule: str
+    candidates: tuple[str, ...]
+    excluded: dict[str, str] = field(default_factory=dict)
+    missing: tuple[str, ...] = ()
+    verdict: Verdict | None = None
+    threshold: DeployThreshold | None = None
+    test: Scores | None = None
+    test_at_threshold: Scores | None = None
+    test_intervals: dict[str, Interval] = field(default_factory=dict)
+    test_intervals_at_threshold: dict[str, Interval] = field(default_factory=dict)
+    test_labels: tuple[int, ...] = ()
+    test_probabilities: tuple[float, ...] = ()
+    test_indices_hash: str | None = None
+    validation_labels: tuple[int, ...] = ()
+    validation_brier: float | None = None
+    validation_ece: float | None = None
+    export: dict[str, ExportedFile] | None = None
+    calibration: Calibration | None = None
+    deployed_model: str | None = None
+    cross_ensemble: CrossEnsemble | None = None
+
+    @property
+    def deployed(self) -> str | None:
+        """The model file to deploy (`models/<deployed>.keras`): the selected model, or the cross-architecture
+        ensemble (`ensemble`) when validation showed it clearly better."""
+        return self.deployed_model or self.selected_model
+
+
+@record
+class Audit(Record):
+    """The EDA's leakage audit in numbers and one verdict line (shown in the decision block)."""
+
+    verdict: str
+    leakage: bool
+    exact_pairs_across: int
+    near_pairs_across: int
+    look_alike_pairs_across: int | None
+    shared_groups: int | None
+
+
+@record
+class MetricChange(Record):
+    """A metric now minus the same metric in the previous run, with a paired bootstrap interval."""
+
+    metric: str
+    previous: float
+    current: float
+    change: Interval
+    regression: bool
+
+
+@record
+class Comparison(Record):
+    """This run against the previous ok run on the same data: per-model validation changes, selected test changes."""
+
+    previous_run: str | None
+    same_data: bool
+    note: str
+    validation: dict[str, tuple[MetricChange, ...]]
+    test: tuple[MetricChange, ...]
+    selection_lost: str | None = None
+
+    @property
+    def regressions(self) -> list[str]:
+        """One line per change whose interval excludes 0 in the bad direction (and a selection that vanished)."""
+        lines = []
+        if self.selection_lost:
+            lines.append(f"no model selected now; the previous run selected {self.selection_lost}")
+        lines += [f"selected model, test {c.metric}: {c.change.text()}" for c in self.test if c.regression]
+        for name, changes in self.validation.items():
+            lines += [f"{name}, validation {c.metric}: {c.change.text()}" for c in changes if c.regression]
+        return lines
