@@ -5,11 +5,14 @@ Each member is calibrated by Platt scaling out of fold within validation (`calib
 side is graded on images its calibration was fitted to. The comparison is on the Brier score, a proper scoring rule
 (F1 at one threshold cannot see a better ranking or better probabilities): the ensemble is deployed when the paired
 bootstrap 95 % interval of (selected minus ensemble) Brier score lies above 0, i.e. validation shows it clearly
-better. On helmet-dev it was never clearly better on 90 validation images, though it scored better on photos from
-elsewhere (docs/seeds.md): the record says so, and the run page shows its numbers either way.
+better (`--cross-ensemble preferred`, the default), or unless it lies below 0 (`unless-worse`), or never (`off`).
+On helmet-dev it was never clearly better on 90 validation images, though it ranked photos from elsewhere better in
+5 runs of 5 (docs/seeds.md): the record says so, and the run page shows its numbers either way.
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 import numpy as np
 from scipy.stats import bootstrap
@@ -38,15 +41,18 @@ class CrossEnsemble(Record):
     selected_brier: float
     brier_gain: Interval
     deployed: bool
+    rule: Literal["preferred", "unless-worse", "off"] = "preferred"
 
     @property
     def text(self) -> str:
         """One sentence for the decision block."""
-        verdict = (
-            "deployed: validation shows its probabilities clearly better"
-            if self.deployed
-            else "not deployed: validation does not show it clearly better"
-        )
+        verdict = {
+            ("preferred", True): "deployed: validation shows its probabilities clearly better",
+            ("preferred", False): "not deployed: validation does not show it clearly better",
+            ("unless-worse", True): "deployed: validation does not show it clearly worse",
+            ("unless-worse", False): "not deployed: validation shows it clearly worse",
+            ("off", False): "not deployed (--cross-ensemble off)",
+        }[(self.rule, self.deployed)]
         return (
             f"Cross-architecture ensemble ({' + '.join(self.members)}, mean calibrated P(helmet)) {verdict} "
             f"(validation Brier score {self.brier:.3f} vs {self.selected_brier:.3f} for {self.members[0]}, gain "
@@ -74,11 +80,15 @@ def cross_architecture(
     validation_labels: np.ndarray,
     validation: dict[str, np.ndarray],
     *,
+    rule: Literal["preferred", "unless-worse", "off"] = "preferred",
     threshold: float = 0.5,
     n_resamples: int = 2000,
 ) -> CrossEnsemble | None:
     """The ensemble of the first `MEMBERS` of `ranked` (the selected model first, then the runner-up), weighed on
-    the validation probabilities `validation` {name: (n,)} of the deployed models; None with fewer models."""
+    the validation probabilities `validation` {name: (n,)} of the deployed models; None with fewer models.
+
+    `rule`: deployed when the paired bootstrap interval of the Brier gain lies above 0 (`preferred`), when it does
+    not lie below 0 (`unless-worse`), or never (`off`: weighed and reported only)."""
     if len(ranked) < MEMBERS:
         return None
     members = tuple(ranked[:MEMBERS])
@@ -93,5 +103,6 @@ def cross_architecture(
         brier=brier_score(validation_labels, ensemble),
         selected_brier=brier_score(validation_labels, selected),
         brier_gain=gain,
-        deployed=gain.low > 0,
+        deployed={"preferred": gain.low > 0, "unless-worse": gain.high >= 0, "off": False}[rule],
+        rule=rule,
     )

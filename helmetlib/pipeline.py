@@ -161,7 +161,8 @@ def compare_and_select(run: NotebookRun, dataset: Dataset) -> Comparison:
         comparison.selection.write(folder.selection_file)
         return comparison
     second = None if config.resplit else runner_up(results, selected, labels, paired, **rule_options)
-    cross = cross_architecture([selected, second], labels, validation, **rule_options) if second else None
+    cross_options = {**rule_options, "rule": config.cross_ensemble}
+    cross = cross_architecture([selected, second], labels, validation, **cross_options) if second else None
     deployed = _deployed_candidate(run, selected, cross, labels, validation)
     calibrated = deployed.calibration.apply if deployed.calibration else np.asarray
     threshold = deploy_threshold(config, labels, calibrated(deployed.validation), deployed.calibration)

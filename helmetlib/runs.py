@@ -156,6 +156,7 @@ class RunConfig(Record):
     faithful: bool = default("FAITHFUL")
     augmented_views: int = default("AUGMENTED_VIEWS")
     export_tflite: bool = default("EXPORT_TFLITE")
+    cross_ensemble: Literal["preferred", "unless-worse", "off"] = default("CROSS_ENSEMBLE")
     bootstrap_resamples: int = default("BOOTSTRAP_RESAMPLES")
     origin: Literal["helmet-reports", "notebook"] = "notebook"
 

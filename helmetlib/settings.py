@@ -153,6 +153,16 @@ SETTINGS: tuple[Setting, ...] = (
         "--target-bare-head-recall",
     ),
     Setting(
+        "CROSS_ENSEMBLE",
+        str,
+        "preferred",
+        "deploy the selected model and the runner-up averaged when validation shows it clearly better (preferred), "
+        "unless it shows it clearly worse (unless-worse), or never (off)",
+        SELECTION,
+        "--cross-ensemble",
+        choices=("preferred", "unless-worse", "off"),
+    ),
+    Setting(
         "BOOTSTRAP_RESAMPLES", int, 2000, "resamples for the bootstrap intervals", SELECTION, "--bootstrap-resamples"
     ),
     Setting(

@@ -40,6 +40,7 @@ CACHE_DIR: str = "reports/.cache"  # likewise: backbone features and the backbon
 THRESHOLD: float = 0.5  # decision threshold of the metrics and the selection (the study's 0.5)
 THRESHOLD_RULE: str = "fixed"  # threshold to deploy: fixed (THRESHOLD), max_f1 or bare_head_recall (on validation)
 TARGET_BARE_HEAD_RECALL: float = 0.9  # the share of bare heads to catch, for THRESHOLD_RULE bare_head_recall
+CROSS_ENSEMBLE: str = "preferred"  # deploy the best two averaged: preferred (clearly better), unless-worse, off
 BOOTSTRAP_RESAMPLES: int = 2000  # resamples of the bootstrap intervals
 EXPORT_TFLITE: bool = True  # write the selected model as float32 and quantised TensorFlow Lite files
 

@@ -45,6 +45,25 @@ def test_the_ensemble_is_not_deployed_when_validation_cannot_tell():
     assert cross_architecture(["a"], labels, {"a": first}) is None  # nothing to average
 
 
+def test_the_rule_option_decides_on_the_same_evidence():
+    labels, first, second = complementary()
+    alike = np.clip(first + np.random.default_rng(2).normal(0, 0.01, len(labels)), 0, 1)  # cannot be told apart
+    noise = np.random.default_rng(1).uniform(0, 1, len(labels))  # averaging with it is clearly worse
+    outcomes = {}
+    for rule in ("preferred", "unless-worse", "off"):
+        outcomes[rule] = [
+            cross_architecture(["a", "b"], labels, {"a": first, "b": other}, rule=rule).deployed
+            for other in (second, alike, noise)
+        ]
+    assert outcomes == {
+        "preferred": [True, False, False],
+        "unless-worse": [True, True, False],
+        "off": [False, False, False],
+    }
+    text = cross_architecture(["a", "b"], labels, {"a": first, "b": noise}, rule="unless-worse").text
+    assert "not deployed: validation shows it clearly worse" in text
+
+
 def test_brier_gain_is_the_difference_of_the_brier_scores_with_a_paired_interval():
     labels, first, second = complementary(seed=3)
     gain = brier_gain(labels, first, second)
