@@ -49,6 +49,12 @@ def split_table(split: Split, labels: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame(rows).T
 
 
+def reference_model(config) -> str:
+    """The model the EDA trains on each split: `vgg16_linear` (its backbone features are cached for the run's
+    models), or the CNN when no model of the run uses the backbone (its weights are then never loaded)."""
+    return "cnn" if config.weights.used == "unused" else "vgg16_linear"
+
+
 def split_score_change(
     dataset: Dataset, splits: dict[str, Split], *, model_name: str = "vgg16_linear", **train_options
 ) -> pd.DataFrame:

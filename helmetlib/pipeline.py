@@ -320,11 +320,14 @@ def _test_probabilities(run: NotebookRun, dataset: Dataset, name: str, parts: Sp
     return predict_proba(model, select_rows(dataset.images, parts.test), normalization=card.input.normalization)
 
 
-def look_alike_features(run: NotebookRun, dataset: Dataset) -> np.ndarray:
-    """The frozen VGG16's features of every image (N, 6, 6, 512) as models 2-4 see them, from the shared cache."""
+def look_alike_features(run: NotebookRun, dataset: Dataset) -> np.ndarray | None:
+    """The frozen VGG16's features of every image (N, 6, 6, 512) as models 2-4 see them, from the shared cache;
+    None when no model of the run uses the backbone (its weights are not loaded: no look-alike audit)."""
     from helmetlib.features import FeatureCache, cached_features
     from helmetlib.models import vgg16_backbone
 
+    if run.config.weights.used == "unused":
+        return None
     vgg16 = vgg16_backbone(run.config.weights, dataset.images.shape[1:])
     cache = FeatureCache(run.config.cache_dir)
     return cached_features(dataset.images, dataset.content_hash, vgg16, cache, kind="block5")

@@ -25,6 +25,7 @@ import tempfile
 import threading
 import time
 import traceback
+import warnings
 from dataclasses import replace
 from pathlib import Path
 
@@ -61,6 +62,7 @@ from helmetlib.runs import (
     process_start_time,
 )
 from helmetlib.splits import make_split, read_groups, split_key
+from helmetlib.weights import WeightsFallbackWarning
 
 EXIT_FAILED, EXIT_USAGE, EXIT_REGRESSION = 1, 2, 3
 EXIT_SIGNAL = {signal.SIGTERM: 143, signal.SIGINT: 130}
@@ -269,7 +271,11 @@ def _checked_settings(args: argparse.Namespace, out: ReportsFolder, run_id: str,
         stale = stale_pairing(source)
         if stale:
             raise ParameterError(stale)
-    config = make_config(args, out, run_id)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", WeightsFallbackWarning)
+        config = make_config(args, out, run_id)
+    for warning in caught:  # the fallback is loud, in one line; every page carries its banner too
+        print(f"helmet-reports: warning: {warning.message}", file=sys.stderr)
     dataset = load_run_data(config.data_dir, demo_size=config.demo_size, image_size=config.image_size)
     if config.data_dir:
         crop_rule_of(config.data_dir)  # a malformed crop rule in manifest.json stops here, not in a notebook

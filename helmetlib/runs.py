@@ -267,6 +267,8 @@ class RunConfig(Record):
             raise ParameterError(_first_message(error)) from None
         if weights is not None:
             return config
+        if not any(specs.get_spec(name).uses_backbone for name in models):  # nothing to fetch or load
+            return dataclasses.replace(config, weights=WeightsChoice(requested=requested, used="unused"))
         return dataclasses.replace(config, weights=_resolved_weights(requested, base))
 
 

@@ -23,10 +23,11 @@ class WeightsFallbackWarning(UserWarning):
 
 @record
 class WeightsChoice(Record):
-    """What was asked for (`imagenet`, `none` or a path), what is used (`imagenet`, `random` or `file`) and why."""
+    """What was asked for (`imagenet`, `none` or a path), what is used (`imagenet`, `random` or `file`, or `unused`
+    when no model of the run stands on the backbone: nothing is fetched or loaded) and why."""
 
     requested: str
-    used: Literal["imagenet", "random", "file"]
+    used: Literal["imagenet", "random", "file", "unused"]
     path: str | None = None
     sha256: str | None = None
     fallback_reason: str | None = None
@@ -40,6 +41,8 @@ class WeightsChoice(Record):
         """One line: which weights, and where they come from (file name and fingerprint for a local file)."""
         if self.used == "imagenet":
             return f"ImageNet (Keras' VGG16 no-top file, sha256 {self.sha256[:12]})"
+        if self.used == "unused":
+            return "none loaded: no model of this run uses the VGG16 backbone"
         if self.used == "file":
             return f"local file {Path(self.path).name} (sha256 {self.sha256[:12]}; not ImageNet)"
         if self.is_fallback:
@@ -47,8 +50,8 @@ class WeightsChoice(Record):
         return "random (--weights none)"
 
     def banner(self) -> str | None:
-        """A warning for every page when the backbone is not ImageNet's, or None when it is."""
-        if self.used == "imagenet":
+        """A warning for every page when the backbone is not ImageNet's, or None when it is (or is not used)."""
+        if self.used in ("imagenet", "unused"):
             return None
         if self.is_fallback:
             return (

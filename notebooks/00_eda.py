@@ -41,7 +41,14 @@ from IPython.display import Markdown, display
 
 from helmetlib import plots
 from helmetlib.audit import leakage_summary
-from helmetlib.eda import image_statistics, source_photo_examples, split_description, split_score_change, split_table
+from helmetlib.eda import (
+    image_statistics,
+    reference_model,
+    source_photo_examples,
+    split_description,
+    split_score_change,
+    split_table,
+)
 from helmetlib.narrative import data_conclusion
 from helmetlib.notebook import start
 from helmetlib.pages import config_banners, in_notebook
@@ -152,11 +159,13 @@ if run.config.groups_csv:
     display(audit.shared)
     display(Markdown("Grouped split (no group on two sides):"))
     display(split_table(grouped, dataset.labels))
-    display(Markdown(f"Validation scores of vgg16_linear ({run.config.epochs} epochs) trained on each split:"))
+    reference = reference_model(run.config)
+    display(Markdown(f"Validation scores of {reference} ({run.config.epochs} epochs) trained on each split:"))
     display(
         split_score_change(
             dataset,
             {"random split": random_parts, "grouped split": grouped},
+            model_name=reference,
             weights=run.config.weights,
             epochs=run.config.epochs,
             batch_size=run.config.batch_size,

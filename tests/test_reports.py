@@ -291,6 +291,35 @@ def test_a_damaged_old_run_is_skipped_with_one_warning_and_named_in_the_index(tm
     assert (out / "latest.json").is_file() and (out / "old" / "run.json").is_file()  # reported, never deleted
 
 
+def test_a_weights_fallback_is_one_warning_line_and_a_cnn_only_run_fetches_nothing(tmp_path, monkeypatch, capsys):
+    import warnings
+
+    from helmetlib import reports, runs
+    from helmetlib.weights import WeightsFallbackWarning
+
+    fetched = []
+
+    def unavailable(requested):
+        fetched.append(requested)
+        if requested != "imagenet":
+            return resolve_weights(requested)
+        message = "ImageNet weights for VGG16 unavailable (offline); using RANDOM initialisation"
+        warnings.warn(message, WeightsFallbackWarning, stacklevel=2)
+        return WeightsChoice(requested="imagenet", used="random", fallback_reason="offline")
+
+    monkeypatch.setattr(runs, "resolve_weights", unavailable)
+    monkeypatch.setattr(reports, "_execute", lambda *args: [])  # no kernels: the settings are what is tested
+    small = ["--weights", "imagenet", "--demo-size", "40", "--image-size", "32", "--no-export"]
+    assert main(["--out", str(tmp_path / "a"), "--run-id", "cnn", "--models", "cnn", *small]) == 0
+    assert "imagenet" not in fetched and capsys.readouterr().err == ""  # only the placeholder "none" was resolved
+    assert RunRecord.read(tmp_path / "a" / "cnn" / "run.json").config.weights.used == "unused"
+    assert main(["--out", str(tmp_path / "b"), "--run-id", "gap", "--models", "vgg16_gap", *small]) == 0
+    error = capsys.readouterr().err
+    assert fetched[-1] == "imagenet" and error.splitlines() == [
+        "helmet-reports: warning: ImageNet weights for VGG16 unavailable (offline); using RANDOM initialisation"
+    ]
+
+
 def test_settings_are_checked_before_the_weights_are_fetched(monkeypatch):
     from helmetlib import runs
 
