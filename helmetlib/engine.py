@@ -176,7 +176,7 @@ def execute_notebook(stage: Stage, work: RunFolder, *, kernel: str, timeout: int
     finally:
         if output.exists():
             shows = f"{stage.model} — helmet study model report" if stage.model else _heading(output)
-            to_html(output, title=f"{shows} · run {work.path.name.removeprefix('.tmp-')}")
+            to_html(output, title=f"{shows} · run {work.path.name.removeprefix('.tmp-')}", heading=shows)
 
 
 def _heading(notebook: Path) -> str:
@@ -194,12 +194,16 @@ REPORT_LINKS = (  # at the top of every report page: back to the run page, on to
 )
 
 
-def to_html(notebook: Path, *, title: str) -> None:
-    """`<name>.html` without code cells for readers and `<name>.code.html` with them, titled `title`."""
+def to_html(notebook: Path, *, title: str, heading: str | None = None) -> None:
+    """`<name>.html` without code cells for readers and `<name>.code.html` with them, titled `title`, the
+    notebook's first heading replaced by `heading` (the one model notebook names the model it reports)."""
     import nbformat
     from nbconvert import HTMLExporter
 
     node = nbformat.read(notebook, as_version=4)
+    first = next((cell for cell in node.cells if cell.cell_type == "markdown" and cell.source.startswith("# ")), None)
+    if heading and first is not None:
+        first.source = "\n".join([f"# {heading}", *first.source.splitlines()[1:]])
     for suffix, exclude in ((".html", True), (".code.html", False)):
         exporter = HTMLExporter(exclude_input=exclude, exclude_input_prompt=exclude, exclude_output_prompt=exclude)
         body, _ = exporter.from_notebook_node(node, resources={"metadata": {"name": title}})

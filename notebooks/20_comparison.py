@@ -18,8 +18,9 @@
 #
 # **Author:** helmetlib · **Created:** 2026-11-29 · **Last modified:** 2026-12-05
 #
-# **Description:** which model to deploy, how sure we are, at which threshold, and what to worry about; then the
-# comparison on validation that decided it and the one look at the test set, for the selected model only.
+# **Description:** which model to deploy (the best architecture, or its average with the runner-up when validation
+# allows), how sure we are, at which threshold, and what to worry about; then the comparison on validation that
+# decided it and the one look at the test set, for the deployed model only.
 
 # %% tags=["parameters"]
 RUN_DIR: str = "reports/interactive"  # run folder; relative paths resolve against the repository

@@ -115,6 +115,8 @@ def test_reports_open_with_their_conclusion(run):
 def test_html_titles_and_report_order(run):
     title = re.search(r"<title>(.*?)</title>", run.html("10_model_cnn").read_text()).group(1)
     assert title == "cnn — helmet study model report · run tiny"
+    h1 = re.search(r"<h1[^>]*>(.*?)<", run.html("10_model_cnn").read_text()).group(1)
+    assert h1 == "cnn — helmet study model report"  # the page's heading too, not the template's
     for report in run.path.glob("*.html"):
         if report.name != "index.html":
             assert "<a href='index.html'>&larr; run page</a>" in report.read_text(), report.name
