@@ -40,7 +40,7 @@ def scores(labels: np.ndarray, probabilities: np.ndarray) -> tuple[float, float,
 
 def member_outputs(folder: RunFolder, name: str, images: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """A deployed model's raw P(helmet) on each image set."""
-    path = folder.model_file(name) if folder.model_file(name).is_file() else folder.head_file(name)
+    path = folder.loadable_file(name)
     card = read_card(path)
     model = load_run_model(path, card)
     return {part: predict_proba(model, x, normalization=card.input.normalization) for part, x in images.items()}

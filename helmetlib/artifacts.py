@@ -229,7 +229,7 @@ def save_ensemble(
     """Write the cross-architecture ensemble of the deployed models `members` self-contained
     (`models/ensemble.keras`: pixels in, each member's normalisation and Platt scaling inside, mean P(helmet) out)
     with its card; `save_selected` marks it deployed afterwards."""
-    paths = [folder.model_file(n) if folder.model_file(n).is_file() else folder.head_file(n) for n in members]
+    paths = [folder.loadable_file(n) for n in members]
     cards = [read_card(path) for path in paths]
     models = [load_run_model(path, card) for path, card in zip(paths, cards, strict=True)]
     normalizations = [card.input.normalization for card in cards]

@@ -111,7 +111,7 @@ def evaluate_run(
     for number, name in enumerate(names, start=1):
         if progress:
             progress(f"helmet-evaluate: scoring {name} ({number}/{len(names)}) on {len(dataset)} images")
-        path = folder.model_file(name) if folder.model_file(name).is_file() else folder.head_file(name)
+        path = folder.loadable_file(name)
         model = shared.wrap(load_model(path))
         table = predict(model, dataset.images)
         answered = table["error"].isna().to_numpy()

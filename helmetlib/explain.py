@@ -114,7 +114,7 @@ def explanation_grid(run, dataset, name: str, comparison, *, n: int = 3):
     from helmetlib.preprocess import normalize
 
     folder, threshold = run.folder, run.config.threshold
-    path = folder.model_file(name) if folder.model_file(name).is_file() else folder.head_file(name)
+    path = folder.loadable_file(name)
     card = read_card(path)
     model = load_run_model(path, card)
     labels, probabilities = comparison.validation_labels, comparison.validation[name]

@@ -314,7 +314,7 @@ def _test_probabilities(run: NotebookRun, dataset: Dataset, name: str, parts: Sp
     from helmetlib.train import predict_proba
 
     folder = run.folder
-    path = folder.model_file(name) if folder.model_file(name).is_file() else folder.head_file(name)
+    path = folder.loadable_file(name)
     card = read_card(path)
     model = load_run_model(path, card)
     return predict_proba(model, select_rows(dataset.images, parts.test), normalization=card.input.normalization)

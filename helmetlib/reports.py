@@ -22,8 +22,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 import traceback
 import warnings
 from dataclasses import replace
@@ -40,10 +38,10 @@ from helmetlib.engine import (
     plan_stages,
     stale_pairing,
 )
-from helmetlib.env import PROGRESS_ENV
 from helmetlib.features import register_cache_user
 from helmetlib.pages import run_page, runs_index
 from helmetlib.photos import crop_rule_of
+from helmetlib.progress import Progress, ProgressRelay
 from helmetlib.records import RecordError, write_text
 from helmetlib.results import DataInfo
 from helmetlib.runs import (
@@ -105,86 +103,6 @@ def make_config(args: argparse.Namespace, out: ReportsFolder, run_id: str) -> Ru
     """The run's settings from the command line (relative paths against the working directory)."""
     parameters = {**settings.parameters_from(args), "CACHE_DIR": args.cache_dir or str(out.default_cache)}
     return RunConfig.from_parameters(run_id=run_id, origin="helmet-reports", base=Path.cwd(), **parameters)
-
-
-class Progress:
-    """`[stage k/n]` lines with the elapsed time and an estimate of what remains, and the kernels' own progress
-    lines (training epochs) relayed from the run's progress file, for nightly logs."""
-
-    def __init__(self, total: int, expected: dict[str, float]):
-        self.started = time.perf_counter()
-        self.total, self.expected = total, expected
-        self.seconds: dict[str, float] = {}
-        self.count = 0
-
-    def run(self, label: str, action):
-        self.count += 1
-        print(
-            f"[stage {self.count}/{self.total}] {label} ... elapsed {_clock(self.elapsed())}{self._remaining(label)}",
-            flush=True,
-        )
-        begin = time.perf_counter()
-        outcome = "failed"
-        try:
-            result = action()
-            outcome = "done"
-            return result
-        finally:
-            self.seconds[label] = round(time.perf_counter() - begin, 2)
-            print(f"[stage {self.count}/{self.total}] {label} {outcome} in {self.seconds[label]:.1f}s", flush=True)
-
-    def finished(self, label: str, seconds: float, *, failed: bool) -> None:
-        """Record a stage that ran elsewhere (a Dask task) and print its line."""
-        self.count += 1
-        self.seconds[label] = round(seconds, 2)
-        print(
-            f"[stage {self.count}/{self.total}] {label} {'failed' if failed else 'done'} in {seconds:.1f}s "
-            f"(Dask task), elapsed {_clock(self.elapsed())}",
-            flush=True,
-        )
-
-    def elapsed(self) -> float:
-        return time.perf_counter() - self.started
-
-    def _remaining(self, label: str) -> str:
-        done = sum(self.seconds.values())
-        if self.expected:
-            left = sum(seconds for stage, seconds in self.expected.items() if stage not in self.seconds)
-            return f", about {_clock(left)} left (from the last ok run)"
-        if self.seconds:
-            return f", about {_clock(done / len(self.seconds) * (self.total - len(self.seconds)))} left"
-        return ""
-
-
-def _clock(seconds: float) -> str:
-    seconds = int(seconds)
-    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
-
-
-class ProgressRelay:
-    """Prints the lines the kernels append to the run's progress file, indented under the current stage."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.path.touch()
-        os.environ[PROGRESS_ENV] = str(path)
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._follow, daemon=True)
-        self.thread.start()
-
-    def _follow(self):
-        with self.path.open() as lines:
-            while not self.stop.is_set():
-                line = lines.readline()
-                if line:
-                    print(f"    {line.rstrip()}", flush=True)
-                else:
-                    time.sleep(0.2)
-
-    def close(self):
-        self.stop.set()
-        self.thread.join(timeout=2)
-        os.environ.pop(PROGRESS_ENV, None)
 
 
 def git_commit() -> str | None:

@@ -267,9 +267,7 @@ class RunConfig(Record):
             raise ParameterError(_first_message(error)) from None
         if weights is not None:
             return config
-        if not any(specs.get_spec(name).uses_backbone for name in models):  # nothing to fetch or load
-            return dataclasses.replace(config, weights=WeightsChoice(requested=requested, used="unused"))
-        return dataclasses.replace(config, weights=_resolved_weights(requested, base))
+        return dataclasses.replace(config, weights=_weights_for(models, requested, base))
 
 
 def _first_message(error: ValueError) -> str:
@@ -283,6 +281,13 @@ def _first_message(error: ValueError) -> str:
 
 
 # ---------------------------------------------------------------------------------------------------------- results
+
+
+def _weights_for(models: tuple[str, ...], requested: str, base: Path) -> WeightsChoice:
+    """The run's backbone weights: none fetched or loaded when no model of the run uses the backbone."""
+    if not any(specs.get_spec(name).uses_backbone for name in models):
+        return WeightsChoice(requested=requested, used="unused")
+    return _resolved_weights(requested, base)
 
 
 def _resolved_weights(requested: str, base: Path) -> WeightsChoice:
@@ -420,6 +425,10 @@ class RunFolder:
     def head_file(self, name: str) -> Path:
         """The trainable head of a backbone model; its frozen backbone lives once in the backbone store."""
         return self.models_dir / f"{name}.head.keras"
+
+    def loadable_file(self, name: str) -> Path:
+        """The file a model is loaded from: its self-contained `.keras` when there is one, else its head."""
+        return self.model_file(name) if self.model_file(name).is_file() else self.head_file(name)
 
     def card_file(self, name: str) -> Path:
         return self.models_dir / f"{name}.card.json"

@@ -358,7 +358,11 @@ def deploy(
         model=best.model,
         head=best.head,
         probabilities=best.probabilities,
-        description=f"repeat with seed {best.seed}" + (" (collapsed)" if best.collapsed else ""),
+        description=(
+            "one fit (deterministic: the seed changes nothing)"
+            if get_spec(best.name).deterministic
+            else f"repeat with seed {best.seed}" + (" (collapsed)" if best.collapsed else "")
+        ),
         reason="only one usable repeat",
         seeds=(best.seed,),
         best_repeat=best,

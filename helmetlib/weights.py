@@ -1,4 +1,4 @@
-"""Where the VGG16 backbone's weights come from, and an honest record of what was used."""
+"""Where the backbone's weights (`backbones.BACKBONE`, VGG16) come from, and an honest record of what was used."""
 
 from __future__ import annotations
 
@@ -40,9 +40,9 @@ class WeightsChoice(Record):
     def describe(self) -> str:
         """One line: which weights, and where they come from (file name and fingerprint for a local file)."""
         if self.used == "imagenet":
-            return f"ImageNet (Keras' VGG16 no-top file, sha256 {self.sha256[:12]})"
+            return f"ImageNet (Keras' {BACKBONE.application} no-top file, sha256 {self.sha256[:12]})"
         if self.used == "unused":
-            return "none loaded: no model of this run uses the VGG16 backbone"
+            return f"none loaded: no model of this run uses the {BACKBONE.application} backbone"
         if self.used == "file":
             return f"local file {Path(self.path).name} (sha256 {self.sha256[:12]}; not ImageNet)"
         if self.is_fallback:
@@ -53,19 +53,20 @@ class WeightsChoice(Record):
         """A warning for every page when the backbone is not ImageNet's, or None when it is (or is not used)."""
         if self.used in ("imagenet", "unused"):
             return None
+        backbone = BACKBONE.application
         if self.is_fallback:
             return (
                 f"WARNING: {self.requested} weights were requested but could not be loaded ({self.fallback_reason}). "
-                "The VGG16 backbone is RANDOMLY INITIALISED: transfer-learning results are not those of a "
+                f"The {backbone} backbone is RANDOMLY INITIALISED: transfer-learning results are not those of a "
                 "pretrained network."
             )
         if self.used == "random":
             return (
-                "The VGG16 backbone is RANDOMLY INITIALISED (--weights none): transfer-learning results are not "
+                f"The {backbone} backbone is RANDOMLY INITIALISED (--weights none): transfer-learning results are not "
                 "those of a pretrained network."
             )
         return (
-            f"The VGG16 backbone uses the local weights file {Path(self.path).name} (sha256 {self.sha256[:12]}), "
+            f"The {backbone} backbone uses the local weights file {Path(self.path).name} (sha256 {self.sha256[:12]}), "
             "not ImageNet: results differ from the study's pretrained backbone."
         )
 
@@ -146,9 +147,9 @@ def resolve_weights(
         try:
             path = _download_imagenet_notop(url, cache_dir)
         except Exception as error:  # any failure to obtain the file means the same thing: no pretrained weights
-            reason = f"could not download VGG16 ImageNet weights: {error}"
+            reason = f"could not download {BACKBONE.application} ImageNet weights: {error}"
             warnings.warn(
-                f"ImageNet weights for VGG16 unavailable ({reason}); using RANDOM initialisation",
+                f"ImageNet weights for {BACKBONE.application} unavailable ({reason}); using RANDOM initialisation",
                 WeightsFallbackWarning,
                 stacklevel=2,
             )

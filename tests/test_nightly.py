@@ -212,6 +212,35 @@ def test_a_dead_kernel_is_a_failed_record(tmp_path):
     assert (out / "dead.failed" / "00_eda.html").is_file()  # the partial notebook, rendered
 
 
+def test_a_failing_model_notebook_under_two_workers_after_ok_runs(nightly, tmp_path):
+    """A raising cell in one model notebook on the embedded Dask cluster: exit 1 with one line on stderr, the
+    record in <id>.failed naming the notebook and the error, the other notebook cancelled or finished, and the
+    earlier ok runs untouched (latest still points at the newest of them)."""
+    notebooks = tmp_path / "notebooks"
+    shutil.copytree(NOTEBOOKS, notebooks)
+    for suffix in (".py", ".ipynb"):
+        (notebooks / f"10_model{suffix}").unlink()
+    source = (NOTEBOOKS / "10_model.py").read_text()
+    planted = (
+        '# %%\nif MODEL_NAME == "cnn":\n    raise ValueError("planted failure")\n\n# %% [markdown]\n# ## Conclusion'
+    )
+    (notebooks / "10_model.py").write_text(source.replace("# %% [markdown]\n# ## Conclusion", planted, 1))
+    out = tmp_path / "out"
+    shutil.copytree(nightly[0], out, symlinks=True)
+    latest = ReportsFolder(out).latest_run_id()
+    options = [*QUICK[:1], "cnn,vgg16_gap", *QUICK[2:], "--workers", "2", "--notebooks", str(notebooks)]
+    result = runner(["--out", str(out), "--run-id", "broken", *options])
+    assert result.returncode == 1, result.stderr[-3000:]
+    page = out / "broken.failed" / "index.html"
+    assert result.stderr.strip().splitlines() == [
+        f"helmet-reports: run failed: 10_model_cnn: ValueError: planted failure (see {page})"
+    ]
+    record = RunRecord.read(out / "broken.failed" / "run.json")
+    assert record.status == "failed" and record.reason == "10_model_cnn: ValueError: planted failure"
+    assert ReportsFolder(out).latest_run_id() == latest and not list(out.glob(".tmp-*"))
+    assert "skipping 20_comparison: earlier notebooks failed" in result.stdout
+
+
 @pytest.fixture(scope="module")
 def concurrent(tmp_path_factory):
     """Two runs started at once on one output folder, with the default (generated) run ids."""

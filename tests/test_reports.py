@@ -136,6 +136,7 @@ def test_run_page_opens_with_the_decision(run):
     decision = page.index("<h2>Decision</h2>")
     assert decision < page.index("<h2>Reports</h2>")
     assert "RANDOMLY INITIALISED" in page and "Synthetic demo data" in page  # random backbone, demo data
+    assert record.models["vgg16_multiscale"].deployed == "one fit (deterministic: the seed changes nothing)"
     selected = record.selection.selected_model
     if selected:
         assert f"Deploy <b>{selected}</b>" in page and "bare-head recall" in page
@@ -244,30 +245,29 @@ def test_a_disk_too_full_for_a_run_exits_2_before_any_kernel(tmp_path, monkeypat
     assert not out.exists()
 
 
-@pytest.fixture
-def file_size_limit():
-    """Sets a real file-size limit (RLIMIT_FSIZE, writes past it fail with EFBIG) for this process until the test
-    ends; the limit is set by the returned function, once the run's first files are written."""
+def test_a_finish_that_cannot_write_is_a_failed_record_naming_the_file(tmp_path, monkeypatch, capsys):
+    """A real file-size limit (RLIMIT_FSIZE: writes past it fail with EFBIG, as on a full disk, without a file
+    name) set once the run's first files are written, and lifted before pytest writes its own output again."""
     import resource
 
-    before, handler = resource.getrlimit(resource.RLIMIT_FSIZE), signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    yield lambda size: resource.setrlimit(resource.RLIMIT_FSIZE, (size, before[1]))
-    resource.setrlimit(resource.RLIMIT_FSIZE, before)
-    signal.signal(signal.SIGXFSZ, handler)
-
-
-def test_a_finish_that_cannot_write_is_a_failed_record_naming_the_file(tmp_path, monkeypatch, capsys, file_size_limit):
     from helmetlib import reports
 
+    before, handler = resource.getrlimit(resource.RLIMIT_FSIZE), signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+
     def limit_then_nothing_to_run(*args):  # no kernels: finishing is what is tested
-        file_size_limit(8_000)  # the run record (~2 kB) fits, a run page with models' sections (20 kB) does not
+        resource.setrlimit(resource.RLIMIT_FSIZE, (8_000, before[1]))  # run.json (~2 kB) fits, a 20 kB page not
         return []
 
     page = reports.run_page
     monkeypatch.setattr(reports, "_execute", limit_then_nothing_to_run)
     monkeypatch.setattr(reports, "run_page", lambda *args: page(*args) + "<!-- sections -->" * 1200)
     out = tmp_path / "reports"
-    assert main(["--out", str(out), "--run-id", "full", *CNN_ONLY]) == 1
+    try:
+        code = main(["--out", str(out), "--run-id", "full", *CNN_ONLY])
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, before)
+        signal.signal(signal.SIGXFSZ, handler)
+    assert code == 1
     error = capsys.readouterr().err
     assert f"finishing the run failed: {out / '.tmp-full' / 'index.html'}: File too large" in error
     assert "Traceback" not in error and not list(out.glob(".tmp-*")) and not list(out.rglob("*.partial"))
@@ -320,6 +320,58 @@ def test_a_weights_fallback_is_one_warning_line_and_a_cnn_only_run_fetches_nothi
     assert fetched[-1] == "imagenet" and error.splitlines() == [
         "helmet-reports: warning: ImageNet weights for VGG16 unavailable (offline); using RANDOM initialisation"
     ]
+
+
+def test_every_option_of_the_settings_table_reaches_the_run_config(tmp_path):
+    from helmetlib.reports import make_config, parse_args
+    from helmetlib.runs import ReportsFolder
+    from helmetlib.settings import SETTINGS
+
+    given = {
+        "--data": tmp_path / "data",
+        "--demo-size": 30,
+        "--image-size": 48,
+        "--split": "grouped",
+        "--split-seed": 7,
+        "--groups": tmp_path / "groups.csv",
+        "--group-column": "photo",
+        "--models": "cnn,vgg16_gap",
+        "--weights": "none",
+        "--epochs": 3,
+        "--batch-size": 8,
+        "--seed": 5,
+        "--repeats": 2,
+        "--max-restarts": 1,
+        "--augmented-views": 3,
+        "--threshold": 0.4,
+        "--threshold-rule": "max-f1",
+        "--target-bare-head-recall": 0.8,
+        "--cross-ensemble": "off",
+        "--bootstrap-resamples": 300,
+        "--cache-dir": tmp_path / "cache",
+    }
+    flags = ["--resplit", "--faithful", "--no-export"]
+    assert set(given) | set(flags) == {setting.option for setting in SETTINGS}  # every option of the table
+    argv = [str(item) for option, value in given.items() for item in (option, value)] + flags
+    config = make_config(parse_args(argv), ReportsFolder(tmp_path / "out"), "x")
+    expected = {
+        "data_dir": str(tmp_path / "data"),
+        "groups_csv": str(tmp_path / "groups.csv"),
+        "cache_dir": str(tmp_path / "cache"),
+        "models": ("cnn", "vgg16_gap"),
+        "threshold_rule": "max_f1",
+        "resplit": True,
+        "faithful": True,
+        "export_tflite": False,
+    }
+    for setting in SETTINGS:
+        value = getattr(config, setting.field)
+        if setting.name == "WEIGHTS":
+            assert (value.requested, value.used) == ("none", "random")
+        elif setting.kind is bool or setting.field in expected:
+            assert value == expected[setting.field], setting.name
+        else:
+            assert value == setting.kind(given[setting.option]) and value != setting.default, setting.name
 
 
 def test_settings_are_checked_before_the_weights_are_fetched(monkeypatch):
