@@ -284,10 +284,13 @@ def _first_message(error: ValueError) -> str:
 
 
 def _weights_for(models: tuple[str, ...], requested: str, base: Path) -> WeightsChoice:
-    """The run's backbone weights: none fetched or loaded when no model of the run uses the backbone."""
-    if not any(specs.get_spec(name).uses_backbone for name in models):
-        return WeightsChoice(requested=requested, used="unused")
-    return _resolved_weights(requested, base)
+    """The run's backbone weights: none fetched or loaded when no model of the run uses the backbone (a local file
+    is still checked: a wrong path or file is a mistake in the command, used or not)."""
+    if any(specs.get_spec(name).uses_backbone for name in models):
+        return _resolved_weights(requested, base)
+    if requested.lower() not in ("imagenet", "none", "random"):
+        _resolved_weights(requested, base)
+    return WeightsChoice(requested=requested, used="unused")
 
 
 def _resolved_weights(requested: str, base: Path) -> WeightsChoice:
