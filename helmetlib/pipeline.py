@@ -144,7 +144,7 @@ def compare_and_select(run: NotebookRun, dataset: Dataset) -> Comparison:
     choose the threshold to deploy on its calibrated probability, score it once on test, write it self-contained
     (and TFLite) with its card, and save `selection.json`."""
     from helmetlib.selection import deploy_threshold, runner_up, select_model, verdict
-    from helmetlib.uncertainty import brier_score, reliability
+    from helmetlib.uncertainty import brier_score
 
     config, folder = run.config, run.folder
     results, trained_here = _results_to_compare(run, dataset)
@@ -181,7 +181,7 @@ def compare_and_select(run: NotebookRun, dataset: Dataset) -> Comparison:
         test_labels=tuple(int(v) for v in scored.labels),
         test_indices_hash=indices_digest(scored.split.test),
         validation_brier=brier_score(labels, deployed.validation),
-        validation_ece=reliability(labels, deployed.validation)["ece"],
+        validation_ece=deployed.reliability["ece"],
         export=export,
         calibration=deployed.calibration,
         deployed_model=deployed.name,
@@ -189,7 +189,7 @@ def compare_and_select(run: NotebookRun, dataset: Dataset) -> Comparison:
     )
     comparison.selection.write(folder.selection_file)
     comparison.test_labels, comparison.test_probabilities = scored.labels, scored.probabilities
-    comparison.calibration = reliability(labels, deployed.validation)
+    comparison.calibration = deployed.reliability
     comparison.deployed_validation = deployed.validation
     return comparison
 
@@ -203,20 +203,24 @@ class _Deployed:
     name: str
     validation: np.ndarray
     calibration: Calibration | None
+    reliability: dict  # of `validation`: the reliability curve and its expected calibration error
 
 
 def _deployed_candidate(run, selected: str, cross, labels: np.ndarray, validation: dict) -> _Deployed:
     from helmetlib.calibration import fit_calibration
+    from helmetlib.uncertainty import reliability
 
     if cross is None or not cross.deployed:
-        return _Deployed(selected, validation[selected], fit_calibration(labels, validation[selected]))
+        output = validation[selected]
+        return _Deployed(selected, output, fit_calibration(labels, output), reliability(labels, output))
     from helmetlib.artifacts import save_ensemble
 
     calibrations = [fit_calibration(labels, validation[name]) for name in cross.members]
     save_ensemble(run.folder, cross.members, calibrations, validation=cross.validation)
     outputs = [validation[name] for name in cross.members]
     calibrated = [c.apply(p) if c else p for p, c in zip(outputs, calibrations, strict=True)]
-    return _Deployed(ENSEMBLE_NAME, np.mean(calibrated, axis=0), None)
+    averaged = np.mean(calibrated, axis=0)
+    return _Deployed(ENSEMBLE_NAME, averaged, None, reliability(labels, averaged))
 
 
 def _considered(results: dict[str, ModelResult], models: tuple[str, ...], validation_labels: np.ndarray) -> dict:

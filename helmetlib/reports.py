@@ -314,7 +314,9 @@ def _execute_and_finish(args, out: ReportsFolder, work: RunFolder, record: RunRe
     if selection and selection.selected_model:
         test = selection.test_intervals
         print(
-            f"selected model: {selection.selected_model} at threshold {selection.threshold.value:.3f}; test accuracy "
+            f"selected model: {selection.selected_model}"
+            + (f", deployed in the {selection.deployed}" if selection.deployed != selection.selected_model else "")
+            + f" at threshold {selection.threshold.value:.3f}; test accuracy "
             f"{test['accuracy'].text()}, bare-head recall {test['bare_head_recall'].text()}"
         )
     else:
