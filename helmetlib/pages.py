@@ -251,7 +251,7 @@ def _comparison_html(comparison: Comparison | None) -> str:
 def runs_index(out: ReportsFolder) -> str:
     """Every run in `out` once, newest first: status, duration, data, selected model, test metrics with
     intervals, regressions; and the selected model's test accuracy and bare-head recall over time."""
-    runs = out.runs()
+    runs, unreadable = out.scan()
     rows = []
     for folder, record in runs:
         selection = record.selection
@@ -274,7 +274,7 @@ def runs_index(out: ReportsFolder) -> str:
             f"{_interval(intervals.get('accuracy'))}{_interval(intervals.get('bare_head_recall'))}"
             f"<td>{'<b class=failed>regression</b>' if regression else 'none'}</td></tr>"
         )
-    for folder, reason in out.unreadable_runs():
+    for folder, reason in unreadable:
         rows.append(
             f"<tr><th>{esc(folder.name)}</th><td colspan=9 class=failed>unreadable, skipped: {esc(reason)}</td></tr>"
         )

@@ -415,7 +415,7 @@ def _finish(out, work, record, status, failures, stage_now, progress) -> RunReco
     )
     if status == "ok":
         record = replace(record, comparison_with_previous=compare_with_previous(out, work, record))
-    for folder, reason in out.unreadable_runs():
+    for folder, reason in out.scan()[1]:
         print(f"helmet-reports: warning: run {folder.name} skipped: {reason}", file=sys.stderr)
     record.write(work.record_file)
     write_text(work.page, run_page(record, work))

@@ -60,8 +60,9 @@ def plan(
     result = CleanPlan()
     latest = out.latest_run_id()
     now = time.time()
-    runs = [(folder, record) for folder, record in out.runs() if not record.in_progress]
-    in_progress = [folder for folder, record in out.runs() if record.in_progress]
+    every = out.runs()
+    runs = [(folder, record) for folder, record in every if not record.in_progress]
+    in_progress = [folder for folder, record in every if record.in_progress]
     selecting = keep is not None or older_than_days is not None
     ok_started = [record.started for _, record in runs if record.status == "ok"]
     oldest_kept = ok_started[keep - 1] if keep and len(ok_started) >= keep else None  # runs are newest first

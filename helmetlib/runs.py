@@ -521,14 +521,12 @@ class ReportsFolder:
 
         Runs still in progress (`.tmp-<id>`) are listed while their process is alive.
         """
-        return self._scan()[0]
+        return self.scan()[0]
 
-    def unreadable_runs(self) -> list[tuple[Path, str]]:
-        """Run folders whose `run.json` cannot be read (damaged, or written by something else), with the reason:
-        skipped by everything that reads history, and named in the runs index."""
-        return self._scan()[1]
-
-    def _scan(self) -> tuple[list[tuple[RunFolder, RunRecord]], list[tuple[Path, str]]]:
+    def scan(self) -> tuple[list[tuple[RunFolder, RunRecord]], list[tuple[Path, str]]]:
+        """One read of the folder: the runs (as `runs`) and the run folders whose `run.json` cannot be read
+        (damaged, or written by something else) with the reason, skipped by everything that reads history and
+        named in the runs index."""
         found, unreadable = [], []
         for entry in sorted(self.path.iterdir()) if self.path.is_dir() else []:
             if entry.is_symlink() or not entry.is_dir() or not (entry / "run.json").is_file():

@@ -51,7 +51,7 @@ class Split:
         if not Path(path).is_file():
             return None
         try:
-            with np.load(path) as stored:
+            with open(path, "rb") as file, np.load(file) as stored:  # the file closed even when it is no zip
                 if str(stored["key"]) != key:
                     return None
                 parts = {name: stored[name] for name in SPLIT_NAMES}
