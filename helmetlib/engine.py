@@ -1,5 +1,5 @@
 """The notebook engine under `helmet-reports`: which notebooks a run executes (`plan_stages`), the kernel they run
-in (`ensure_kernel`, local sockets, output to the run's log), executing one with papermill into the run folder
+in (the `helmetlib` kernel, its output to the run's log), executing one with papermill into the run folder
 (`execute_notebook`, every failure a `NotebookFailed` with a one-line reason) and its two HTML pages (`to_html`).
 
 The runner (`reports`) and the Dask fan-out (`fanout`) both stand on it; it imports neither.
@@ -7,19 +7,13 @@ The runner (`reports`) and the Dask fan-out (`fanout`) both stand on it; it impo
 
 from __future__ import annotations
 
-import os
-import platform
 import re
-import sys
-import tempfile
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 from helmetlib.runs import COMPARISON, EDA, MODEL, ParameterError, RunConfig, RunFolder
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
-KERNEL_NAME = "helmetlib"
 KERNEL_START_TIMEOUT = 300  # seconds; a loaded machine (Dask workers, other jobs) can take minutes to start one
 
 
@@ -90,44 +84,12 @@ def plan_stages(config: RunConfig, work: RunFolder, notebooks: Path) -> list[Sta
     return stages
 
 
-def ensure_kernel() -> str:
-    """Install (idempotently) a kernelspec named `helmetlib` that runs this very Python, and return its name.
-
-    Installing replaces the kernelspec's folder; a lock beside it keeps two processes (Dask workers) from doing
-    that at the same moment ("Directory not empty"). The spec is written in a temporary folder of our own:
-    `ipykernel.kernelspec.install` leaves an empty `tmp…_kernels` folder in /tmp on every call."""
-    from filelock import FileLock
-    from ipykernel.kernelspec import write_kernel_spec
-    from jupyter_client.kernelspec import KernelSpecManager
-
-    kernels = Path(sys.prefix) / "share" / "jupyter" / "kernels"
-    kernels.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(kernels / f".{KERNEL_NAME}.lock"), timeout=120), tempfile.TemporaryDirectory() as scratch:
-        spec = write_kernel_spec(
-            Path(scratch) / KERNEL_NAME,
-            overrides={"display_name": f"helmetlib ({platform.python_version()})"},
-            python_arguments=["-Xfrozen_modules=off"],  # as ipykernel's install: no debugger warning
-        )
-        KernelSpecManager().install_kernel_spec(spec, kernel_name=KERNEL_NAME, prefix=sys.prefix)
-    return KERNEL_NAME
-
-
-def _local_kernel_manager(log_file: Path):
-    """nbclient's kernel manager over local sockets (IPC: no network port), with the kernel process's own output
-    (its start-up and shut-down messages) written to `log_file` instead of the terminal."""
+def _logging_kernel_manager(log_file: Path):
+    """nbclient's kernel manager with the kernel process's own output (its start-up and shut-down messages)
+    written to `log_file` instead of the terminal."""
     from jupyter_client.manager import AsyncKernelManager
-    from traitlets import CaselessStrEnum, default
 
-    class LocalKernelManager(AsyncKernelManager):
-        transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
-
-        @default("ip")
-        def _own_socket_files(self) -> str:
-            # jupyter_client names IPC sockets kernel-ipc-1, -2, ... in the working folder, taking the first free
-            # numbers: two worker processes starting kernels at once took the same ones and read each other's
-            # messages ("Invalid Signature"). Every kernel gets socket files of its own.
-            return os.path.join(tempfile.gettempdir(), f"helmetlib-kernel-{uuid.uuid4().hex[:16]}")
-
+    class LoggingKernelManager(AsyncKernelManager):
         async def _async_launch_kernel(self, kernel_cmd, **kw):
             log = log_file.open("ab")
             try:
@@ -135,7 +97,7 @@ def _local_kernel_manager(log_file: Path):
             finally:
                 log.close()  # the kernel keeps its own descriptor
 
-    return LocalKernelManager
+    return LoggingKernelManager
 
 
 def execute_notebook(stage: Stage, work: RunFolder, *, kernel: str, timeout: int) -> None:
@@ -161,7 +123,7 @@ def execute_notebook(stage: Stage, work: RunFolder, *, kernel: str, timeout: int
             progress_bar=False,
             execution_timeout=timeout,
             start_timeout=KERNEL_START_TIMEOUT,
-            kernel_manager_class=_local_kernel_manager(work.log_file),
+            kernel_manager_class=_logging_kernel_manager(work.log_file),
         )
     except papermill.PapermillExecutionError as error:
         raise NotebookFailed(f"{stage.stem}: {error.ename}: {error.evalue}".splitlines()[0]) from None
@@ -176,7 +138,7 @@ def execute_notebook(stage: Stage, work: RunFolder, *, kernel: str, timeout: int
     finally:
         if output.exists():
             shows = f"{stage.model} — helmet study model report" if stage.model else _heading(output)
-            to_html(output, title=f"{shows} · run {work.path.name.removeprefix('.tmp-')}", heading=shows)
+            to_html(work, stage.stem, title=f"{shows} · run {work.path.name.removeprefix('.tmp-')}", heading=shows)
 
 
 def _heading(notebook: Path) -> str:
@@ -194,18 +156,18 @@ REPORT_LINKS = (  # at the top of every report page: back to the run page, on to
 )
 
 
-def to_html(notebook: Path, *, title: str, heading: str | None = None) -> None:
-    """`<name>.html` without code cells for readers and `<name>.code.html` with them, titled `title`, the
-    notebook's first heading replaced by `heading` (the one model notebook names the model it reports)."""
+def to_html(work: RunFolder, stem: str, *, title: str, heading: str | None = None) -> None:
+    """The executed notebook `stem` of `work` as two pages, `html` without code cells for readers and `code_html`
+    with them, titled `title`, the first heading replaced by `heading` (the one model notebook names its model)."""
     import nbformat
     from nbconvert import HTMLExporter
 
-    node = nbformat.read(notebook, as_version=4)
+    node = nbformat.read(work.notebook(stem), as_version=4)
     first = next((cell for cell in node.cells if cell.cell_type == "markdown" and cell.source.startswith("# ")), None)
     if heading and first is not None:
         first.source = "\n".join([f"# {heading}", *first.source.splitlines()[1:]])
-    for suffix, exclude in ((".html", True), (".code.html", False)):
+    for page, exclude in ((work.html(stem), True), (work.code_html(stem), False)):
         exporter = HTMLExporter(exclude_input=exclude, exclude_input_prompt=exclude, exclude_output_prompt=exclude)
         body, _ = exporter.from_notebook_node(node, resources={"metadata": {"name": title}})
         body = re.sub(r"(<body[^>]*>)", lambda match: match.group(1) + REPORT_LINKS, body, count=1)
-        notebook.with_suffix(suffix).write_text(body, encoding="utf-8")
+        page.write_text(body, encoding="utf-8")

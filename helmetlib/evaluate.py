@@ -20,7 +20,7 @@ from helmetlib.importer import IMPORT_FORMATS, ImportFailed, ImportFormat
 from helmetlib.metrics import HEADLINE_METRICS, Scores, confusion, performance
 from helmetlib.records import Record, RecordError, output_file_problem, record, write_json
 from helmetlib.results import DataInfo
-from helmetlib.runs import RunFolder
+from helmetlib.runs import RunFolder, RunRecord
 from helmetlib.uncertainty import brier_score, curves
 
 
@@ -96,13 +96,28 @@ def evaluate_run(
     file is refused. Heads on the same backbone output share one backbone pass (`SharedBackbone`). `progress`
     receives a line per model.
     """
+    folder = RunFolder(Path(run_dir))
+    return _score_run(folder, _read_run(folder), data_dir, data_source=Path(data_dir), progress=progress)
+
+
+def _read_run(folder: RunFolder) -> RunRecord:
+    try:
+        return folder.read_record()
+    except RecordError:
+        raise ModelError(f"{folder.path}: not a helmet-reports run folder (no readable run.json)") from None
+
+
+def _score_run(
+    folder: RunFolder,
+    run: RunRecord,
+    data_dir: Path | str,
+    *,
+    data_source: Path,
+    progress: Callable[[str], None] | None,
+) -> EvaluationResult:
+    """`evaluate_run`'s work, on a run already read; the evaluation names `data_source` as its data."""
     from helmetlib.inference import load_model, predict
 
-    folder = RunFolder(Path(run_dir))
-    try:
-        run = folder.read_record()
-    except RecordError:
-        raise ModelError(f"{run_dir}: not a helmet-reports run folder (no readable run.json)") from None
     dataset = load_dataset(data_dir)
     models, labels, probabilities = {}, {}, {}
     shared = SharedBackbone()
@@ -128,7 +143,7 @@ def evaluate_run(
         )
     evaluation = Evaluation(
         run=str(folder.path.resolve()),
-        data=DataInfo.of(dataset, str(Path(data_dir).resolve())),
+        data=DataInfo.of(dataset, str(data_source.resolve())),
         selected_model=run.selected_model,
         models=models,
     )
@@ -147,17 +162,13 @@ def evaluate_photos(
     by the crop rule of the run's training data (the default rule when it was not imported) and scored."""
     from helmetlib.importer import import_photos
 
-    try:
-        run = RunFolder(Path(run_dir)).read_record()
-    except RecordError:
-        raise ModelError(f"{run_dir}: not a helmet-reports run folder (no readable run.json)") from None
+    folder = RunFolder(Path(run_dir))
+    run = _read_run(folder)
     rule = run.data.crop_rule if run.data and run.data.crop_rule else None
     with tempfile.TemporaryDirectory(prefix="helmet-evaluate-") as scratch:
         data_dir = Path(scratch) / "data"
         import_photos(photos, data_dir, format=format, classes=classes, rule=rule)
-        result = evaluate_run(run_dir, data_dir, progress=progress)
-    data = dataclasses.replace(result.evaluation.data, path=str(Path(photos).resolve()))
-    return dataclasses.replace(result, evaluation=dataclasses.replace(result.evaluation, data=data))
+        return _score_run(folder, run, data_dir, data_source=Path(photos), progress=progress)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -99,7 +99,8 @@ def _missing_paths(paths: list[str]) -> list[str]:
 
 def _run_stage(stage, work_path: str, kernel: str, timeout: int, progress_file: str, threads: int):
     """On a worker: execute one notebook; (seconds, None) or (seconds, one-line failure)."""
-    from helmetlib.engine import NotebookFailed, ensure_kernel, execute_notebook
+    from helmetlib.engine import NotebookFailed, execute_notebook
+    from helmetlib.kernel import ensure_kernel
 
     if progress_file:
         os.environ[PROGRESS_ENV] = progress_file

@@ -169,9 +169,12 @@ def run_page(record: RunRecord, folder: RunFolder) -> str:
     parts.append(_comparison_html(record.comparison_with_previous))
     parts.append("<h2>Reports</h2><ul>")
     for stem, label in _reports_in_run_order(record, folder):
+        reader, with_code, notebook = (
+            esc(path.name) for path in (folder.html(stem), folder.code_html(stem), folder.notebook(stem))
+        )
         parts.append(
-            f"<li><a href='{esc(stem)}.html'>{esc(label)}</a> <small>(<a href='{esc(stem)}.code.html'>with code</a>, "
-            f"<a href='{esc(stem)}.ipynb'>notebook</a>)</small></li>"
+            f"<li><a href='{reader}'>{esc(label)}</a> <small>(<a href='{with_code}'>with code</a>, "
+            f"<a href='{notebook}'>notebook</a>)</small></li>"
         )
     parts.append("</ul>")
     if record.models:

@@ -33,18 +33,19 @@ from helmetlib.engine import (
     NOTEBOOKS_DIR,
     NotebookFailed,
     Stage,
-    ensure_kernel,
     execute_notebook,
     plan_stages,
     stale_pairing,
 )
 from helmetlib.features import register_cache_user
+from helmetlib.kernel import ensure_kernel
 from helmetlib.pages import run_page, runs_index
 from helmetlib.photos import crop_rule_of
 from helmetlib.progress import Progress, ProgressRelay
 from helmetlib.records import RecordError, write_text
 from helmetlib.results import DataInfo
 from helmetlib.runs import (
+    CODE_PAGE_SUFFIX,
     COMPARISON,
     NOTEBOOKS,
     LatestPointer,
@@ -460,7 +461,7 @@ def _finish_failed(out: ReportsFolder, work: RunFolder, record: RunRecord, error
 def _point_notebooks_at(work: RunFolder, destination: RunFolder) -> None:
     """Give the executed notebooks (and their code pages) the run folder they will live in as `RUN_DIR`, so that
     a saved `.ipynb` re-runs as it is: papermill injected the work folder, which is renamed next."""
-    for page in [*work.path.glob("*.ipynb"), *work.path.glob("*.code.html")]:
+    for page in [*work.path.glob("*.ipynb"), *work.path.glob(f"*{CODE_PAGE_SUFFIX}")]:
         text = page.read_text(encoding="utf-8")
         if str(work.path) in text:
             write_text(page, text.replace(str(work.path), str(destination.path)))

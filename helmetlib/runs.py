@@ -32,6 +32,7 @@ from helmetlib.weights import WeightsChoice, resolve_weights
 RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}")
 NOTEBOOKS = ("00_eda", "10_model", "20_comparison")
 EDA, MODEL, COMPARISON = NOTEBOOKS
+CODE_PAGE_SUFFIX = ".code.html"  # a notebook's page with its code cells (`RunFolder.code_html`)
 THRESHOLD_RULES = ("fixed", "max_f1", "bare_head_recall")
 
 
@@ -414,7 +415,8 @@ class RunFolder:
         return self.path / f"{stem}.html"
 
     def code_html(self, stem: str) -> Path:
-        return self.path / f"{stem}.code.html"
+        """The page with the code cells, beside `html(stem)` without them."""
+        return self.path / f"{stem}{CODE_PAGE_SUFFIX}"
 
     @staticmethod
     def model_stem(name: str) -> str:

@@ -8,9 +8,9 @@
 #       format_name: percent
 #       format_version: '1.3'
 #   kernelspec:
-#     display_name: Python 3 (ipykernel)
+#     display_name: Python 3 (helmetlib)
 #     language: python
-#     name: python3
+#     name: helmetlib
 # ---
 
 # %% [markdown]

@@ -1,6 +1,8 @@
 """Shared fixtures: small synthetic sets, tiny report runs, the optional real photos and stand-in weights."""
 
 import os
+import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -49,6 +51,18 @@ CNN_ONLY = [
 ]
 
 
+# what a reader or a log scanner must never meet on a command's stderr: TensorFlow's / absl's C++ log lines, Python
+# warnings, CUDA probing
+LOG_NOISE = re.compile(r"E0000|W0000|I0000|absl|cuInit|Warning")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def require(path: Path, what: str) -> Path:
     """Skip the calling test, saying why, when an optional shared file is absent."""
     if not path.exists():
@@ -57,11 +71,11 @@ def require(path: Path, what: str) -> Path:
 
 
 @pytest.fixture(scope="session")
-def kernel_name() -> str:
-    """The kernel the notebook tests run under (the runner's own kernelspec, for this Python)."""
-    from helmetlib.engine import ensure_kernel
+def helmetlib_kernel() -> str:
+    """The kernelspec the notebooks name, installed for this Python (as `helmet-reports` does on every run)."""
+    from helmetlib.kernel import ensure_kernel
 
-    return os.environ.get("HELMETLIB_TEST_KERNEL") or ensure_kernel()
+    return ensure_kernel()
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,5 @@
 """The notebooks: paired and output-free, typed parameters that papermill can describe and the first cell checks,
-and runs on their own under plain papermill (the python3 kernel) from the notebooks folder."""
+and runs on their own under plain papermill (the `helmetlib` kernel they name) from the notebooks folder."""
 
 import json
 import os
@@ -14,6 +14,7 @@ import nbformat
 import pytest
 from conftest import NOTEBOOKS, REPO
 
+from helmetlib.kernel import KERNEL_NAME
 from helmetlib.notebook import start
 from helmetlib.runs import ParameterError, RunFolder
 from helmetlib.selection import SELECTION_RULE
@@ -44,7 +45,7 @@ def test_committed_ipynb_is_output_free(source):
     for cell in notebook["cells"]:
         if cell["cell_type"] == "code":
             assert cell["outputs"] == [] and cell["execution_count"] is None
-    assert notebook["metadata"]["kernelspec"]["name"] == "python3"
+    assert notebook["metadata"]["kernelspec"]["name"] == KERNEL_NAME
 
 
 @pytest.mark.parametrize("source", SOURCES, ids=lambda path: path.stem)
@@ -170,9 +171,10 @@ def papermill(notebook: str, output: Path, parameters: dict, cwd: Path) -> subpr
 
 
 @pytest.fixture(scope="module")
-def standalone(tmp_path_factory):
-    """Plain papermill from the notebooks folder with the python3 kernel: a model notebook with FAITHFUL given
-    as the string "false", then the comparison of two models of which only one has run."""
+def standalone(tmp_path_factory, helmetlib_kernel):
+    """Plain papermill from the notebooks folder with the kernel the notebooks name (installed by `helmetlib_kernel`): a
+    model notebook with FAITHFUL given as the string "false", then the comparison of two models of which only one
+    has run."""
     root = tmp_path_factory.mktemp("standalone")
     common = {
         "RUN_DIR": str(root / "run"),
@@ -208,6 +210,16 @@ def test_papermill_runs_the_model_notebook_in_fast_mode_with_a_string_bool(stand
     assert result.mode == "fast" and result.epochs_run == 1
     text = outputs_text(root / "model.ipynb")
     assert not [noise for noise in NOISE if noise in text], [noise for noise in NOISE if noise in text]
+
+
+def test_plain_papermill_prints_no_kernel_or_library_chatter(standalone):
+    """The kernel runs over local sockets (no "Kernel is running over TCP without encryption" from ipykernel),
+    and nothing of TensorFlow's or Python's warnings reaches the terminal: only papermill's own lines."""
+    _, model, comparison = standalone
+    for result in (model, comparison):
+        assert not [noise for noise in NOISE if noise in result.stderr], result.stderr[-2000:]
+        assert "without encryption" not in result.stderr
+        assert "Executing notebook with kernel: helmetlib" in result.stderr
 
 
 def test_the_comparison_compares_what_exists_and_says_what_is_missing(standalone):
@@ -254,7 +266,7 @@ def test_pre_commit_syncs_a_notebook_edit_into_its_pair_and_strips_outputs(tmp_p
     assert diff.count("@@ -") == 1  # the one-line change is one hunk in the reviewed source
 
 
-def test_a_bad_parameter_under_plain_papermill_is_one_line_in_the_notebook(tmp_path):
+def test_a_bad_parameter_under_plain_papermill_is_one_line_in_the_notebook(tmp_path, helmetlib_kernel):
     parameters = {"RUN_DIR": str(tmp_path / "run"), "DEMO_SIZE": 3}
     result = papermill("00_eda.ipynb", tmp_path / "eda.ipynb", parameters, NOTEBOOKS)
     assert result.returncode == 1

@@ -1,0 +1,87 @@
+"""The `helmetlib` kernel the notebooks name: local sockets of its own for every kernel, whoever starts it (papermill
+through nbclient, `helmet-reports`, the Jupyter server under JupyterLab)."""
+
+import asyncio
+import json
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+from conftest import free_port
+
+from helmetlib.kernel import KERNEL_NAME
+
+SHELL_ENDPOINT = (
+    "import zmq; from ipykernel.kernelapp import IPKernelApp\n"
+    "IPKernelApp.instance().shell_socket.getsockopt(zmq.LAST_ENDPOINT)"
+)
+
+
+def test_kernels_started_in_one_folder_get_socket_files_of_their_own(helmetlib_kernel, tmp_path, monkeypatch):
+    """jupyter_client's own IPC names (kernel-ipc-1, ... in the working folder) were shared by two kernels starting
+    at once: they read each other's messages. Here each gets its own, and no TCP port."""
+    from jupyter_client.manager import KernelManager
+
+    monkeypatch.chdir(tmp_path)
+    managers = [KernelManager(kernel_name=helmetlib_kernel) for _ in range(2)]
+    try:
+        for manager in managers:
+            manager.pre_start_kernel()  # what starting does before the process: the provisioner's choice, written
+            info = json.loads(Path(manager.connection_file).read_text())
+            assert info["transport"] == "ipc" and info["ip"] == manager.ip
+            assert Path(manager.ip).name.startswith("helmetlib-kernel-")
+        assert managers[0].ip != managers[1].ip
+    finally:
+        for manager in managers:
+            manager.cleanup_resources()
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_jupyter_server_runs_the_kernel_over_local_sockets(helmetlib_kernel, tmp_path):
+    """JupyterLab's server starts the kernel the notebooks name, runs code in it over its websocket, and the kernel's
+    shell channel is a socket file, not a TCP port."""
+    from tornado.websocket import websocket_connect
+
+    port, token = free_port(), uuid.uuid4().hex
+    server = subprocess.Popen(
+        [Path(sys.executable).parent / "jupyter-server", "--no-browser", f"--port={port}", "--allow-root"]
+        + [f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={tmp_path}"],
+        stdout=subprocess.DEVNULL,
+        stderr=(tmp_path / "server.log").open("w"),
+    )
+    api = f"http://127.0.0.1:{port}/api"
+    try:
+        for _ in range(120):
+            try:
+                urllib.request.urlopen(f"{api}?token={token}")
+                break
+            except OSError:
+                time.sleep(0.5)
+        request = urllib.request.Request(
+            f"{api}/kernels?token={token}", data=json.dumps({"name": KERNEL_NAME}).encode(), method="POST"
+        )
+        kernel = json.load(urllib.request.urlopen(request))
+
+        async def execute() -> str:
+            channels = await websocket_connect(
+                f"ws://127.0.0.1:{port}/api/kernels/{kernel['id']}/channels?token={token}"
+            )
+            header = {"msg_id": uuid.uuid4().hex, "msg_type": "execute_request", "session": uuid.uuid4().hex}
+            content = {"code": SHELL_ENDPOINT, "silent": False, "user_expressions": {}, "allow_stdin": False}
+            header |= {"username": "test", "version": "5.3", "date": ""}
+            message = {"header": header, "parent_header": {}, "metadata": {}, "channel": "shell", "content": content}
+            await channels.write_message(json.dumps(message))
+            while True:
+                reply = json.loads(await asyncio.wait_for(channels.read_message(), 120))
+                if reply["parent_header"].get("msg_id") == header["msg_id"] and reply["msg_type"] == "execute_result":
+                    return reply["content"]["data"]["text/plain"]
+
+        endpoint = asyncio.run(execute())
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+    assert endpoint.startswith("b'ipc://") and "helmetlib-kernel-" in endpoint, endpoint
+    assert "without encryption" not in (tmp_path / "server.log").read_text()
