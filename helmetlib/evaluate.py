@@ -14,8 +14,10 @@ import numpy as np
 
 from helmetlib import cli
 from helmetlib.annotations import parse_classes
+from helmetlib.backbones import BACKBONE
 from helmetlib.cards import ModelError
 from helmetlib.data import DatasetError, load_dataset
+from helmetlib.features import PASSES, pass_extractor
 from helmetlib.importer import IMPORT_FORMATS, ImportFailed, ImportFormat
 from helmetlib.metrics import HEADLINE_METRICS, Scores, confusion, performance
 from helmetlib.records import Record, RecordError, output_file_problem, record, write_json
@@ -56,12 +58,14 @@ class EvaluationResult:
 
 
 class SharedBackbone:
-    """The frozen VGG16's output for a batch, computed once and reused by every model of a run that reads the
-    same backbone output (by weights fingerprint and features) of the same normalised batch: the three models on
-    VGG16's block 5 share one pass instead of three."""
+    """The frozen backbone's features for a batch, computed in one pass per weights fingerprint and normalisation
+    and reused by every model of a run that reads them: the three models on VGG16's block 5 (/255) share one pass,
+    `vgg16_gap` and `vgg16_multiscale` (VGG16's own normalisation) another, each pass giving every feature kind of
+    its normalisation (`features.PASSES`)."""
 
     def __init__(self):
-        self.outputs: dict[tuple[str, str, str], np.ndarray] = {}
+        self.extractors: dict[tuple[str, str], object] = {}
+        self.outputs: dict[tuple[str, str, str], dict[str, np.ndarray]] = {}
         self.passes = 0
 
     def wrap(self, loaded):
@@ -74,15 +78,30 @@ class SharedBackbone:
         if card.backbone is None or len(layers) != 3 or layers[1].name != BACKBONE_LAYER:
             return loaded
         backbone, head = layers[1], layers[2]
+        weights, normalization = card.backbone.fingerprint, card.input.normalization
 
         def predict_batch(x: np.ndarray) -> np.ndarray:
-            key = (card.backbone.fingerprint, card.backbone.features, hashlib.sha1(x.tobytes()).hexdigest())
+            key = (weights, normalization, hashlib.sha1(x.tobytes()).hexdigest())
             if key not in self.outputs:
-                self.outputs[key] = backbone.predict(x, verbose=0)
+                extractor = self._extractor(weights, normalization, backbone)
+                arrays = extractor.predict(x, verbose=0)
+                arrays = arrays if isinstance(arrays, list) else [arrays]
+                self.outputs[key] = dict(zip(PASSES[normalization], arrays, strict=True))
                 self.passes += 1
-            return head.predict(self.outputs[key], verbose=0).ravel()
+            return head.predict(self.outputs[key][card.backbone.features], verbose=0).ravel()
 
         return dataclasses.replace(loaded, predict_batch=predict_batch)
+
+    def _extractor(self, weights: str, normalization: str, backbone):
+        """The one-pass extractor of `normalization`'s feature kinds, on the backbone weights of `backbone` (a
+        model's frozen `backbone` layer: every weighted layer of the plain backbone, by name)."""
+        if (weights, normalization) not in self.extractors:
+            base = BACKBONE.build(backbone.input_shape[1:])
+            for layer in base.layers:
+                if layer.weights:
+                    layer.set_weights(backbone.get_layer(layer.name).get_weights())
+            self.extractors[weights, normalization] = pass_extractor(base, normalization, "float32")
+        return self.extractors[weights, normalization]
 
 
 def evaluate_run(

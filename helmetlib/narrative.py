@@ -71,7 +71,7 @@ def model_conclusion(result: ModelResult) -> str:
     restarts = [(repeat.seed, restart) for repeat in repeats for restart in repeat.restarts]
     if restarts:
         lines.append(
-            f"**{len(restarts)} restart(s) after a collapse:** "
+            f"**{len(restarts)} {'restart' if len(restarts) == 1 else 'restarts'} after a collapse:** "
             + "; ".join(f"seed {seed} died at epoch {r.epoch} ({r.reason}), retried" for seed, r in restarts)
             + "."
         )
@@ -81,9 +81,14 @@ def model_conclusion(result: ModelResult) -> str:
             f"**{result.name}** is deterministic (its seed changes nothing): one fit per split, not repeats. "
             f"Validation accuracy {accuracy.mean:.3f}, F1 {f1.mean:.3f}, bare-head recall {bare.mean:.3f}."
         )
+    elif len(repeats) == 1:
+        lines.append(
+            f"**{result.name}**, one repeat (seed {seeds}): validation accuracy {accuracy.mean:.3f}, F1 "
+            f"{f1.mean:.3f}, bare-head recall {bare.mean:.3f}; `--repeats` 3 or more shows how much the seed matters."
+        )
     else:
         lines.append(
-            f"**{result.name}** over {len(repeats)} repeat(s) (seeds {seeds}): validation accuracy "
+            f"**{result.name}** over {len(repeats)} repeats (seeds {seeds}): validation accuracy "
             f"{accuracy.mean:.3f} ± {accuracy.std:.3f} (range {accuracy.min:.3f}–{accuracy.max:.3f}), "
             f"F1 {f1.mean:.3f} ± {f1.std:.3f}, bare-head recall {bare.mean:.3f} ± {bare.std:.3f}."
         )
@@ -167,11 +172,11 @@ def architecture_table(model) -> pd.DataFrame:
 
 
 def training_table(results: dict[str, ModelResult]) -> pd.DataFrame:
-    """How each model was trained: mode, weights, precision, repeats, epochs, size, time, notes."""
+    """How each model was trained: what it was trained on, weights, precision, repeats, epochs, size, time, notes."""
     return pd.DataFrame(
         {
             name: {
-                "mode": result.mode,
+                "trained on": result.trained_on,
                 "weights": result.weights.used if result.weights else "-",
                 "precision": result.precision + (f", views {result.view_precision}" if result.view_precision else ""),
                 "repeats": len(result.repeats),

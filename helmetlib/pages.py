@@ -7,7 +7,7 @@ from __future__ import annotations
 import base64
 import html
 import io
-from datetime import datetime
+from datetime import UTC, datetime
 
 from helmetlib.results import Audit, Comparison, ModelResult, Selection
 from helmetlib.runs import ReportsFolder, RunConfig, RunFolder, RunRecord
@@ -76,7 +76,7 @@ def decision_html(
     comparison: Comparison | None = None,
 ) -> str:
     """The decision block: which model, how sure, which threshold to deploy, what to worry about."""
-    from helmetlib.selection import mean_f1, run_warnings
+    from helmetlib.selection import f1_spread, run_warnings
 
     parts = ["<section class='hl hl-decision'><h2>Decision</h2>"]
     if comparison is not None and comparison.regressions:
@@ -105,11 +105,8 @@ def decision_html(
         if cross is not None:
             parts.append(f"<p><b>Across architectures:</b> {esc(cross.text)}</p>")
         if result:
-            spread = result.summary["f1"]
-            parts.append(
-                f"<p><b>Seeds:</b> {len(result.repeats)} repeat(s) per model; {esc(result.name)} validation F1 "
-                f"{mean_f1(result):.3f} ± {spread.std:.3f} (range {spread.min:.3f}–{spread.max:.3f}).</p>"
-            )
+            spread = f" (range {_range(result)})" if _range(result) else ""
+            parts.append(f"<p><b>Seeds:</b> {esc(result.name)} validation F1 {esc(f1_spread(result))}{spread}.</p>")
     uses_backbone = any(result.weights for result in results.values())
     weights = config.weights.describe() if uses_backbone else "no backbone model in this run"
     parts.append(
@@ -150,12 +147,12 @@ def run_page(record: RunRecord, folder: RunFolder) -> str:
     every model's spread over seeds."""
     config = record.config
     status = record.status
-    duration = f"{record.total_seconds:.0f}s" if record.total_seconds is not None else "-"
+    duration = _duration(record.total_seconds)
     data = record.data
     data_text = f"data {esc(data.path)} (hash {data.content_hash}, {data.images} images)" if data else ""
     parts = [
         f"<h1>Helmet study run {esc(record.run_id)}</h1>",
-        f"<p>Status: <span class='{status}'>{status.upper()}</span> · started {record.started} · {duration} · "
+        f"<p>Status: <span class='{status}'>{status.upper()}</span> · started {_when(record.started)} · {duration} · "
         f"{data_text}</p>",
     ]
     if status != "ok":
@@ -214,18 +211,38 @@ def _models_table(record: RunRecord) -> str:
         )
         restarts = sum(len(r.restarts) for r in result.repeats)
         one_fit = " (deterministic: one fit)" if get_spec(name).deterministic else ""
+        f1 = f"{mean_f1(result):.3f}" + (f" ± {spread.std:.3f}" if len(result.repeats) > 1 else "")
         rows.append(
-            f"<tr><th>{esc(name)}{marker}</th><td>{len(result.repeats)}{one_fit}</td><td>{mean_f1(result):.3f} ± "
-            f"{spread.std:.3f}</td><td>{spread.min:.3f}–{spread.max:.3f}</td><td>{esc(state)}</td><td>{restarts}</td>"
+            f"<tr><th>{esc(name)}{marker}</th><td>{len(result.repeats)}{one_fit}</td><td>{f1}</td>"
+            f"<td>{_range(result) or '—'}</td><td>{esc(state)}</td><td>{restarts}</td>"
             f"<td>{esc(result.deployed)}</td><td>{result.validation.accuracy:.3f}</td>"
             f"<td>{result.validation.f1:.3f}</td><td>{result.validation.bare_head_recall:.3f}</td>"
-            f"<td>{esc(result.mode)}</td></tr>"
+            f"<td>{esc(result.trained_on)}</td></tr>"
         )
     return (
         "<h2>Models on validation (selection is made here)</h2><table><tr><th>model</th><th>repeats</th>"
         "<th>mean F1 ± sd</th><th>F1 range</th><th>collapse</th><th>restarts</th><th>deployed</th>"
-        "<th>accuracy</th><th>F1</th><th>bare-head recall</th><th>mode</th></tr>" + "".join(rows) + "</table>"
+        "<th>accuracy</th><th>F1</th><th>bare-head recall</th><th>trained on</th></tr>" + "".join(rows) + "</table>"
     )
+
+
+def _when(started: str) -> str:
+    """A run's start as a reader writes it, in UTC: "2026-12-05 09:08 UTC"."""
+    return datetime.fromisoformat(started).astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _duration(seconds: float | None) -> str:
+    """ "8 min 54 s", "41 s", or "-" for a run that did not record one."""
+    if seconds is None:
+        return "-"
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes} min {rest} s" if minutes else f"{rest} s"
+
+
+def _range(result: ModelResult) -> str:
+    """The range of validation F1 over the repeats, "" for a single fit."""
+    spread = result.summary["f1"]
+    return f"{spread.min:.3f}–{spread.max:.3f}" if len(result.repeats) > 1 else ""
 
 
 def _comparison_html(comparison: Comparison | None) -> str:
@@ -270,8 +287,8 @@ def runs_index(out: ReportsFolder) -> str:
         threshold = f"{selection.threshold.value:.3f}" if selection and selection.threshold else "-"
         rows.append(
             f"<tr><th><a href='{esc(folder.path.name)}/index.html'>{esc(record.run_id)}</a></th>"
-            f"<td>{record.started}</td><td class='{record.status}'>{record.status}</td>"
-            f"<td>{record.total_seconds or 0:.0f}s</td>"
+            f"<td>{_when(record.started)}</td><td class='{record.status}'>{record.status}</td>"
+            f"<td>{_duration(record.total_seconds)}</td>"
             f"<td>{record.data.content_hash if record.data else '-'}</td>"
             f"<td>{esc(str(record.selected_model or '-'))}{flag}</td><td>{threshold}</td>"
             f"{_interval(intervals.get('accuracy'))}{_interval(intervals.get('bare_head_recall'))}"

@@ -325,8 +325,9 @@ def _test_probabilities(run: NotebookRun, dataset: Dataset, name: str, parts: Sp
 
 
 def look_alike_features(run: NotebookRun, dataset: Dataset) -> np.ndarray | None:
-    """The frozen VGG16's features of every image (N, 6, 6, 512) as models 2-4 see them, from the shared cache;
-    None when no model of the run uses the backbone (its weights are not loaded: no look-alike audit)."""
+    """The frozen VGG16's features of every image (N, 6, 6, 512) as vgg16_linear, vgg16_mlp and vgg16_mlp_aug see
+    them, from the shared cache; None when no model of the run uses the backbone (its weights are not loaded: no
+    look-alike audit)."""
     from helmetlib.features import FeatureCache, cached_features
     from helmetlib.models import vgg16_backbone
 

@@ -86,6 +86,12 @@ class Spread(Record):
 
 
 SPREAD_METRICS = (*HEADLINE_METRICS, "bare_head_recall")
+# `ModelResult.mode` (how the trainer ran) in a reader's words
+TRAINED_ON = {
+    "direct": "images, end to end",
+    "fast": "cached backbone features",
+    "faithful": "images through the frozen backbone",
+}
 
 
 @record
@@ -137,6 +143,11 @@ class ModelResult(Record):
             metric: Spread.of([_metric(repeat.validation, metric) for repeat in self.repeats])
             for metric in SPREAD_METRICS
         }
+
+    @property
+    def trained_on(self) -> str:
+        """What the trainable part saw, in words (`TRAINED_ON`)."""
+        return TRAINED_ON.get(self.mode, self.mode)
 
     @property
     def epochs_run(self) -> int:

@@ -10,6 +10,7 @@ import numpy as np
 from helmetlib.calibration import Calibration
 from helmetlib.results import Audit, DeployThreshold, ModelResult, Selection, Verdict
 from helmetlib.runs import RunConfig
+from helmetlib.specs import MODEL_SPECS
 from helmetlib.uncertainty import bootstrap_intervals, choose_threshold, f1_difference
 
 SELECTION_RULE = (
@@ -24,6 +25,17 @@ TIE = 1e-3
 def mean_f1(result: ModelResult) -> float:
     """Mean validation F1 over the repeats (collapsed repeats included), quoted beside the deployed model's."""
     return float(np.mean([repeat.validation.f1 for repeat in result.repeats]))
+
+
+def f1_spread(result: ModelResult) -> str:
+    """Mean validation F1 and what it is the mean of: "0.892 ± 0.026 over 3 repeats", "0.822 (deterministic: one
+    fit)", "0.851 (one repeat)". A single fit has no spread to quote."""
+    spec = MODEL_SPECS.get(result.name)  # None for a name this helmetlib does not know (a record from elsewhere)
+    if spec is not None and spec.deterministic:
+        return f"{mean_f1(result):.3f} (deterministic: one fit)"
+    if len(result.repeats) == 1:
+        return f"{mean_f1(result):.3f} (one repeat)"
+    return f"{mean_f1(result):.3f} ± {result.summary['f1'].std:.3f} over {len(result.repeats)} repeats"
 
 
 def excluded_models(results: dict[str, ModelResult]) -> dict[str, str]:
@@ -111,11 +123,7 @@ def verdict(
     difference = {key.removesuffix("_difference"): value for key, value in intervals.items() if "_difference" in key}
     f1 = difference["f1"]
     separated = f1.low > 0
-    spread = ", ".join(
-        f"{name} {mean_f1(results[name]):.3f} ± {results[name].summary['f1'].std:.3f} over "
-        f"{len(results[name].repeats)} repeat(s)"
-        for name in (selected, second)
-    )
+    spread = ", ".join(f"{name} {f1_spread(results[name])}" for name in (selected, second))
     words = "is better than" if separated else "cannot be told apart from"
     text = (
         f"{selected} {words} {second} on validation: F1 difference {f1.text()} "

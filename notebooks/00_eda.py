@@ -16,7 +16,7 @@
 # %% [markdown]
 # # Helmet study: the data and its leakage audit
 #
-# **Author:** helmetlib · **Created:** 2026-11-29 · **Last modified:** 2026-12-01
+# **Author:** helmetlib · **Created:** 2026-11-29 · **Last modified:** 2026-12-05
 #
 # **Description:** is the dataset valid, balanced and free of leakage across the split, and what could a model
 # learn instead of the helmet? Run by `helmet-reports`; runs unchanged in JupyterLab and under papermill.
@@ -135,7 +135,8 @@ figure = plots.image_pairs(dataset.images, audit.closest)
 # %% [markdown]
 # ### Look-alikes in the backbone's eyes
 # Pixel hashes miss crops of the same scene or person. Cosine similarity of the frozen VGG16's standardised features
-# (those models 2 and 3 train on, computed once and cached) finds pairs across the split the backbone sees as alike.
+# (what vgg16_linear and vgg16_mlp train on, computed once and cached) finds pairs across the split the backbone
+# sees as alike.
 
 # %%
 if audit.look_alikes is not None and len(audit.look_alikes):

@@ -79,7 +79,8 @@ repeats_table(result)
 
 # %% [markdown]
 # ## Training curves
-# Loss and accuracy per epoch of every repeat (dashed: validation). Model 6 is fitted in closed form (no epochs).
+# Loss and accuracy per epoch of every repeat (dashed: validation). vgg16_multiscale is fitted in closed form (no
+# epochs).
 
 # %%
 histories = {f"seed {trained.seed}": trained.history for trained in outcome.repeats if trained.history}

@@ -96,8 +96,9 @@ display(Markdown("**Train minus validation**"), tables["difference"])
 
 # %% [markdown]
 # ### How each model was trained
-# `fast`: head trained on backbone features computed once (model 4 on pre-drawn augmented views); `faithful`: the
-# study's computation; `direct`: the CNN, trained on images.
+# Trained on "cached backbone features": the head alone, on VGG16 features computed once (vgg16_mlp_aug on pre-drawn
+# augmented views); "images through the frozen backbone": the study's computation, epoch by epoch; "images, end to
+# end": the CNN.
 
 # %%
 training_table(results)

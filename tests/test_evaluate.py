@@ -10,6 +10,7 @@ from helmetlib.artifacts import load_run_model
 from helmetlib.cards import read_card
 from helmetlib.evaluate import evaluate_run, main
 from helmetlib.inference import fit_to_input
+from helmetlib.runs import RunFolder
 
 
 def test_evaluate_writes_report_and_json(finished_run, tmp_path, capfd):
@@ -63,19 +64,20 @@ def test_evaluate_and_predict_give_the_calibrated_probabilities_of_the_card(fini
         np.testing.assert_allclose(predict(model, dataset.images)["probability"], calibrated, atol=1e-4)
 
 
-def test_heads_on_one_backbone_output_share_its_pass_and_score_the_same(finished_run):
-    """vgg16_linear, vgg16_mlp and vgg16_mlp_aug read VGG16's block 5: one backbone pass per batch for the three,
-    with the probabilities of each model on its own."""
+def test_heads_on_one_normalisation_share_its_backbone_pass_and_score_the_same(finished_run):
+    """vgg16_linear, vgg16_mlp and vgg16_mlp_aug read VGG16's block 5 of /255 images, vgg16_gap and vgg16_multiscale
+    its pooled blocks of VGG16-normalised images: one backbone pass per batch and normalisation, with the
+    probabilities of each model on its own."""
     from helmetlib.evaluate import SharedBackbone
     from helmetlib.inference import load_model
 
-    models = finished_run[1] / "tiny" / "models"
+    folder = RunFolder(finished_run[1] / "tiny")
     images = make_demo_dataset(40, seed=97, image_size=64).images
     shared = SharedBackbone()
-    for name in ("vgg16_linear", "vgg16_mlp", "vgg16_mlp_aug", "vgg16_gap"):
-        alone = load_model(models / f"{name}.head.keras")
+    for name in ("vgg16_linear", "vgg16_mlp", "vgg16_mlp_aug", "vgg16_gap", "vgg16_multiscale"):
+        alone = load_model(folder.loadable_file(name))
         together = shared.wrap(alone)
         assert together.predict_batch is not alone.predict_batch
         expected = predict(alone, images, batch_size=16)["probability"].to_numpy(float)
         np.testing.assert_allclose(predict(together, images, batch_size=16)["probability"], expected, atol=1e-6)
-    assert shared.passes == 2 * 3  # block 5 (3 models) and its average pooling (vgg16_gap): 3 batches each
+    assert shared.passes == 2 * 3  # two normalisations, 3 batches each

@@ -4,6 +4,7 @@ import json
 import re
 import shutil
 import signal
+import statistics
 import zipfile
 
 import h5py
@@ -106,7 +107,7 @@ def test_reports_open_with_their_conclusion(run):
     assert "No near-duplicate pairs" in eda or "LEAKAGE" in eda  # an empty table is a sentence
     model = run.html("10_model_cnn").read_text()
     assert model.index("Conclusion") < model.index("Spread over seeds") < model.index("Architecture")
-    assert "over 1 repeat(s) (seeds 812)" in model and "Model: Sequential" not in model  # no Keras printout
+    assert "one repeat (seed 812)" in model and "Model: Sequential" not in model  # no Keras printout
     comparison = run.html("20_comparison").read_text()
     assert comparison.index("Decision") < comparison.index("Spread over seeds") < comparison.index("Grad-CAM")
     assert "```json" not in comparison  # the card is a table, not a JSON dump
@@ -137,6 +138,11 @@ def test_run_page_opens_with_the_decision(run):
     assert decision < page.index("<h2>Reports</h2>")
     assert "RANDOMLY INITIALISED" in page and "Synthetic demo data" in page  # random backbone, demo data
     assert record.models["vgg16_multiscale"].deployed == "one fit (deterministic: the seed changes nothing)"
+    row = re.search(r"<tr><th>vgg16_multiscale.*?</tr>", page).group(0)  # a single fit: no spread, no range
+    f1 = statistics.mean(repeat.validation.f1 for repeat in record.models["vgg16_multiscale"].repeats)
+    assert f"<td>1 (deterministic: one fit)</td><td>{f1:.3f}</td><td>—</td>" in row
+    assert "<td>cached backbone features</td>" in row and "<td>images, end to end</td>" in page  # not fast/direct
+    assert "repeat(s)" not in page and "± 0.000" not in page
     selected = record.selection.selected_model
     if selected:
         assert f"Deploy <b>{selected}</b>" in page and "bare-head recall" in page
@@ -154,6 +160,7 @@ def test_runs_index_lists_each_run_once(finished_run):
     row = re.search(r"<tr><th><a href='tiny/index.html'>.*?</tr>", index).group(0)
     record = RunFolder(out / "tiny").read_record()
     assert f"<td>{record.selection.threshold.value:.3f}</td>" in row and "<td></td>" not in row
+    assert re.search(r"<td>\d{4}-\d\d-\d\d \d\d:\d\d UTC</td>", row) and re.search(r"<td>(\d+ min )?\d+ s</td>", row)
     uses_backbone = record.models[record.selected_model].weights is not None
     assert ("RANDOMLY INITIALISED" in row) == uses_backbone  # the weights note only beside a VGG16 model
 
