@@ -13,6 +13,13 @@ from helmetlib.data import CLASS_NAMES
 from helmetlib.records import Record, record
 
 HEADLINE_METRICS = ("accuracy", "recall", "precision", "f1")
+METRIC_LABELS = {  # a metric's name as the pages write it
+    "accuracy": "accuracy",
+    "recall": "recall",
+    "precision": "precision",
+    "f1": "F1",
+    "bare_head_recall": "bare-head recall",
+}
 BARE_HEAD = CLASS_NAMES[0]
 
 

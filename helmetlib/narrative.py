@@ -105,7 +105,8 @@ def model_conclusion(result: ModelResult) -> str:
     if problem:
         lines.append(f"**Unhealthy:** the deployed model {problem}.")
     lines.append(
-        f"Deployed: **{result.deployed}** ({result.deployed_reason}): train accuracy {train.accuracy:.3f}, "
+        f"Deployed: **{result.deployed}**{f' ({result.deployed_reason})' if result.deployed_reason else ''}: "
+        f"train accuracy {train.accuracy:.3f}, "
         f"validation {validation.accuracy:.3f} "
         f"(F1 {validation.f1:.3f}); {fit}. It misses {1 - validation.bare_head_recall:.1%} of the bare heads in "
         "validation; a missed bare head is the costly error."
@@ -204,16 +205,17 @@ def comparison_tables(results: dict[str, ModelResult]) -> dict[str, pd.DataFrame
 
 
 def spread_table(results: dict[str, ModelResult]) -> pd.DataFrame:
-    """Mean ± sd and range of validation F1 and accuracy over the repeats, per model."""
+    """Mean ± sd and range of validation F1 and accuracy over the repeats, per model ("—" for a single fit)."""
     rows = {}
     for name, result in results.items():
         f1, accuracy = result.summary["f1"], result.summary["accuracy"]
+        spread = len(result.repeats) > 1  # a single fit has no sd or range
         rows[name] = {
             "repeats": len(result.repeats),
             "F1 mean": f"{f1.mean:.3f}",
-            "F1 sd": f"{f1.std:.3f}",
-            "F1 min": f"{f1.min:.3f}",
-            "F1 max": f"{f1.max:.3f}",
+            "F1 sd": f"{f1.std:.3f}" if spread else "—",
+            "F1 min": f"{f1.min:.3f}" if spread else "—",
+            "F1 max": f"{f1.max:.3f}" if spread else "—",
             "accuracy mean": f"{accuracy.mean:.3f}",
             "collapsed repeats": sum(repeat.collapsed for repeat in result.repeats),
             "deployed": result.deployed,

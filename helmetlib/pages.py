@@ -9,6 +9,7 @@ import html
 import io
 from datetime import UTC, datetime
 
+from helmetlib.metrics import METRIC_LABELS
 from helmetlib.results import Audit, Comparison, ModelResult, Selection
 from helmetlib.runs import ReportsFolder, RunConfig, RunFolder, RunRecord
 from helmetlib.uncertainty import Interval
@@ -120,7 +121,7 @@ def decision_html(
 
 def _test_table(config: RunConfig, selection: Selection) -> str:
     """The deployed model's test scores with intervals, at the study's threshold (and at the deployed one)."""
-    columns = (("accuracy", "accuracy"), ("f1", "F1"), ("bare_head_recall", "bare-head recall"))
+    columns = [(metric, METRIC_LABELS[metric]) for metric in ("accuracy", "f1", "bare_head_recall")]
     header = "".join(f"<th>{label}</th>" for _, label in columns)
     rows = [(f"at the study's {config.threshold:g}", selection.test_intervals)]
     if selection.threshold.rule != "fixed":  # the fixed rule keeps the study's decisions: the same row again
@@ -250,9 +251,9 @@ def _comparison_html(comparison: Comparison | None) -> str:
         return ""
     if not comparison.same_data or comparison.previous_run is None:
         return f"<h2>Since the previous run</h2><p>{esc(comparison.note)}</p>"
-    labelled = [(f"selected model, test {change.metric}", change) for change in comparison.test]
+    labelled = [(f"selected model, test {METRIC_LABELS[change.metric]}", change) for change in comparison.test]
     labelled += [
-        (f"{name}, validation {change.metric}", change)
+        (f"{name}, validation {METRIC_LABELS[change.metric]}", change)
         for name, changes in comparison.validation.items()
         for change in changes
     ]

@@ -354,16 +354,23 @@ def deploy(
     usable = [trained for trained in repeats if not trained.collapsed] or repeats
     scores = [_validation_scores(trained, dataset, threshold) for trained in usable]
     best = usable[max(range(len(usable)), key=lambda i: (scores[i].f1, -i))]
+    deterministic = get_spec(best.name).deterministic
     single = Deployed(
         model=best.model,
         head=best.head,
         probabilities=best.probabilities,
         description=(
             "one fit (deterministic: the seed changes nothing)"
-            if get_spec(best.name).deterministic
+            if deterministic
             else f"repeat with seed {best.seed}" + (" (collapsed)" if best.collapsed else "")
         ),
-        reason="only one usable repeat",
+        reason=(
+            ""  # the description says why
+            if deterministic
+            else "only one repeat"
+            if len(repeats) == 1
+            else "only one repeat did not collapse"
+        ),
         seeds=(best.seed,),
         best_repeat=best,
         ensemble_validation=None,

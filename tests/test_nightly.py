@@ -71,6 +71,7 @@ def test_a_worse_run_is_a_regression_and_exits_3_after_it_is_complete(nightly):
     assert raw["comparison_with_previous"]["validation"]["cnn"][0]["regression"] is True
     page = (out / "night2" / "index.html").read_text()
     assert page.index("REGRESSION since run tiny") < page.index("<h2>Reports</h2>")
+    assert "<th>cnn, validation bare-head recall</th>" in page and "bare_head_recall" not in page  # readers' words
     first = RunRecord.read(out / "tiny" / "run.json").comparison_with_previous
     assert first.previous_run is None and "nothing to compare" in first.note
 

@@ -108,6 +108,9 @@ def test_reports_open_with_their_conclusion(run):
     model = run.html("10_model_cnn").read_text()
     assert model.index("Conclusion") < model.index("Spread over seeds") < model.index("Architecture")
     assert "one repeat (seed 812)" in model and "Model: Sequential" not in model  # no Keras printout
+    assert "seed 812</strong> (only one repeat):" in model
+    deterministic = run.html("10_model_vgg16_multiscale").read_text()
+    assert "the seed changes nothing)</strong>: train accuracy" in deterministic  # no reason beside it
     comparison = run.html("20_comparison").read_text()
     assert comparison.index("Decision") < comparison.index("Spread over seeds") < comparison.index("Grad-CAM")
     assert "```json" not in comparison  # the card is a table, not a JSON dump
@@ -423,7 +426,9 @@ def test_tables_carry_three_decimals_and_the_card_whole(run):
 
     record = run.read_record()
     spread = spread_table(record.models)
-    assert all(re.fullmatch(r"[01]\.\d{3}", value) for value in spread["F1 mean"].tolist() + spread["F1 sd"].tolist())
+    assert all(re.fullmatch(r"[01]\.\d{3}", value) for value in spread["F1 mean"].tolist())
+    single = [len(record.models[name].repeats) == 1 for name in spread.index]  # no spread to quote: a dash
+    assert [value == "—" for value in spread["F1 sd"]] == single and any(single)
     card = card_table(run, record.selected_model)
     assert "test scores at the deployed threshold" in card.index and "test_at_threshold scores" not in card.index
     page = run.html("20_comparison").read_text()
