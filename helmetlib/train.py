@@ -354,28 +354,7 @@ def deploy(
     usable = [trained for trained in repeats if not trained.collapsed] or repeats
     scores = [_validation_scores(trained, dataset, threshold) for trained in usable]
     best = usable[max(range(len(usable)), key=lambda i: (scores[i].f1, -i))]
-    deterministic = get_spec(best.name).deterministic
-    single = Deployed(
-        model=best.model,
-        head=best.head,
-        probabilities=best.probabilities,
-        description=(
-            "one fit (deterministic: the seed changes nothing)"
-            if deterministic
-            else f"repeat with seed {best.seed}" + (" (collapsed)" if best.collapsed else "")
-        ),
-        reason=(
-            ""  # the description says why
-            if deterministic
-            else "only one repeat"
-            if len(repeats) == 1
-            else "only one repeat did not collapse"
-        ),
-        seeds=(best.seed,),
-        best_repeat=best,
-        ensemble_validation=None,
-        health=best.health,
-    )
+    single = _best_repeat(best, repeats)
     if len(usable) < 2:
         return single
     if not all(trained.split is repeats[0].split for trained in usable):
@@ -402,6 +381,27 @@ def deploy(
         f"{difference.text()} (paired bootstrap; the interval includes 0)"
     )
     return _seed_ensemble(usable, best, averaged, dataset, reason=reason, validation=single.ensemble_validation)
+
+
+def _best_repeat(best: TrainedModel, repeats: list[TrainedModel]) -> Deployed:
+    """`best` deployed alone, described and with the reason when it is the only usable one (a deterministic
+    model's one fit needs none)."""
+    if get_spec(best.name).deterministic:
+        description, reason = "one fit (deterministic: the seed changes nothing)", ""
+    else:
+        description = f"repeat with seed {best.seed}" + (" (collapsed)" if best.collapsed else "")
+        reason = "only one repeat" if len(repeats) == 1 else "only one repeat did not collapse"
+    return Deployed(
+        model=best.model,
+        head=best.head,
+        probabilities=best.probabilities,
+        description=description,
+        reason=reason,
+        seeds=(best.seed,),
+        best_repeat=best,
+        ensemble_validation=None,
+        health=best.health,
+    )
 
 
 def _seed_ensemble(
