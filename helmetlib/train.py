@@ -387,7 +387,7 @@ def _best_repeat(best: TrainedModel, repeats: list[TrainedModel]) -> Deployed:
     """`best` deployed alone, described and with the reason when it is the only usable one (a deterministic
     model's one fit needs none)."""
     if get_spec(best.name).deterministic:
-        description, reason = "one fit (deterministic: the seed changes nothing)", ""
+        description, reason = "deterministic: one fit, the seed changes nothing", ""
     else:
         description = f"repeat with seed {best.seed}" + (" (collapsed)" if best.collapsed else "")
         reason = "only one repeat" if len(repeats) == 1 else "only one repeat did not collapse"

@@ -110,7 +110,7 @@ def test_reports_open_with_their_conclusion(run):
     assert "one repeat (seed 812)" in model and "Model: Sequential" not in model  # no Keras printout
     assert "seed 812</strong> (only one repeat):" in model
     deterministic = run.html("10_model_vgg16_multiscale").read_text()
-    assert "the seed changes nothing)</strong>: train accuracy" in deterministic  # no reason beside it
+    assert "one fit, the seed changes nothing</strong>: train accuracy" in deterministic  # no reason beside it
     comparison = run.html("20_comparison").read_text()
     assert comparison.index("Decision") < comparison.index("Spread over seeds") < comparison.index("Grad-CAM")
     assert "```json" not in comparison  # the card is a table, not a JSON dump
@@ -140,7 +140,7 @@ def test_run_page_opens_with_the_decision(run):
     decision = page.index("<h2>Decision</h2>")
     assert decision < page.index("<h2>Reports</h2>")
     assert "RANDOMLY INITIALISED" in page and "Synthetic demo data" in page  # random backbone, demo data
-    assert record.models["vgg16_multiscale"].deployed == "one fit (deterministic: the seed changes nothing)"
+    assert record.models["vgg16_multiscale"].deployed == "deterministic: one fit, the seed changes nothing"
     row = re.search(r"<tr><th>vgg16_multiscale.*?</tr>", page).group(0)  # a single fit: no spread, no range
     f1 = statistics.mean(repeat.validation.f1 for repeat in record.models["vgg16_multiscale"].repeats)
     assert f"<td>1 (deterministic: one fit)</td><td>{f1:.3f}</td><td>—</td>" in row
