@@ -112,7 +112,7 @@ def evaluate_run(
 
     Models are loaded through their cards (the selected model's self-contained file, the others' heads over the
     backbone store, and the cross-architecture ensemble when it is deployed), so a card that does not match its
-    file is refused. Heads on the same backbone output share one backbone pass (`SharedBackbone`). `progress`
+    file is refused. Models on one normalisation share one backbone pass per batch (`SharedBackbone`). `progress`
     receives a line per model.
     """
     folder = RunFolder(Path(run_dir))
