@@ -1,30 +1,37 @@
 """Head boxes as labelling tools export them: Pascal VOC XML, YOLO txt, COCO JSON, or a plain CSV.
 
 `read_annotations` gives every annotated photo with its boxes, and lists every problem with its file and reason
-instead of stopping: malformed XML / JSON / txt lines, images that cannot be found, class ids that the dataset does
-not define, annotation files without any box. Class names are mapped to labels by a `--classes` mapping
-(`helmet=1,head=0`); boxes of other classes (`person`) are left out and counted by name.
+instead of stopping or guessing: malformed XML / JSON / txt / YAML, images that cannot be found or whose name is
+ambiguous, file names and links that lead outside the folder read (never opened), two annotations of one photo,
+COCO image ids given twice, class ids that the dataset does not define, annotation files without any box. Class
+names are mapped to labels by a `--classes` mapping (`helmet=1,head=0`), or, without one, by the names labelling
+tools use for heads (`head_classes`); boxes of other classes (`person`) are left out and counted by name.
 
-Small readers on the standard library (`defusedxml` for XML, which refuses entity bombs): the maintained readers
-(`supervision`, `globox`, `pycocotools`) bring a second OpenCV build, GUI or plotting dependencies, or read one
-format only, while what the import needs from each format is a few fields.
+Boxes stay as the annotation wrote them (`AnnotatedPhoto`) until the photo is decoded: `AnnotatedPhoto.boxes_in`
+places them on the decoded image (EXIF orientation applied; YOLO's fractions scaled by its size) and refuses a
+photo whose size differs from the one its annotation declares (VOC `<size>`, COCO `width` / `height`).
+
+Small readers on the standard library (`defusedxml` for XML, which refuses entity bombs; PyYAML with aliases
+refused): the maintained readers (`supervision`, `globox`, `pycocotools`) bring a second OpenCV build, GUI or
+plotting dependencies, or read one format only, while what the import needs from each format is a few fields.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
-from helmetlib.photos import IMAGE_SUFFIXES, HeadBox, header_size, image_files
+from helmetlib.photos import IMAGE_SUFFIXES, HeadBox, files_under, image_files, leaves
 from helmetlib.records import Record, record
 
-AnnotationFormat = Literal["voc", "yolo", "coco", "csv"]
-ANNOTATION_FORMATS: tuple[str, ...] = ("voc", "yolo", "coco", "csv")
-CSV_BOX_COLUMNS = ("path", "xmin", "ymin", "xmax", "ymax")  # and optionally `class_name`
+MAX_YAML_BYTES = 1_000_000  # a data.yaml names classes: a larger one is not one
+LINK_LEAVES = "link leads outside the folder read, not opened"
+SIZE_DIFFERS = "annotated size differs from the photo"
 
 
 @record
@@ -37,23 +44,60 @@ class Problem(Record):
 
 @dataclass(frozen=True)
 class AnnotatedPhoto:
-    """A photo and its head boxes (those of the mapped classes, or every box when no mapping is given)."""
+    """A photo and its head boxes as the annotation wrote them (those of the mapped classes).
+
+    `declared_size` is the (width, height) the annotation says the photo has (VOC `<size>`, COCO `width` /
+    `height`; None when it says nothing); `normalized` boxes (YOLO) are fractions of the photo's width and height.
+    """
 
     path: Path
     annotation: Path
     boxes: tuple[HeadBox, ...]
+    declared_size: tuple[int, int] | None = None
+    normalized: bool = False
+
+    def boxes_in(self, photo_size: tuple[int, int]) -> tuple[tuple[HeadBox, ...], str | None]:
+        """(the boxes in pixels of the decoded photo of `photo_size` (height, width), None), or ((), why they cannot
+        be placed on it): a declared size that differs from the photo's puts every box on the wrong pixels."""
+        height, width = photo_size
+        if self.declared_size is not None and self.declared_size != (width, height):
+            declared = "x".join(map(str, self.declared_size))
+            turned = ", the photo before its EXIF orientation" if self.declared_size == (height, width) else ""
+            return (), (
+                f"{SIZE_DIFFERS}: the annotation says {declared}{turned}, the decoded photo is {width}x{height}; its "
+                "boxes would land on the wrong pixels"
+            )
+        if not self.normalized:
+            return self.boxes, None
+        return tuple(  # to a thousandth of a pixel: the fractions were written with a few digits
+            replace(
+                box,
+                x1=round(box.x1 * width, 3),
+                y1=round(box.y1 * height, 3),
+                x2=round(box.x2 * width, 3),
+                y2=round(box.y2 * height, 3),
+            )
+            for box in self.boxes
+        ), None
 
 
 @dataclass
 class Annotations:
-    """What a set of annotation files holds: the photos with boxes, the problems, the boxes of ignored classes."""
+    """What a set of annotation files holds: the photos with boxes, the problems, the boxes of ignored classes,
+    the class mapping applied, and the photos no annotation names."""
 
     photos: list[AnnotatedPhoto] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     ignored_classes: Counter[str] = field(default_factory=Counter)
+    classes: dict[str, int] = field(default_factory=dict)
+    unannotated: list[Path] = field(default_factory=list)
 
     def problem(self, file: Path, reason: str) -> None:
         self.problems.append(Problem(file=str(file), reason=reason))
+
+
+class UnknownClasses(ValueError):
+    """Annotations whose class names do not say which boxes are heads, and no `--classes` mapping was given."""
 
 
 def parse_classes(text: str) -> dict[str, int]:
@@ -71,11 +115,39 @@ def parse_classes(text: str) -> dict[str, int]:
     return mapping
 
 
-class PhotoIndex:
-    """Image files by name and by stem, to find the photo an annotation names wherever the export put it."""
+# the names labelling tools and public helmet datasets give heads (label) and other objects (None), compared
+# without case, spaces, '-' and '_'
+CLASS_WORDS: dict[str, int | None] = {
+    **dict.fromkeys(("helmet", "hardhat", "withhelmet", "helmeton", "safetyhelmet", "helmetworn"), 1),
+    **dict.fromkeys(("head", "nohelmet", "withouthelmet", "nohardhat", "barehead", "helmetoff"), 0),
+    **dict.fromkeys(("person", "people", "vest", "safetyvest", "novest", "nosafetyvest", "mask", "nomask"), None),
+}
 
-    def __init__(self, files: list[Path]):
-        self.files = files
+
+def _word(name: str) -> str:
+    return re.sub(r"[\s_\-]", "", name.lower())
+
+
+def head_classes(found: set[str]) -> dict[str, int]:
+    """The class mapping the names `found` in the annotations mean, when no `--classes` is given: the names of
+    heads with and without a helmet (`CLASS_WORDS`), other known objects (`person`) left out. `UnknownClasses`
+    listing every name found when one of them is not known (a box of it might be a head, or not)."""
+    unknown = sorted(name for name in found if _word(name) not in CLASS_WORDS)
+    if unknown:
+        raise UnknownClasses(
+            f"cannot tell which boxes are heads: the annotations name the classes {', '.join(sorted(found))} "
+            f"({', '.join(map(repr, unknown))} unknown); give --classes NAME=1,NAME=0 (e.g. helmet=1,head=0)"
+        )
+    return {name: CLASS_WORDS[_word(name)] for name in found if CLASS_WORDS[_word(name)] is not None}
+
+
+class PhotoIndex:
+    """Image files by name and by stem, to find the photo an annotation names wherever the export put it — but only
+    among the files under the folders (or the files) given, never through a link that leaves them."""
+
+    def __init__(self, files: list[Path], leaving: list[Path] = ()):
+        self.files, self.leaving = files, list(leaving)
+        self.resolved = {path.resolve(): path for path in files}
         self.by_name: dict[str, list[Path]] = {}
         self.by_stem: dict[str, list[Path]] = {}
         for path in files:
@@ -84,22 +156,36 @@ class PhotoIndex:
 
     @classmethod
     def of(cls, inputs: list[Path]) -> PhotoIndex:
-        """The index of image files and folders (searched recursively)."""
-        files: list[Path] = []
+        """The index of image files and folders (searched recursively; links out of a folder are not followed)."""
+        files, leaving = [], []
         for path in inputs:
-            files.extend(image_files(path) if path.is_dir() else [path])
-        return cls(files)
+            inside, outside = image_files(path) if path.is_dir() else ([path], [])
+            files += inside
+            leaving += outside
+        return cls(files, leaving)
 
-    def find(self, name: str, *, near: Path) -> Path | None:
-        """The photo called `name` (a file name or relative path), the one closest to `near` when several are."""
-        given = near.parent / name
-        if given.is_file():
-            return given
+    def find(self, name: str, *, near: Path, folder: str = "") -> tuple[Path | None, str | None]:
+        """(the photo called `name` (a file name or relative path), None) or (None, why not): not found, a name
+        that leaves the folder read, or several photos of that name equally close to `near` (the annotation file;
+        `folder`, VOC's `<folder>`, breaks ties)."""
+        if leaves(name):
+            return None, f"image path leaves the folder read (absolute or '..'), not opened: {name}"
+        given = self.resolved.get((near.parent / name).resolve())
+        if given is not None:
+            return given, None
         basename = Path(name.replace("\\", "/")).name
         candidates = self.by_name.get(basename) or self.by_stem.get(Path(basename).stem) or []
+        if folder and len(candidates) > 1:
+            candidates = [path for path in candidates if path.parent.name == folder] or candidates
         if not candidates:
-            return None
-        return max(candidates, key=lambda path: _shared_parts(path, near))
+            return None, f"image not found: {name}"
+        closeness = {path: _shared_parts(path, near) for path in candidates}
+        best = max(closeness.values())
+        closest = [path for path, shared in closeness.items() if shared == best]
+        if len(closest) > 1:
+            listed = ", ".join(str(path) for path in closest[:3])
+            return None, f"ambiguous image name {name}: {len(closest)} photos match ({listed}); not guessed"
+        return closest[0], None
 
 
 def _shared_parts(path: Path, near: Path) -> int:
@@ -112,41 +198,70 @@ def _shared_parts(path: Path, near: Path) -> int:
     return count
 
 
+Reader = Callable[[Path, PhotoIndex, "dict[str, int] | None", Annotations], Iterator[AnnotatedPhoto]]
+
+
 def read_annotations(
     annotations: str | Path,
     *,
-    format: AnnotationFormat,
+    format: str,
     photos: PhotoIndex,
     classes: dict[str, int] | None = None,
 ) -> Annotations:
     """Every photo named by the annotations under `annotations` (a file or folder), with its boxes.
 
-    `photos` finds the image files that annotations name. With `classes`, only boxes of those classes are kept,
-    with their labels; the others are counted in `ignored_classes`. Problems never stop the reading: each is listed.
+    `photos` finds the image files that annotations name. Boxes of the classes in `classes` are kept, with their
+    labels; the others are counted in `ignored_classes`. Without `classes`, the names of heads (`head_classes`)
+    decide, and `UnknownClasses` is raised when they cannot. Problems never stop the reading: each is listed.
     """
     source = Path(annotations)
     result = Annotations()
     if not source.exists():
         result.problem(source, "annotations not found")
         return result
-    readers = {"voc": _read_voc, "yolo": _read_yolo, "coco": _read_coco, "csv": _read_csv}
-    for photo in readers[format](source, photos, classes, result):
-        result.photos.append(photo)
+    for path in photos.leaving:
+        result.problem(path, LINK_LEAVES)
+    found = list(READERS[format](source, photos, classes, result))
+    names = {box.class_name for photo in found for box in photo.boxes} - {""}  # "": a CSV without classes
+    result.classes = dict(classes) if classes is not None else head_classes(names)
+    result.photos = _one_annotation_per_photo(
+        [replace(photo, boxes=_kept(photo.boxes, result)) for photo in found], result
+    )
+    named = {photo.path.resolve() for photo in found}
+    result.unannotated = [path for path in photos.files if path.resolve() not in named]
     return result
 
 
-def _keep(box: HeadBox, classes: dict[str, int] | None, result: Annotations) -> HeadBox | None:
-    """`box` with its label when its class is mapped (or no mapping is given), else None (counted as ignored)."""
-    if classes is None:
-        return box
-    if box.class_name not in classes:
-        result.ignored_classes[box.class_name or "(no class)"] += 1
-        return None
-    return HeadBox(box.x1, box.y1, box.x2, box.y2, class_name=box.class_name, label=classes[box.class_name])
+def _kept(boxes: tuple[HeadBox, ...], result: Annotations) -> tuple[HeadBox, ...]:
+    """The boxes of mapped classes with their labels (boxes of a CSV without classes are heads, unlabelled); the
+    others counted as ignored."""
+    kept = []
+    for box in boxes:
+        if not box.class_name and not result.classes:
+            kept.append(box)
+        elif box.class_name in result.classes:
+            kept.append(replace(box, label=result.classes[box.class_name]))
+        else:
+            result.ignored_classes[box.class_name or "(no class)"] += 1
+    return tuple(kept)
 
 
-def _files(source: Path, suffix: str) -> list[Path]:
-    return [source] if source.is_file() else sorted(source.rglob(f"*{suffix}"))
+def _one_annotation_per_photo(photos: list[AnnotatedPhoto], result: Annotations) -> list[AnnotatedPhoto]:
+    """The photos named by one annotation only; a photo two annotations name is listed under each, not guessed."""
+    named = Counter(photo.path.resolve() for photo in photos)
+    for photo in photos:
+        if named[photo.path.resolve()] > 1:
+            result.problem(photo.annotation, f"{named[photo.path.resolve()]} annotations name the photo {photo.path}")
+    return [photo for photo in photos if named[photo.path.resolve()] == 1]
+
+
+def _files(source: Path, suffix: str, result: Annotations) -> list[Path]:
+    if source.is_file():
+        return [source]
+    inside, leaving = files_under(source, (suffix,))
+    for path in leaving:
+        result.problem(path, LINK_LEAVES)
+    return inside
 
 
 def _read_voc(source, photos, classes, result) -> Iterator[AnnotatedPhoto]:
@@ -155,7 +270,7 @@ def _read_voc(source, photos, classes, result) -> Iterator[AnnotatedPhoto]:
     from defusedxml import DefusedXmlException
     from defusedxml.ElementTree import parse
 
-    for xml_file in _files(source, ".xml"):
+    for xml_file in _files(source, ".xml", result):
         try:
             root = parse(xml_file).getroot()
         except (ParseError, DefusedXmlException, OSError) as error:
@@ -165,9 +280,9 @@ def _read_voc(source, photos, classes, result) -> Iterator[AnnotatedPhoto]:
             result.problem(xml_file, f"not a Pascal VOC annotation (root element <{root.tag}>)")
             continue
         name = (root.findtext("filename") or "").strip() or xml_file.stem
-        photo = photos.find(name, near=xml_file)
+        photo, problem = photos.find(name, near=xml_file, folder=(root.findtext("folder") or "").strip())
         if photo is None:
-            result.problem(xml_file, f"image not found: {name}")
+            result.problem(xml_file, problem)
             continue
         objects = root.findall("object")
         if not objects:
@@ -180,29 +295,32 @@ def _read_voc(source, photos, classes, result) -> Iterator[AnnotatedPhoto]:
             except ValueError:
                 result.problem(xml_file, f"malformed box in object {number} (missing or non-numeric bndbox)")
                 continue
-            kept = _keep(HeadBox(*corners, class_name=(element.findtext("name") or "").strip()), classes, result)
-            if kept:
-                boxes.append(kept)
-        yield AnnotatedPhoto(path=photo, annotation=xml_file, boxes=tuple(boxes))
+            boxes.append(HeadBox(*corners, class_name=(element.findtext("name") or "").strip()))
+        yield AnnotatedPhoto(path=photo, annotation=xml_file, boxes=tuple(boxes), declared_size=_voc_size(root))
+
+
+def _voc_size(root) -> tuple[int, int] | None:
+    """VOC's `<size>` as (width, height); None when absent or zero (some tools write 0 when they do not know)."""
+    try:
+        size = int(root.findtext("size/width") or 0), int(root.findtext("size/height") or 0)
+    except ValueError:
+        return None
+    return size if all(size) else None
 
 
 def _read_yolo(source, photos, classes, result) -> Iterator[AnnotatedPhoto]:
     """Ultralytics / Roboflow layout: `images/` beside `labels/` (maybe under train/ valid/ test/), class names in
-    `data.yaml` (or LabelImg's `classes.txt`), one `class cx cy w h` line per box, normalised to the photo."""
+    `data.yaml` (or LabelImg's `classes.txt`), one `class cx cy w h` line per box, fractions of the photo's size
+    (placed on the photo once it is decoded)."""
     names = _yolo_names(source if source.is_dir() else source.parent, result)
-    label_files = [path for path in _files(source, ".txt") if path.name != "classes.txt"]
+    label_files = [path for path in _files(source, ".txt", result) if path.name != "classes.txt"]
     if any("labels" in path.parts for path in label_files):
         label_files = [path for path in label_files if "labels" in path.parts]
     for label_file in label_files:
-        photo = _yolo_image(label_file, photos)
+        photo, problem = _yolo_image(label_file, photos)
         if photo is None:
-            result.problem(label_file, f"image not found for {label_file.name}")
+            result.problem(label_file, problem)
             continue
-        size = header_size(photo)
-        if size is None:
-            result.problem(photo, "unreadable image (its size is needed to place the normalised boxes)")
-            continue
-        width, height = size
         lines = [line for line in label_file.read_text(errors="replace").splitlines() if line.strip()]
         if not lines:
             result.problem(label_file, "annotation file has no boxes")
@@ -221,17 +339,31 @@ def _read_yolo(source, photos, classes, result) -> Iterator[AnnotatedPhoto]:
             class_name = names[index] if names else str(index)
             if classes is not None and class_name not in classes and str(index) in classes:
                 class_name = str(index)  # --classes may name YOLO indices
+            half_width, half_height = box_width / 2, box_height / 2
             box = HeadBox(
-                round((centre_x - box_width / 2) * width, 3),
-                round((centre_y - box_height / 2) * height, 3),
-                round((centre_x + box_width / 2) * width, 3),
-                round((centre_y + box_height / 2) * height, 3),
+                centre_x - half_width,
+                centre_y - half_height,
+                centre_x + half_width,
+                centre_y + half_height,
                 class_name=class_name,
             )
-            kept = _keep(box, classes, result)
-            if kept:
-                boxes.append(kept)
-        yield AnnotatedPhoto(path=photo, annotation=label_file, boxes=tuple(boxes))
+            boxes.append(box)
+        yield AnnotatedPhoto(path=photo, annotation=label_file, boxes=tuple(boxes), normalized=True)
+
+
+def load_yaml(text: str):
+    """YAML through PyYAML's safe loader, refusing anchors and aliases: a few hundred bytes of nested aliases expand
+    to gigabytes (a "billion laughs"), and a class list needs none. `yaml.YAMLError` for either."""
+    import yaml
+
+    class NoAliasLoader(yaml.SafeLoader):
+        def compose_node(self, parent, index):
+            if self.check_event(yaml.events.AliasEvent):
+                mark = self.peek_event().start_mark
+                raise yaml.composer.ComposerError(None, None, "aliases are not allowed in a class list", mark)
+            return super().compose_node(parent, index)
+
+    return yaml.load(text, Loader=NoAliasLoader)  # noqa: S506 - a SafeLoader that also refuses aliases
 
 
 def _yolo_names(folder: Path, result: Annotations) -> list[str]:
@@ -241,82 +373,122 @@ def _yolo_names(folder: Path, result: Annotations) -> list[str]:
     for candidate in [folder / "data.yaml", *sorted(folder.glob("*.yaml")), folder.parent / "data.yaml"]:
         if not candidate.is_file():
             continue
+        if candidate.stat().st_size > MAX_YAML_BYTES:
+            result.problem(candidate, f"YAML file over {MAX_YAML_BYTES:,} bytes: not a class list, not read")
+            return []
         try:
-            names = (yaml.safe_load(candidate.read_text()) or {}).get("names")
-        except (yaml.YAMLError, AttributeError) as error:
+            data = load_yaml(candidate.read_text(errors="replace")) or {}
+            names = data.get("names") if isinstance(data, dict) else None
+        except yaml.YAMLError as error:
             result.problem(candidate, f"malformed YAML ({str(error).splitlines()[0]})")
             return []
         if isinstance(names, dict):
-            return [str(names[key]) for key in sorted(names)]
+            return [str(names[key]) for key in sorted(names, key=str)]
         if isinstance(names, list):
             return [str(name) for name in names]
     listed = folder / "classes.txt"
     return [line.strip() for line in listed.read_text().splitlines() if line.strip()] if listed.is_file() else []
 
 
-def _yolo_image(label_file: Path, photos: PhotoIndex) -> Path | None:
+def _yolo_image(label_file: Path, photos: PhotoIndex) -> tuple[Path | None, str | None]:
     parts = list(label_file.parts)
     if "labels" in parts:
         position = len(parts) - 1 - parts[::-1].index("labels")
         parts[position] = "images"
         for suffix in IMAGE_SUFFIXES | {suffix.upper() for suffix in IMAGE_SUFFIXES}:
-            candidate = Path(*parts).with_suffix(suffix)
-            if candidate.is_file():
-                return candidate
-    return photos.find(label_file.stem, near=label_file)
+            candidate = photos.resolved.get(Path(*parts).with_suffix(suffix).resolve())
+            if candidate is not None:
+                return candidate, None
+    photo, problem = photos.find(label_file.stem, near=label_file)
+    return photo, None if photo else f"image not found for {label_file.name}" + _why(problem)
+
+
+def _why(problem: str | None) -> str:
+    return f" ({problem})" if problem and not problem.startswith("image not found") else ""
 
 
 def _read_coco(source, photos, classes, result) -> Iterator[AnnotatedPhoto]:
     """COCO JSON files (`images`, `annotations`, `categories`; boxes `[x, y, width, height]`), images relative to
-    the JSON file (or found by name)."""
-    for json_file in _files(source, ".json"):
+    the JSON file (or found by name). An image id given to two images (a merged export) is refused with its boxes:
+    they could belong to either."""
+    for json_file in _files(source, ".json", result):
         try:
             data = json.loads(json_file.read_text())
-            images = {image["id"]: str(image["file_name"]) for image in data["images"]}
-            categories = {category["id"]: str(category["name"]) for category in data.get("categories", [])}
-            entries = list(data["annotations"])
+            images, categories, entries = _coco_tables(data, json_file, result)
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
             result.problem(json_file, f"malformed JSON ({error})")
             continue
-        except (KeyError, TypeError) as error:
+        except (KeyError, TypeError, ValueError) as error:
             if source.is_dir() and not (isinstance(data, dict) and "images" in data):
                 continue  # another JSON file in the folder, not a COCO one
             result.problem(json_file, f"not a COCO annotation file (missing or malformed key {error})")
             continue
-        boxes: dict[int, list[HeadBox]] = {image_id: [] for image_id in images}
+        boxes: dict[int | str, list[HeadBox]] = {image_id: [] for image_id in images}
         for number, entry in enumerate(entries, start=1):
-            try:
-                x, y, box_width, box_height = (float(value) for value in entry["bbox"])
-                image_id, category = entry["image_id"], entry["category_id"]
-            except (KeyError, TypeError, ValueError):
-                needs = "needs image_id, category_id, bbox [x,y,w,h]"
-                result.problem(json_file, f"malformed annotation {number} ({needs})")
-                continue
-            if image_id not in images:
-                result.problem(json_file, f"annotation {number} names image id {image_id}, which the file lacks")
-                continue
-            if category not in categories:
-                result.problem(json_file, f"unknown category id {category} in annotation {number}")
-                continue
-            kept = _keep(HeadBox(x, y, x + box_width, y + box_height, class_name=categories[category]), classes, result)
-            if kept:
-                boxes[image_id].append(kept)
-        annotated = {entry.get("image_id") for entry in entries if isinstance(entry, dict)}
-        for image_id, name in images.items():
-            photo = photos.find(name, near=json_file)
+            box = _coco_box(entry, number, images, categories, json_file, result)
+            if box is not None:
+                boxes[entry["image_id"]].append(box)
+        for image_id, (name, size) in images.items():
+            photo, problem = photos.find(name, near=json_file)
             if photo is None:
-                result.problem(json_file, f"image not found: {name}")
-            elif image_id not in annotated:
+                result.problem(json_file, problem)
+            elif not boxes[image_id]:
                 result.problem(json_file, f"no boxes for image: {name}")
             else:
-                yield AnnotatedPhoto(path=photo, annotation=json_file, boxes=tuple(boxes[image_id]))
+                yield AnnotatedPhoto(path=photo, annotation=json_file, boxes=tuple(boxes[image_id]), declared_size=size)
+
+
+def _is_id(value) -> bool:
+    return isinstance(value, int | str) and not isinstance(value, bool)
+
+
+def _coco_tables(data, json_file: Path, result: Annotations):
+    """(images {id: (file name, (width, height) or None)}, categories {id: name}, annotation entries); ids given
+    twice are listed and their images dropped. `KeyError` / `TypeError` / `ValueError` for a file that is not COCO."""
+    ids = Counter(image["id"] for image in data["images"] if _is_id(image.get("id")))
+    images = {}
+    for image in data["images"]:
+        image_id, name = image.get("id"), str(image["file_name"])
+        if not _is_id(image_id):
+            result.problem(json_file, f"image {name}: id {image_id!r} is not a number or a string")
+        elif ids[image_id] > 1:
+            result.problem(json_file, f"image id {image_id} is given to {ids[image_id]} images ({name} one of them)")
+        else:
+            width, height = image.get("width"), image.get("height")
+            sized = isinstance(width, int) and isinstance(height, int) and width > 0 and height > 0
+            images[image_id] = name, (width, height) if sized else None
+    categories = {category["id"]: str(category["name"]) for category in data.get("categories", [])}
+    return images, categories, list(data["annotations"])
+
+
+def _coco_box(entry, number: int, images: dict, categories: dict, json_file: Path, result: Annotations):
+    """The box of one COCO annotation entry, or None with the problem listed."""
+    try:
+        x, y, box_width, box_height = (float(value) for value in entry["bbox"])
+        image_id, category = entry["image_id"], entry["category_id"]
+    except (KeyError, TypeError, ValueError):
+        result.problem(json_file, f"malformed annotation {number} (needs image_id, category_id, bbox [x,y,w,h])")
+        return None
+    if not (_is_id(image_id) and _is_id(category)):
+        result.problem(json_file, f"malformed annotation {number} (image_id, category_id: numbers or strings)")
+        return None
+    if image_id not in images:
+        result.problem(json_file, f"annotation {number} names image id {image_id}, which the file lacks or refused")
+        return None
+    if category not in categories:
+        result.problem(json_file, f"unknown category id {category} in annotation {number}")
+        return None
+    return HeadBox(x, y, x + box_width, y + box_height, class_name=categories[category])
+
+
+CSV_BOX_COLUMNS = ("path", "xmin", "ymin", "xmax", "ymax")  # and optionally `class_name`
 
 
 def _read_csv(source, photos, classes, result) -> Iterator[AnnotatedPhoto]:
     """A CSV of boxes, one row per head: `path,xmin,ymin,xmax,ymax[,class_name]` (e.g. an import's provenance)."""
     import pandas as pd
 
-    for csv_file in _files(source, ".csv"):
+    for csv_file in _files(source, ".csv", result):
         try:
             table = pd.read_csv(csv_file, dtype={"path": str})
         except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
@@ -327,16 +499,19 @@ def _read_csv(source, photos, classes, result) -> Iterator[AnnotatedPhoto]:
             result.problem(csv_file, f"no {', '.join(missing)} column (a box CSV has {', '.join(CSV_BOX_COLUMNS)})")
             continue
         for name, rows in table.groupby("path", sort=False):
-            photo = photos.find(str(name), near=csv_file)
+            photo, problem = photos.find(str(name), near=csv_file)
             if photo is None:
-                result.problem(csv_file, f"image not found: {name}")
+                result.problem(csv_file, problem)
                 continue
             boxes = []
             for row in rows.itertuples(index=False):
                 corners = [pd.to_numeric(getattr(row, key), errors="coerce") for key in CSV_BOX_COLUMNS[1:]]
                 value = getattr(row, "class_name", "")
                 class_name = "" if pd.isna(value) else str(value)
-                kept = _keep(HeadBox(*map(float, corners), class_name=class_name), classes, result)
-                if kept:
-                    boxes.append(kept)
+                boxes.append(HeadBox(*map(float, corners), class_name=class_name))
             yield AnnotatedPhoto(path=photo, annotation=csv_file, boxes=tuple(boxes))
+
+
+AnnotationFormat = Literal["voc", "yolo", "coco", "csv"]
+READERS: dict[str, Reader] = {"voc": _read_voc, "yolo": _read_yolo, "coco": _read_coco, "csv": _read_csv}
+ANNOTATION_FORMATS: tuple[str, ...] = tuple(READERS)

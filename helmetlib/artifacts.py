@@ -34,6 +34,7 @@ from helmetlib.ensembles import ENSEMBLE_NAME
 from helmetlib.features import BACKBONES_FOLDER, register_cache_user, weights_fingerprint
 from helmetlib.metrics import Scores
 from helmetlib.models import BACKBONE_LAYER, assemble, calibrated_average, frozen_backbone
+from helmetlib.photos import CropRule
 from helmetlib.records import write_json
 from helmetlib.results import DeployThreshold, ExportedFile, ModelResult
 from helmetlib.runs import RunFolder, now
@@ -153,6 +154,7 @@ def save_model_outputs(
         selected=False,
         versions=versions,
         created=now(),
+        crop_rule=result.data.crop_rule or CropRule(),
     )
     card.write(folder.card_file(name))
     result.write(folder.result_file(name))
@@ -255,9 +257,55 @@ def save_ensemble(
         metrics={"validation": validation},
         calibration=None,
         created=now(),
+        crop_check=None,
     )
     card.write(folder.card_file(ENSEMBLE_NAME))
     return card
+
+
+def save_crop_check(
+    folder: RunFolder, name: str, dataset, parts, *, window_sides: np.ndarray | None = None
+) -> ModelCard:
+    """Fit the deployed model's crop check (`crop_check`) on its features of the training and validation crops
+    of `parts`, and the native windows the training crops were cut from (`window_sides`, one per image of
+    `dataset`, or None); store its arrays beside the card and record it there."""
+    from helmetlib.crop_check import fit_crop_check
+    from helmetlib.data import batches, select_rows
+    from helmetlib.models import feature_model
+    from helmetlib.preprocess import normalize
+
+    card = read_card(folder.model_file(name))
+    model = load_run_model(folder.model_file(name), card)
+    extractor = feature_model(model)
+
+    def features(indices: np.ndarray) -> np.ndarray:
+        rows = batches(select_rows(dataset.images, indices), 256)
+        return np.concatenate(
+            [extractor.predict(normalize(rows_, card.input.normalization), verbose=0) for rows_ in rows]
+        )
+
+    path = folder.crop_check_file(name)
+    check, arrays = fit_crop_check(
+        features(parts.train),
+        features(parts.validation),
+        features=_feature_space(card),
+        file=path.name,
+        window_sides=None if window_sides is None else window_sides[parts.train],
+        crop_side=card.cutting_rule.image_size,
+    )
+    arrays.write(path)
+    card = replace(card, crop_check=check, files={**card.files, "crop_check": file_ref(path)})
+    card.write(folder.card_file(name))
+    return card
+
+
+def _feature_space(card: ModelCard) -> str:
+    """The feature space `models.feature_model` takes from the model of `card`, in words."""
+    if card.name == ENSEMBLE_NAME:
+        return f"the first member's own features ({card.training.deployed.split(':')[0]})"
+    if card.backbone is not None:
+        return f"{card.name}'s frozen VGG16 backbone ({card.backbone.features}, pooled)"
+    return f"{card.name}'s last convolution (average and max pooled)"
 
 
 def archive_unselected(folder: RunFolder, selected: str, names: list[str]) -> None:

@@ -4,29 +4,36 @@ A card (`<name>.card.json` beside the model) records the input (size, RGB, norma
 its output (`helmet-predict`, `helmet-evaluate` and the comparison all apply it), the threshold to deploy (on the
 calibrated probability) and how it was chosen, the training data and metrics, and the SHA-256 of every file it
 describes (the self-contained `.keras`, the head of a backbone model, the TensorFlow Lite exports) and, for a head, the
-backbone it needs from the content-addressed store. A model file is only used with a card that names it and
-whose hash matches; a malformed card is refused with the bad key named.
+backbone it needs from the content-addressed store, how a head box is cut from a photo (`crop_rule`) and how to
+tell an input unlike the training crops (`crop_check`). A model file is only used with a card that names it and
+whose hash matches; a malformed card is refused with the bad key named, and a card edited after helmetlib wrote it
+(its `seal`, the SHA-256 of the rest, no longer matches) is refused: its threshold, calibration and crop rule are
+what the run decided, and `--threshold` is the way to decide at another threshold.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
-from dataclasses import field
+from dataclasses import field, replace
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Self
 
 from helmetlib import specs
 from helmetlib.calibration import Calibration
+from helmetlib.crop_check import CropCheck
 from helmetlib.data import CLASS_NAMES
 from helmetlib.metrics import Scores
+from helmetlib.photos import CropRule
 from helmetlib.preprocess import NORMALIZATIONS
-from helmetlib.records import Record, RecordError, record
+from helmetlib.records import Record, RecordError, read_json, record
 from helmetlib.results import DataInfo, DeployThreshold
 from helmetlib.weights import WeightsChoice, file_sha256
 
 CARD_FORMAT = "helmetlib-model-card/2"
 CARD_SUFFIX = ".card.json"
-FILE_KINDS = ("keras", "head", "tflite", "quant_tflite")
+FILE_KINDS = ("keras", "head", "tflite", "quant_tflite", "crop_check")
 
 
 class ModelError(ValueError):
@@ -109,6 +116,9 @@ class ModelCard(Record):
     output: str = "probability of label 1 (helmet), one sigmoid unit"
     calibration: Calibration | None = None
     class_names: dict[str, str] = field(default_factory=lambda: {str(i): name for i, name in enumerate(CLASS_NAMES)})
+    crop_rule: CropRule | None = None  # None: a card written before it was recorded (see `cutting_rule`)
+    crop_check: CropCheck | None = None
+    seal: str = ""  # SHA-256 of the card without its seal, written by `write`; "" on cards before seals
 
     def __post_init__(self):
         if not (math.isfinite(self.threshold.value) and 0 < self.threshold.value < 1):
@@ -122,6 +132,22 @@ class ModelCard(Record):
         unknown = set(self.files) - set(FILE_KINDS)
         if unknown:
             raise ValueError(f"files has unknown kinds {sorted(unknown)}; known: {', '.join(FILE_KINDS)}")
+
+    @property
+    def cutting_rule(self) -> CropRule:
+        """How a head box of a photo becomes this model's input: the rule recorded in the card, else (a card from
+        before it was) the rule of its imported training data, else the rule of that time (edges replicated)."""
+        if self.crop_rule is not None:
+            return self.crop_rule
+        return self.training_data.crop_rule or CropRule(image_size=self.input.height, edge="replicate")
+
+    def sealed(self) -> Self:
+        """This card with its seal: the SHA-256 of its JSON without the seal."""
+        return replace(self, seal=_seal_of(self.to_json()))
+
+    def write(self, path: str | Path) -> Path:
+        """Write the card, sealed: a later edit by hand makes `read_card` refuse it."""
+        return Record.write(self.sealed(), path)
 
     def kind_of(self, model_path: Path) -> str:
         """Which of the card's files `model_path` is; `ModelError` when the card does not describe it."""
@@ -140,15 +166,28 @@ def card_path(model_path: str | Path) -> Path:
     return model_path.parent / (model_path.name.split(".")[0] + CARD_SUFFIX)
 
 
+def _seal_of(data: dict) -> str:
+    content = {key: value for key, value in data.items() if key != "seal"}
+    return hashlib.sha256(json.dumps(content, sort_keys=True, allow_nan=False).encode()).hexdigest()
+
+
 def read_card(model_path: str | Path) -> ModelCard:
-    """The validated card of a model file; `ModelError` when it is missing, malformed or not a helmetlib card."""
+    """The validated card of a model file; `ModelError` when it is missing, malformed, not a helmetlib card, or
+    edited after helmetlib wrote it."""
     path = card_path(model_path)
     if not path.is_file():
         raise ModelError(f"{model_path}: not a helmetlib model (no model card {path.name} beside it)")
     try:
-        return ModelCard.read(path)
+        card = ModelCard.read(path)
     except RecordError as error:
         raise ModelError(str(error)) from None
+    if card.seal and card.seal != _seal_of(read_json(path)):
+        raise ModelError(
+            f"{path}: edited after helmetlib wrote it (its seal no longer matches its content): a card's threshold, "
+            "calibration, crop rule and crop check are what its run decided. To decide at another threshold, give "
+            "--threshold; to change the rest, run the study again"
+        )
+    return card
 
 
 def check_file(model_path: Path, card: ModelCard) -> str:

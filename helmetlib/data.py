@@ -19,7 +19,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from helmetlib.photos import CropRule
 from helmetlib.preprocess import to_rgb
+from helmetlib.records import RecordError, read_json
 
 IMAGES_FILE = "images_proj.npy"
 LABELS_FILE = "Labels_proj.csv"
@@ -319,15 +321,57 @@ def _read_labels(path: Path) -> np.ndarray:
     return labels
 
 
+def crop_rule_of(data_dir: str | Path) -> CropRule | None:
+    """The crop rule recorded in a data folder's `manifest.json` by `helmet-import`; None when there is no
+    manifest or it records no crop rule (another tool's). `DatasetError` naming the file and key when the manifest
+    is not JSON or its crop rule is malformed: prediction must never cut crops another way without a word."""
+    path = Path(data_dir) / MANIFEST_FILE
+    if not path.is_file():
+        return None
+    try:
+        manifest = read_json(path)
+        rule = manifest.get("crop_rule") if isinstance(manifest, dict) else None
+        return CropRule.from_json(rule, source=path) if rule is not None else None
+    except RecordError as error:
+        raise DatasetError(str(error)) from None
+
+
+WINDOW_COLUMNS = ("window_side", "crop_side_px")  # helmet-import's provenance, helmet-dev's
+
+
+def window_sides(data_dir: str | Path) -> np.ndarray | None:
+    """The native side in pixels of the window each image was cut from (N,), from the folder's `provenance.csv`
+    (`helmet-import` records it, and so does helmet-dev); None when the folder does not record it."""
+    path = Path(data_dir) / PROVENANCE_FILE if data_dir else None
+    if path is None or not path.is_file():
+        return None
+    try:
+        provenance = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise DatasetError(f"{path}: not a readable CSV file ({error})") from None
+    column = next((name for name in WINDOW_COLUMNS if name in provenance.columns), None)
+    if column is None:
+        return None
+    sides = pd.to_numeric(provenance[column], errors="coerce").to_numpy(float)
+    return sides if np.isfinite(sides).all() and (sides > 0).all() else None
+
+
 def load_run_data(data_dir: str | Path, *, demo_size: int = 160, image_size: int = 0) -> Dataset:
     """A run's data: the validated set in `data_dir` (the synthetic demo set when empty), resized to
     `image_size` x `image_size` when that is not 0 (chunk by chunk; the hash still names the source files).
+
+    The images must be 200 x 200, the study's format, or the size `helmet-import --image-size` recorded in the
+    folder's `manifest.json`.
     """
     from dataclasses import replace
 
     from helmetlib.preprocess import resize
 
-    dataset = load_dataset(data_dir) if data_dir else make_demo_dataset(demo_size)
+    if data_dir:
+        rule = crop_rule_of(data_dir)
+        dataset = load_dataset(data_dir, image_size=(rule.image_size,) * 2 if rule else IMAGE_SIZE)
+    else:
+        dataset = make_demo_dataset(demo_size)
     if not image_size or dataset.images.shape[1:3] == (image_size, image_size):
         return dataset
     resized = np.empty((len(dataset), image_size, image_size, 3), dtype=np.uint8)

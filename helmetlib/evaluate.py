@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from helmetlib import cli
-from helmetlib.annotations import parse_classes
+from helmetlib.annotations import Problem, parse_classes
 from helmetlib.backbones import BACKBONE
 from helmetlib.cards import ModelError
 from helmetlib.data import DatasetError, load_dataset
@@ -39,13 +39,47 @@ class ModelEvaluation(Scores):
 
 
 @record
+class Dropped(Record):
+    """What an evaluation on annotated photos could not score: each problem of the input (unreadable photos,
+    malformed annotations, boxes outside their photo...), the photos no annotation names, and the heads under the
+    crop rule's smallest size."""
+
+    problems: tuple[Problem, ...] = ()
+    problem_counts: dict[str, int] = field(default_factory=dict)
+    photos_without_boxes: int = 0
+    heads_under_min_box: int = 0
+
+    @classmethod
+    def of(cls, manifest) -> Dropped:
+        """From an import's `DataManifest`."""
+        small = sum(count for reason, count in manifest.skipped_boxes.items() if reason.startswith("head smaller"))
+        return cls(
+            problems=manifest.problems,
+            problem_counts=manifest.problem_counts,
+            photos_without_boxes=manifest.photos_without_boxes,
+            heads_under_min_box=small,
+        )
+
+    def text(self) -> str:
+        """One line: what was dropped and why ("nothing" when nothing was)."""
+        parts = [f"{count} {kind}" for kind, count in self.problem_counts.items()]
+        if self.photos_without_boxes:
+            parts.append(f"{self.photos_without_boxes} photos without boxes")
+        if self.heads_under_min_box:
+            parts.append(f"{self.heads_under_min_box} heads under --min-box")
+        return ", ".join(parts) or "nothing"
+
+
+@record
 class Evaluation(Record):
-    """Every model of a run scored on another dataset (`evaluation.json`)."""
+    """Every model of a run scored on another dataset (`evaluation.json`); `dropped`: what annotated photos held
+    that could not be scored (None for a data folder)."""
 
     run: str
     data: DataInfo
     selected_model: str | None
     models: dict[str, ModelEvaluation]
+    dropped: Dropped | None = None
 
 
 @dataclass
@@ -105,18 +139,23 @@ class SharedBackbone:
 
 
 def evaluate_run(
-    run_dir: str | Path, data_dir: str | Path, *, progress: Callable[[str], None] | None = None
+    run_dir: str | Path,
+    data_dir: str | Path,
+    *,
+    models: tuple[str, ...] | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> EvaluationResult:
     """Scores of every model of `run_dir` on the dataset in `data_dir`, at each model card's threshold, on the
     probabilities `helmet-predict` gives (calibrated as each card says).
 
     Models are loaded through their cards (the selected model's self-contained file, the others' heads over the
     backbone store, and the cross-architecture ensemble when it is deployed), so a card that does not match its
-    file is refused. Models on one normalisation share one backbone pass per batch (`SharedBackbone`). `progress`
-    receives a line per model.
+    file is refused. Models on one normalisation share one backbone pass per batch (`SharedBackbone`). `models`
+    names the models to score (default: all, and the deployed ensemble); `progress` receives a line per model.
     """
     folder = RunFolder(Path(run_dir))
-    return _score_run(folder, _read_run(folder), data_dir, data_source=Path(data_dir), progress=progress)
+    run = _read_run(folder)
+    return _score_run(folder, run, data_dir, data_source=Path(data_dir), models=models, progress=progress)
 
 
 def _read_run(folder: RunFolder) -> RunRecord:
@@ -132,27 +171,28 @@ def _score_run(
     data_dir: Path | str,
     *,
     data_source: Path,
+    models: tuple[str, ...] | None,
     progress: Callable[[str], None] | None,
+    dropped: Dropped | None = None,
 ) -> EvaluationResult:
     """`evaluate_run`'s work, on a run already read; the evaluation names `data_source` as its data."""
     from helmetlib.inference import load_model, predict
 
-    dataset = load_dataset(data_dir)
-    models, labels, probabilities = {}, {}, {}
+    names = scored_models(run, models)
+    dataset = load_dataset(data_dir, image_size=None)
+    scores, labels, probabilities = {}, {}, {}
     shared = SharedBackbone()
-    deployed = run.selection.deployed if run.selection else None
-    names = [*run.models, *([deployed] if deployed and deployed not in run.models else [])]  # and the ensemble
     for number, name in enumerate(names, start=1):
         if progress:
             progress(f"helmet-evaluate: scoring {name} ({number}/{len(names)}) on {len(dataset)} images")
         path = folder.loadable_file(name)
         model = shared.wrap(load_model(path))
-        table = predict(model, dataset.images)
+        table = predict(model, dataset.images, check_crops=False)  # annotated heads, cut by the card's rule
         answered = table["error"].isna().to_numpy()
         labels[name], probabilities[name] = dataset.labels[answered], table["probability"].to_numpy(float)[answered]
         threshold = model.card.threshold.value
         shape = curves(labels[name], probabilities[name])
-        models[name] = ModelEvaluation(
+        scores[name] = ModelEvaluation(
             **vars(performance(labels[name], probabilities[name], threshold=threshold)),
             roc_auc=shape.roc_auc,
             average_precision=shape.average_precision,
@@ -164,9 +204,23 @@ def _score_run(
         run=str(folder.path.resolve()),
         data=DataInfo.of(dataset, str(data_source.resolve())),
         selected_model=run.selected_model,
-        models=models,
+        models=scores,
+        dropped=dropped,
     )
     return EvaluationResult(evaluation=evaluation, labels=labels, probabilities=probabilities)
+
+
+def scored_models(run: RunRecord, models: tuple[str, ...] | None) -> list[str]:
+    """The models an evaluation scores: `models` (`--models`), or every model of the run and the deployed
+    cross-architecture ensemble; `ModelError` naming an unknown one."""
+    deployed = run.selection.deployed if run.selection else None
+    available = [*run.models, *([deployed] if deployed and deployed not in run.models else [])]
+    if models is None:
+        return available
+    unknown = [name for name in models if name not in available]
+    if unknown:
+        raise ModelError(f"--models: {', '.join(unknown)} not in this run (it has {', '.join(available)})")
+    return list(models)
 
 
 def evaluate_photos(
@@ -175,19 +229,31 @@ def evaluate_photos(
     *,
     format: ImportFormat,
     classes: dict[str, int],
+    models: tuple[str, ...] | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> EvaluationResult:
     """`evaluate_run` on annotated site photos: every head box of `photos` (as `helmet-import` reads them) is cut
-    by the crop rule of the run's training data (the default rule when it was not imported) and scored."""
+    by the crop rule the deployed model's card records, and scored; what could not be scored is `dropped`."""
+    from helmetlib.cards import read_card
     from helmetlib.importer import import_photos
 
     folder = RunFolder(Path(run_dir))
     run = _read_run(folder)
-    rule = run.data.crop_rule if run.data and run.data.crop_rule else None
+    if run.selection is None or not run.selection.deployed:
+        raise ModelError(f"{folder.path}: the run deployed no model: there is no crop rule to cut heads with")
+    rule = read_card(folder.model_file(run.selection.deployed)).cutting_rule
     with tempfile.TemporaryDirectory(prefix="helmet-evaluate-") as scratch:
         data_dir = Path(scratch) / "data"
-        import_photos(photos, data_dir, format=format, classes=classes, rule=rule)
-        return _score_run(folder, run, data_dir, data_source=Path(photos), progress=progress)
+        manifest = import_photos(photos, data_dir, format=format, classes=classes, rule=rule)
+        return _score_run(
+            folder,
+            run,
+            data_dir,
+            data_source=Path(photos),
+            models=models,
+            progress=progress,
+            dropped=Dropped.of(manifest),
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -203,9 +269,11 @@ exit codes: 0 scored; 2 bad options, run or data""",
     parser.add_argument("--data", required=True, help="folder with images_proj.npy + Labels_proj.csv, or photos")
     parser.add_argument("--format", choices=IMPORT_FORMATS, help="--data holds annotated photos in this format")
     parser.add_argument("--classes", help="with --format: NAME=LABEL,... (e.g. helmet=1,head=0)")
+    parser.add_argument("--models", help="NAME,...: score these models only (default: every model of the run)")
     parser.add_argument("--out", help="folder for the HTML report (default: RUN_DIR/evaluations/<data hash>)")
     parser.add_argument("--json", help="write the metrics as JSON to this file")
     args = parser.parse_args(argv)
+    models = tuple(name.strip() for name in args.models.split(",") if name.strip()) if args.models else None
     problem = output_file_problem(args.json, "--json") if args.json else None
     if (args.format is None) != (args.classes is None):
         problem = "--format and --classes go together (annotated photos need both)"
@@ -219,9 +287,11 @@ exit codes: 0 scored; 2 bad options, run or data""",
     try:
         say = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
         if args.format:
-            result = evaluate_photos(args.run_dir, args.data, format=args.format, classes=classes, progress=say)
+            result = evaluate_photos(
+                args.run_dir, args.data, format=args.format, classes=classes, models=models, progress=say
+            )
         else:
-            result = evaluate_run(args.run_dir, args.data, progress=say)
+            result = evaluate_run(args.run_dir, args.data, models=models, progress=say)
     except (DatasetError, ModelError, ImportFailed) as error:
         print(f"helmet-evaluate: error: {error}", file=sys.stderr)
         return 2
@@ -235,7 +305,10 @@ exit codes: 0 scored; 2 bad options, run or data""",
     if args.json:
         write_json(args.json, evaluation.to_json())
     for name, model in evaluation.models.items():
-        print(f"{name:17s} " + " ".join(f"{key} {getattr(model, key):.3f}" for key in HEADLINE_METRICS))
+        scores = " ".join(f"{key} {getattr(model, key):.3f}" for key in HEADLINE_METRICS)
+        print(f"{name:17s} {scores} bare_head_recall {model.bare_head_recall:.3f} threshold {model.threshold:.3f}")
+    if evaluation.dropped is not None:
+        print(f"helmet-evaluate: {evaluation.data.images} heads scored; not scored: {evaluation.dropped.text()}")
     print(f"helmet-evaluate: report {out / 'index.html'}")
     return 0
 

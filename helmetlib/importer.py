@@ -24,10 +24,19 @@ from typing import Literal
 import numpy as np
 
 from helmetlib import cli
-from helmetlib.annotations import AnnotatedPhoto, Annotations, PhotoIndex, Problem, parse_classes, read_annotations
+from helmetlib.annotations import (
+    LINK_LEAVES,
+    SIZE_DIFFERS,
+    AnnotatedPhoto,
+    Annotations,
+    PhotoIndex,
+    Problem,
+    parse_classes,
+    read_annotations,
+)
 from helmetlib.data import IMAGES_FILE, LABEL_COLUMN, LABELS_FILE, MANIFEST_FILE, PROVENANCE_FILE
-from helmetlib.photos import CropRule, HeadBox, image_files, read_image_file
-from helmetlib.records import Record, record, write_json
+from helmetlib.photos import MOSTLY_PADDING, CropRule, HeadBox, image_files, read_image_file
+from helmetlib.records import Record, output_folder_problem, record, write_json
 
 ImportFormat = Literal["voc", "yolo", "coco", "folders"]
 IMPORT_FORMATS = ("voc", "yolo", "coco", "folders")
@@ -46,11 +55,23 @@ PROVENANCE_COLUMNS = (
     "window_left",
     "window_top",
     "window_side",
+    "padded_share",
 )
 
 
 class ImportFailed(ValueError):
     """An import that cannot give a usable data folder (nothing written): the message says why."""
+
+
+@record
+class PaddedCrop(Record):
+    """A crop whose window lies mostly outside its photo (a head at the photo's edge, larger than the window's room
+    there): its row, photo, box and padded share."""
+
+    row: int
+    path: str
+    box_index: int
+    padded_share: float
 
 
 @record
@@ -73,6 +94,8 @@ class DataManifest(Record):
     problem_counts: dict[str, int]
     problems: tuple[Problem, ...]
     created: str
+    mostly_padding: tuple[PaddedCrop, ...] = ()
+    photos_without_boxes: int = 0  # image files in the source that no annotation names
 
     def summary(self) -> str:
         """One line: crops per class from how many photos, what was ignored, skipped and wrong."""
@@ -86,6 +109,10 @@ class DataManifest(Record):
         kinds = ", ".join(f"{count} {kind}" for kind, count in self.problem_counts.items())
         listed = f": {kinds} (each listed in {MANIFEST_FILE})" if kinds else ""
         parts.append(f"{len(self.problems)} problems{listed}")
+        if self.photos_without_boxes:
+            parts.append(f"{self.photos_without_boxes} photos without boxes")
+        if self.mostly_padding:
+            parts.append(f"{len(self.mostly_padding)} crops mostly padding (listed in {MANIFEST_FILE})")
         return "; ".join(parts)
 
 
@@ -106,19 +133,23 @@ def import_photos(
     (helmet) and 0 (bare head); boxes of other classes are counted as ignored. Problems (unreadable or missing
     images, malformed annotations, boxes outside the photo or of zero size, unknown class ids, empty annotation
     files) are skipped and listed; with `strict` the first one is an `ImportFailed` and nothing is written.
-    `ImportFailed` too when `out` exists or the import yields no crop or a single class.
+    `ImportFailed` too when `out` exists or cannot be written, or the import yields no crop or a single class.
+    Missing parent folders of `out` are created (and removed again when the import fails).
     """
     source, out, rule = Path(source), Path(out), rule or CropRule()
     if not source.exists():
         raise ImportFailed(f"{source}: no such file or folder")
     if out.exists():
         raise ImportFailed(f"{out}: already exists; give a new folder (an import never mixes into old data)")
-    if not out.parent.is_dir() or not os.access(out.parent, os.W_OK):
-        raise ImportFailed(f"{out}: its folder {out.parent} does not exist or is not writable")
+    problem = output_folder_problem(out, "out")
+    if problem:
+        raise ImportFailed(problem)
     annotations = _folder_photos(source, classes) if format == "folders" else _annotated(source, format, classes)
     if strict and annotations.problems:
         raise ImportFailed(_strict_message(annotations.problems))
+    created = [parent for parent in reversed(out.parents) if not parent.exists()]  # made here, removed on failure
     staging = out.parent / f".{out.name}.importing-{os.getpid()}"
+    out.parent.mkdir(parents=True, exist_ok=True)
     staging.mkdir()
     try:
         with _CropWriter(staging, rule.image_size, source) as writer:
@@ -127,7 +158,7 @@ def import_photos(
         write_json(staging / MANIFEST_FILE, manifest.to_json())
         staging.rename(out)
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(created[0] if created else staging, ignore_errors=True)
         raise
     return manifest
 
@@ -142,7 +173,9 @@ def _folder_photos(source: Path, classes: dict[str, int]) -> Annotations:
     result = Annotations()
     folders = sorted(path for path in source.iterdir() if path.is_dir()) if source.is_dir() else []
     for folder in folders:
-        files = image_files(folder)
+        files, leaving = image_files(folder)
+        for path in leaving:
+            result.problem(path, LINK_LEAVES)
         if folder.name not in classes:
             result.ignored_classes[folder.name] += len(files)
             continue
@@ -172,6 +205,7 @@ class _CropWriter:
         self.seen: set[bytes] = set()
         self.skipped_boxes: Counter[str] = Counter()
         self.skipped_files: Counter[str] = Counter()
+        self.mostly_padding: list[PaddedCrop] = []
 
     def __enter__(self) -> _CropWriter:
         self.images = (self.folder / IMAGES_FILE).open("wb")
@@ -183,8 +217,11 @@ class _CropWriter:
         self.provenance_rows.writerow(PROVENANCE_COLUMNS)
         return self
 
-    def add(self, crop_rgb: np.ndarray, photo: AnnotatedPhoto, box_index: int, box: HeadBox, window) -> bool:
-        """Append one crop (RGB in, stored BGR); False for an exact duplicate of an earlier crop (not written)."""
+    def add(
+        self, crop_rgb: np.ndarray, photo: AnnotatedPhoto, box_index: int, box: HeadBox, window, padded: float
+    ) -> bool:
+        """Append one crop (RGB in, stored BGR) cut from `window`, `padded` of it outside the photo; False for an
+        exact duplicate of an earlier crop (not written)."""
         crop_bgr = np.ascontiguousarray(crop_rgb[..., ::-1])
         digest = hashlib.sha1(crop_bgr.tobytes()).digest()
         if digest in self.seen:
@@ -196,8 +233,12 @@ class _CropWriter:
         self.provenance_rows.writerow(
             [self.count, box.label, box.class_name, relative, _relative(photo.annotation, self.source), box_index]
             + [f"{value:g}" for value in (box.x1, box.y1, box.x2, box.y2)]
-            + [window.left, window.top, window.side]
+            + [window.left, window.top, window.side, f"{padded:.3f}"]
         )
+        if padded > MOSTLY_PADDING:
+            self.mostly_padding.append(
+                PaddedCrop(row=self.count, path=relative, box_index=box_index, padded_share=round(padded, 3))
+            )
         self.count += 1
         self.labels[int(box.label)] += 1
         self.per_class[box.class_name] += 1
@@ -240,33 +281,42 @@ def _write_crops(
     strict: bool,
     progress: bool,
 ) -> None:
-    """Read the photos one at a time and write one crop per usable box; problems are added to `annotations`."""
+    """Read the photos one at a time (decoded once, EXIF orientation applied) and write one crop per usable box,
+    placed on that decoded photo; problems are added to `annotations`."""
     from tqdm import tqdm
 
     whole_rule = replace(rule, context=1.0, shift=0.0)  # a crop of its own: padded to a square, resized
+
+    def skip(file: Path, problem: str, counter: Counter, kind: str) -> None:
+        annotations.problem(file, problem)
+        counter[kind] += 1
+        if strict:
+            raise ImportFailed(_strict_message(annotations.problems))
+
     for photo in tqdm(annotations.photos, unit="photo", file=sys.stderr, disable=not progress):
         image, error = read_image_file(photo.path)
         if error:
-            annotations.problem(photo.path, error)
-            writer.skipped_files[error.split(" (")[0].split(":")[0]] += 1
-            if strict:
-                raise ImportFailed(_strict_message(annotations.problems))
+            skip(photo.path, error, writer.skipped_files, error.split(" (")[0].split(":")[0])
             continue
-        for box_index, box in enumerate(photo.boxes):
+        boxes, misplaced = photo.boxes_in(image.shape[:2])
+        if misplaced:
+            skip(photo.annotation, f"{misplaced} ({photo.path.name})", writer.skipped_files, SIZE_DIFFERS)
+            continue
+        for box_index, box in enumerate(boxes):
             if whole_images:
                 box = replace(box, x2=float(image.shape[1]), y2=float(image.shape[0]))
             used = whole_rule if whole_images else rule
             problem = used.box_problem(box, image.shape[:2])
             if problem:
-                annotations.problem(photo.annotation, f"box {box_index}: {problem}")
-                writer.skipped_boxes[problem.split(" (")[0]] += 1
-                if strict:
-                    raise ImportFailed(_strict_message(annotations.problems))
+                skip(photo.annotation, f"box {box_index}: {problem}", writer.skipped_boxes, problem.split(" (")[0])
                 continue
             small = used.too_small(box)
+            window = used.window(box, image.shape[:2])
             if small:
                 writer.skipped_boxes[small.split(" (")[0]] += 1
-            elif not writer.add(used.crop(image, box), photo, box_index, box, used.window(box)):
+            elif not writer.add(
+                used.crop(image, box), photo, box_index, box, window, window.padded_share(image.shape[:2])
+            ):
                 writer.skipped_boxes["exact duplicate crop"] += 1
 
 
@@ -300,6 +350,8 @@ def _manifest(source, format, classes, rule, annotations: Annotations, writer: _
         problem_counts=dict(Counter(problem_kind(problem.reason) for problem in annotations.problems)),
         problems=tuple(annotations.problems),
         created=datetime.now(UTC).isoformat(timespec="seconds"),
+        mostly_padding=tuple(writer.mostly_padding),
+        photos_without_boxes=len(annotations.unannotated),
     )
 
 
@@ -337,11 +389,19 @@ exit codes: 0 imported; 2 bad options, nothing usable, or a problem under --stri
     rule.add_argument("--shift", type=float, default=defaults.shift, help="move down, box heights (%(default)s)")
     rule.add_argument("--image-size", type=int, default=defaults.image_size, help="crop side, pixels (%(default)s)")
     rule.add_argument("--min-box", type=int, default=defaults.min_box, help="skip smaller heads (%(default)s px)")
+    rule.add_argument(
+        "--edge",
+        choices=("inside", "replicate"),
+        default=defaults.edge,
+        help="a window leaving the photo: moved in until at most a fifth is padding, or kept centred (%(default)s)",
+    )
     parser.add_argument("--strict", action="store_true", help="any problem in the input: exit 2, nothing written")
     args = parser.parse_args(argv)
     try:
         classes = parse_classes(args.classes)
-        rule = CropRule(context=args.context, shift=args.shift, image_size=args.image_size, min_box=args.min_box)
+        rule = CropRule(
+            context=args.context, shift=args.shift, image_size=args.image_size, min_box=args.min_box, edge=args.edge
+        )
         manifest = import_photos(
             args.source,
             args.out,

@@ -277,3 +277,34 @@ def augmentation(seed: int | None = None) -> keras.Sequential:
         ],
         name="augmentation",
     )
+
+
+def feature_model(model: keras.Model) -> keras.Model:
+    """image (N, H, W, 3), as `model` takes it -> (N, F) pooled features of its first convolutional part: the frozen
+    backbone's output (VGG16 models; global average and max pooled when spatial), or the CNN's last convolution
+    (pooled likewise); for an ensemble, those of its first member (after that member's own normalisation)."""
+    image = keras.Input(model.input_shape[1:], name="image")
+    return keras.Model(image, _features(model, image), name=f"{model.name}_features")
+
+
+def _features(model: keras.Model, x):
+    by_name = {layer.name: layer for layer in model.layers}
+    if BACKBONE_LAYER in by_name:
+        return _pooled(by_name[BACKBONE_LAYER](x))
+    members = [layer for layer in model.layers if isinstance(layer, keras.Model)]
+    if members:  # a seed ensemble (`average_of`) or the cross-architecture ensemble (`calibrated_average`)
+        normalize = by_name.get("normalize0")
+        return _features(members[0], normalize(x) if normalize is not None else x)
+    convolutions = [index for index, layer in enumerate(model.layers) if isinstance(layer, layers.Conv2D)]
+    if not convolutions:
+        raise ValueError(f"model {model.name!r} has no convolutional part to take features from")
+    for layer in model.layers[: convolutions[-1] + 1]:
+        if not isinstance(layer, layers.InputLayer):
+            x = layer(x)
+    return _pooled(x)
+
+
+def _pooled(x):
+    if len(x.shape) == 2:
+        return x
+    return layers.Concatenate()([layers.GlobalAveragePooling2D()(x), layers.GlobalMaxPooling2D()(x)])

@@ -378,7 +378,8 @@ def evaluation_page(result) -> str:
     body = (
         f"<h1>Generalisation check</h1><p>Run {esc(evaluation.run)} on {esc(data.path)} ({data.images} images, "
         f"hash {data.content_hash}); thresholds from the model cards; ★ selected.</p>"
-        f"<h2>Metrics</h2><table><tr><th>model</th>{header}</tr>{rows}</table>"
+        + (f"<p><b>Not scored:</b> {esc(evaluation.dropped.text())}.</p>" if evaluation.dropped else "")
+        + f"<h2>Metrics</h2><table><tr><th>model</th>{header}</tr>{rows}</table>"
         f"<h2>ROC and precision-recall</h2>{curves_tag}<h2>Confusion matrices</h2>{matrices}"
     )
     return page("helmet-evaluate", body)

@@ -284,7 +284,8 @@ def _score_on_test(run, dataset, selected, result, parts, calibrated, deployed_t
 def _save_selected(run, dataset, selected, names, parts, scored: _TestScores, threshold, calibration):
     """Write the selected model self-contained with its card (threshold, calibration, test scores), archive the
     others' heads in float16, and export TensorFlow Lite when asked; the export record or None."""
-    from helmetlib.artifacts import archive_unselected, save_selected
+    from helmetlib.artifacts import archive_unselected, save_crop_check, save_selected
+    from helmetlib.data import window_sides
 
     folder = run.folder
     save_selected(
@@ -296,6 +297,8 @@ def _save_selected(run, dataset, selected, names, parts, scored: _TestScores, th
         calibration=calibration,
     )
     archive_unselected(folder, selected, names)
+    sides = window_sides(run.config.data_dir) if run.config.data_dir else None
+    save_crop_check(folder, selected, dataset, scored.split, window_sides=sides)
     if not run.config.export_tflite:
         return None
     from helmetlib.inference import export_tflite

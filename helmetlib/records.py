@@ -16,7 +16,7 @@ from typing import Any, Self
 from pydantic import ConfigDict, TypeAdapter, ValidationError
 from pydantic.dataclasses import dataclass
 
-__all__ = ["Record", "RecordError", "record", "read_json", "write_json", "output_file_problem"]
+__all__ = ["Record", "RecordError", "record", "read_json", "write_json", "output_file_problem", "output_folder_problem"]
 
 
 class RecordError(ValueError):
@@ -103,4 +103,22 @@ def output_file_problem(path: str | Path, option: str) -> str | None:
         return f"{option} {path}: the folder {path.parent} does not exist"
     if not os.access(path.parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
         return f"{option} {path}: not writable"
+    return None
+
+
+def output_folder_problem(path: str | Path, option: str) -> str | None:
+    """Why the folder `path` (given as `option`) cannot be written or created, or None: a temporary file is made
+    (and removed) in it or in its nearest existing parent, so that nothing is left behind by a refused run."""
+    import tempfile
+
+    path = Path(path)
+    for parent in (path, *path.parents):
+        if parent.exists() and not parent.is_dir():
+            return f"{option} {path}: {parent} is a file, not a folder"
+        if parent.is_dir():
+            try:
+                tempfile.TemporaryFile(dir=parent).close()
+            except OSError as error:
+                return f"{option} {path}: cannot write in {parent} ({error.strerror or error})"
+            return None
     return None

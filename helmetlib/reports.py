@@ -21,7 +21,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import traceback
 import warnings
 from dataclasses import replace
@@ -40,9 +39,8 @@ from helmetlib.engine import (
 from helmetlib.features import register_cache_user
 from helmetlib.kernel import ensure_kernel
 from helmetlib.pages import run_page, runs_index
-from helmetlib.photos import crop_rule_of
 from helmetlib.progress import Progress, ProgressRelay
-from helmetlib.records import RecordError, write_text
+from helmetlib.records import RecordError, output_folder_problem, write_text
 from helmetlib.results import DataInfo
 from helmetlib.runs import (
     CODE_PAGE_SUFFIX,
@@ -121,21 +119,6 @@ def _fail(message: str) -> int:
     return EXIT_USAGE
 
 
-def _check_folder(path: Path, option: str) -> str | None:
-    """Why the folder `path` (given as `option`) cannot be written or created, or None: a temporary file is made
-    (and removed) in it or in its nearest existing parent, so that nothing is left behind by a refused run."""
-    for parent in (path, *path.parents):
-        if parent.exists() and not parent.is_dir():
-            return f"{option} {path}: {parent} is a file, not a folder"
-        if parent.is_dir():
-            try:
-                tempfile.TemporaryFile(dir=parent).close()
-            except OSError as error:
-                return f"{option} {path}: cannot write in {parent} ({error.strerror or error})"
-            return None
-    return None
-
-
 def _scheduler_problem(address: str) -> str | None:
     """Why the Dask scheduler at `address` (tcp://HOST:PORT) cannot be used, checked with one connection, or None."""
     import socket
@@ -196,8 +179,6 @@ def _checked_settings(args: argparse.Namespace, out: ReportsFolder, run_id: str,
     for warning in caught:  # the fallback is loud, in one line; every page carries its banner too
         print(f"helmet-reports: warning: {warning.message}", file=sys.stderr)
     dataset = load_run_data(config.data_dir, demo_size=config.demo_size, image_size=config.image_size)
-    if config.data_dir:
-        crop_rule_of(config.data_dir)  # a malformed crop rule in manifest.json stops here, not in a notebook
     if config.groups_csv:
         read_groups(config.groups_csv, config.group_column, expected_rows=len(dataset))
     if args.workers > 1 and not args.scheduler:
@@ -219,8 +200,8 @@ def _checked_settings(args: argparse.Namespace, out: ReportsFolder, run_id: str,
 def run(args: argparse.Namespace) -> int:
     """Run the whole study; returns the process exit status."""
     out = ReportsFolder(args.out)
-    cache_problem = _check_folder(Path(args.cache_dir), "--cache-dir") if args.cache_dir else None
-    problem = _check_folder(out.path, "--out") or cache_problem
+    cache_problem = output_folder_problem(Path(args.cache_dir), "--cache-dir") if args.cache_dir else None
+    problem = output_folder_problem(out.path, "--out") or cache_problem
     if not problem and args.scheduler:
         problem = _scheduler_problem(args.scheduler)
     if problem:

@@ -11,10 +11,11 @@ import numpy as np
 from pydantic import computed_field
 
 from helmetlib.calibration import Calibration
+from helmetlib.data import crop_rule_of
 from helmetlib.ensembles import CrossEnsemble
 from helmetlib.health import Health
 from helmetlib.metrics import HEADLINE_METRICS, Scores
-from helmetlib.photos import CropRule, crop_rule_of
+from helmetlib.photos import CropRule
 from helmetlib.records import Record, record
 from helmetlib.uncertainty import Interval
 from helmetlib.weights import WeightsChoice

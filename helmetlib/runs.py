@@ -447,6 +447,10 @@ class RunFolder:
     def probabilities_file(self, name: str) -> Path:
         return self.models_dir / f"{name}.probabilities.npz"
 
+    def crop_check_file(self, name: str) -> Path:
+        """The arrays of a deployed model's crop check (`crop_check.CropCheck.file`)."""
+        return self.models_dir / f"{name}.crop_check.npz"
+
     def tflite_file(self, name: str, *, quantized: bool = False) -> Path:
         return self.models_dir / f"{name}{'.quant' if quantized else ''}.tflite"
 

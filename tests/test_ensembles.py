@@ -114,9 +114,10 @@ def test_a_deployed_ensemble_is_one_file_that_answers_the_mean_calibrated_probab
     assert np.ptp(expected) > 100 * TOLERANCE  # the members discriminate: agreement is not vacuous
     card = read_card(run.folder.model_file(ENSEMBLE_NAME))
     assert card.selected and card.calibration is None and card.input.normalization == "pixels" and card.backbone is None
-    assert set(card.files) == {"keras", "tflite", "quant_tflite"}
+    assert set(card.files) == {"keras", "tflite", "quant_tflite", "crop_check"}
+    assert card.crop_check.features.startswith("the first member's own features")
     images = dataset.images[comparison.validation_indices]
-    from_run = predict(run.folder.path, images)["probability"].to_numpy()  # the run's deployed file
+    from_run = predict(run.folder.path, images, check_crops=False)["probability"].to_numpy()  # the deployed file
     np.testing.assert_allclose(from_run, expected, atol=TOLERANCE)
     exported = predict(run.folder.tflite_file(ENSEMBLE_NAME), images)["probability"].to_numpy()
     np.testing.assert_allclose(exported, expected, atol=TOLERANCE)

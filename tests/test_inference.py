@@ -160,17 +160,34 @@ def test_options_are_checked_before_loading_anything(run_dir, tmp_path, capsys, 
     assert message in error and "Traceback" not in error
 
 
-def test_the_cards_deployed_threshold_applies_and_the_option_overrides(run_dir, photos, tmp_path):
+def test_an_edited_card_is_refused_and_threshold_is_the_way_to_decide_elsewhere(run_dir, photos, tmp_path, capsys):
     models = tmp_path / "models"
     shutil.copytree(run_dir / "models", models)
     card_file = models / "cnn.card.json"
-    card = json.loads(card_file.read_text())
-    card["threshold"]["value"] = 0.999999  # nothing reaches it
-    card_file.write_text(json.dumps(card))
-    strict = predict(models / "cnn.keras", photos.images)
-    assert (strict["label"] == 0).all() and (strict["threshold"] == 0.999999).all()
-    lenient = predict(models / "cnn.keras", photos.images, threshold=1e-6)
+    deployed = json.loads(card_file.read_text())["threshold"]["value"]
+    table = predict(models / "cnn.keras", photos.images, check_crops=False)
+    assert (table["threshold"] == deployed).all()
+    assert (table["label"] == (table["probability"] >= deployed)).all()
+    for key, value in (("threshold", 0.97), ("calibration", None), ("crop_rule", {"context": 3.0})):
+        card = json.loads(card_file.read_text())
+        edited = {**card, key: {**card[key], "value": value} if key == "threshold" else value}
+        if key == "crop_rule":
+            edited[key] = {**card[key], **value}
+        card_file.with_name("edited.json").write_text(json.dumps(edited))
+        card_file.rename(card_file.with_name("original.json"))
+        card_file.with_name("edited.json").rename(card_file)
+        assert main(["--model", str(models / "cnn.keras"), str(tmp_path)]) == 2
+        error = capsys.readouterr().err
+        assert "cnn.card.json: edited after helmetlib wrote it" in error and "give --threshold" in error, key
+        card_file.with_name("original.json").replace(card_file)
+    lenient = predict(models / "cnn.keras", photos.images, threshold=1e-6, check_crops=False)
     assert (lenient["label"] == 1).all() and (lenient["threshold"] == 1e-6).all()
+    files = tmp_path / "crops"
+    write_files(photos.images[:4], files, [".png"] * 4)
+    out = tmp_path / "given.csv"
+    main(["--model", str(models / "cnn.keras"), str(files), "--threshold", "0.25", "--out", str(out)])
+    assert (pd.read_csv(out)["threshold"] == 0.25).all()
+    assert f"threshold 0.25 (--threshold; the card's {deployed:.3f})" in capsys.readouterr().err
 
 
 def test_a_card_is_bound_to_its_own_files(run_dir, tmp_path, capsys):
@@ -233,7 +250,7 @@ def test_saved_and_exported_models_agree_with_training_on_a_discriminating_model
     validation = calibration.apply(average)  # what every reader of the card answers
     assert np.ptp(validation) >= 100 * TOLERANCE  # the model discriminates: agreement is not vacuous
     images = dataset.images[outcome.parts.validation]
-    saved = predict(run.folder.model_file("cnn"), images)["probability"].to_numpy()
+    saved = predict(run.folder.model_file("cnn"), images, check_crops=False)["probability"].to_numpy()
     np.testing.assert_allclose(saved, validation, atol=TOLERANCE)
     exported = predict(run.folder.tflite_file("cnn"), images)["probability"].to_numpy()
     np.testing.assert_allclose(exported, validation, atol=TOLERANCE)

@@ -16,6 +16,7 @@ import psutil
 import pytest
 from conftest import NOTEBOOKS, TINY, free_port, runner
 
+from helmetlib.cards import ModelCard
 from helmetlib.env import THREADS_ENV
 from helmetlib.runs import ReportsFolder, RunFolder, RunRecord
 
@@ -351,7 +352,7 @@ def test_clean_keeps_what_another_folder_sharing_the_cache_needs(nightly, finish
         card = json.loads(card_file.read_text())
         if card["backbone"]:
             card["backbone"]["weights_file"] = str(cache / "backbones" / Path(card["backbone"]["weights_file"]).name)
-            card_file.write_text(json.dumps(card))
+            ModelCard.from_json(card).write(card_file)  # as a run writing into this folder would: sealed
     register_cache_user(cache, second)  # as its runner would have
     first.mkdir()
     (first / "latest.json").write_text((second / "latest.json").read_text())  # a reports folder, its runs gone
@@ -433,7 +434,7 @@ def test_a_moved_reports_folder_finds_its_backbones_in_its_own_cache(nightly, tm
     card = json.loads(card_file.read_text())
     name = Path(card["backbone"]["weights_file"]).name
     card["backbone"]["weights_file"] = f"/gone/cache/backbones/{name}"  # the original store, deleted
-    card_file.write_text(json.dumps(card))
+    ModelCard.from_json(card).write(card_file)
     assert load_model(head).card.name == card["name"]
     (moved / ".cache" / "backbones" / name).unlink()
     with pytest.raises(ModelError, match="the backbone store has no VGG16 weights"):

@@ -7,6 +7,7 @@ only when `../shared` is beside the checkout."""
 import hashlib
 import json
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -16,6 +17,7 @@ import pytest
 from conftest import LOG_NOISE, SHARED, require
 
 from helmetlib.data import load_dataset
+from helmetlib.drawing import MIN_DRAWN_SIDE
 from helmetlib.importer import ImportFailed, import_photos
 from helmetlib.importer import main as import_main
 from helmetlib.inference import load_model, predict, predict_photos
@@ -154,11 +156,52 @@ def test_crop_window_and_padding_equal_hand_computed_ones():
     assert RULE.window(box) == Window(left=68, top=67, side=104)
     photo = np.random.default_rng(1).integers(0, 256, (90, 120, 3), dtype=np.uint8)
     corner = HeadBox(-4, 2, 16, 22)  # window: side 40 from (-14, -3), leaves the photo left and top
-    assert RULE.window(corner) == Window(left=-14, top=-3, side=40)
+    replicate = replace(RULE, edge="replicate")
+    assert replicate.window(corner, photo.shape[:2]) == Window(left=-14, top=-3, side=40)
     padded = np.pad(photo, ((3, 0), (14, 0), (0, 0)), mode="edge")[:40, :40]
     expected = cv2.resize(padded, (64, 64), interpolation=cv2.INTER_AREA)
-    np.testing.assert_array_equal(RULE.crop(photo, corner), expected)
+    np.testing.assert_array_equal(replicate.crop(photo, corner), expected)
+    assert Window(left=-14, top=-3, side=40).padded_share(photo.shape[:2]) == pytest.approx(1 - 26 * 37 / 40**2)
     np.testing.assert_array_equal(square_crop(photo, Window(10, 20, 30), 30), photo[20:50, 10:40])
+
+
+def contains(window: Window, box: HeadBox, photo_size: tuple[int, int]) -> bool:
+    """`window` holds the part of `box` that lies in the photo."""
+    height, width = photo_size
+    x1, y1, x2, y2 = max(box.x1, 0), max(box.y1, 0), min(box.x2, width), min(box.y2, height)
+    return window.left <= x1 and window.top <= y1 and window.left + window.side >= x2 and window.top + window.side >= y2
+
+
+def test_the_inside_rule_moves_edge_windows_until_a_fifth_at_most_is_padding_never_shrinking_below_the_head():
+    photo = np.random.default_rng(1).integers(0, 256, (90, 120, 3), dtype=np.uint8)
+    size = photo.shape[:2]
+    corner = HeadBox(-4, 2, 16, 22)  # centred window (-14, -3, 40): 40 % padding; half way to (0, 0): 19.6 %
+    window = RULE.window(corner, size)
+    assert window == Window(left=-7, top=-1, side=40) and window.padded_share(size) == 1 - 33 * 39 / 40**2
+    expected = cv2.resize(
+        np.pad(photo, ((1, 0), (7, 0), (0, 0)), mode="edge")[:40, :40], (64, 64), interpolation=cv2.INTER_AREA
+    )
+    np.testing.assert_array_equal(RULE.crop(photo, corner), expected)
+    bottom_right = HeadBox(100, 70, 120, 90)  # centred window (90, 65, 40): 53 % padding
+    window = RULE.window(bottom_right, size)
+    assert 80 <= window.left < 90 and 50 <= window.top < 65 and window.padded_share(size) <= 0.2
+    assert contains(window, bottom_right, size)
+    one_step_less = Window(window.left + 1, window.top + 1, 40)  # moved no further than it must
+    assert one_step_less.padded_share(size) > 0.2
+    wide = HeadBox(20, 10, 70, 80)  # 50 x 70: a 140 px window in a 90 px high photo: shrunk to 90, over the head
+    window = RULE.window(wide, size)
+    assert window.side == 90 and contains(window, wide, size) and window.padded_share(size) <= 0.2
+    inside = HeadBox(50, 30, 70, 50)  # its window lies in the photo: unchanged
+    assert RULE.window(inside, size) == replace(RULE, edge="replicate").window(inside, size)
+    tall = HeadBox(50, -10, 80, 95)  # a head longer (105 px) than the photo is high keeps its size: padded
+    window = RULE.window(tall, size)
+    assert window.side == 105 and window.padded_share(size) == 1 - 90 * 105 / 105**2  # only the height is padded
+    assert RULE.crop(photo, tall).shape == (64, 64, 3)
+
+
+def test_a_crop_rule_recorded_before_the_edge_rule_keeps_replicating_edges():
+    old = CropRule.from_json({"context": 2.0, "shift": 0.25, "image_size": 64, "min_box": 14})
+    assert old.edge == "replicate" and CropRule().edge == "inside"
 
 
 def test_the_four_formats_give_the_same_crops(imported, photos):
@@ -170,7 +213,7 @@ def test_the_four_formats_give_the_same_crops(imported, photos):
     manifest = json.loads((imported["voc"] / "manifest.json").read_text())
     assert manifest["images"] == heads and manifest["photos"] == len(photos)
     assert manifest["ignored_classes"] == {"person": len(photos)}
-    assert manifest["crop_rule"] == {"context": 2.0, "shift": 0.25, "image_size": 64, "min_box": 14}
+    assert manifest["crop_rule"] == {"context": 2.0, "shift": 0.25, "image_size": 64, "min_box": 14, "edge": "inside"}
     assert manifest["problems"] == []
     provenance = pd.read_csv(imported["voc"] / "provenance.csv")
     assert len(provenance) == heads and provenance["path"].nunique() == len(photos)
@@ -307,7 +350,7 @@ def test_an_import_without_both_classes_or_into_an_existing_folder_is_refused(ph
     assert (
         import_main([str(source), str(tmp_path / "x"), "--format", "voc", "--classes", "a=1", "--context", "0.5"]) == 2
     )
-    assert "context must be at least 1" in capsys.readouterr().err
+    assert "context must lie between 1 (the window holds the box) and 8, got 0.5" in capsys.readouterr().err
     assert not list(tmp_path.glob("*.importing-*")) and not (tmp_path / "one").exists()
 
 
@@ -341,9 +384,10 @@ def test_predict_on_photos_gives_one_row_per_head_cropped_by_the_rule(run_model,
     ]
     answered = table[table["error"].isna()]
     assert len(answered) == len(heads)
-    rule = CropRule(image_size=run_model.input_size[0])  # a run on the demo set records no crop rule: the default
+    rule = run_model.card.crop_rule  # a run on the demo set: the default rule
+    assert rule == CropRule()
     crops = np.stack([rule.crop(photos[name][0], box) for name, box in heads])
-    expected = predict(run_model, crops)
+    expected = predict(run_model, crops, check_crops=False)  # on photos the score is a column, not a refusal
     np.testing.assert_allclose(
         answered["probability"].to_numpy(float), expected["probability"].to_numpy(float), atol=1e-6
     )
@@ -366,7 +410,8 @@ def test_predict_on_photos_gives_one_row_per_head_cropped_by_the_rule(run_model,
     assert summary["heads"].tolist() == [per_photo[0] + 1, *per_photo[1:]]  # site00 has the small head too
     assert summary["not_judged"].tolist() == [1, 0, 0]
     drawn = cv2.imread(str(draw / summary["drawn"][0]))
-    assert drawn.shape[1] == WIDTH and drawn.shape[0] > HEIGHT  # the photo under a banner
+    scale = MIN_DRAWN_SIDE / WIDTH  # a small photo is drawn enlarged
+    assert drawn.shape[1] == round(WIDTH * scale) and drawn.shape[0] > round(HEIGHT * scale)  # under a banner
     errors = capfd.readouterr().err  # file descriptors: TensorFlow's own log lines would show here
     assert "helmet-predict: 3 photos, 7 heads judged" in errors
     assert not LOG_NOISE.search(errors), errors
