@@ -1,9 +1,9 @@
 """The CNN at every seed: the health of each repeat, what a run deploys, and how that does on photos from elsewhere.
 
 For each seed it trains the CNN as `helmet-reports --models cnn --seed SEED` does on real data (the runner's
-defaults: 3 repeats, 20 epochs, batch 128, restarts, the seed ensemble, Platt calibration and the threshold rule,
-all through `helmetlib.pipeline`, without the notebooks), then scores every repeat and the deployed model on the
-study's validation part and on `--outside` (e.g. the crops `helmet-import` cuts from the VOC sample's photos).
+defaults: 3 repeats, 20 epochs, batch 128, restarts, the seed ensemble of the healthy repeats, Platt calibration
+and the threshold rule; `Study` says how), then scores every repeat and the deployed model on the study's
+validation part and on `--outside` (e.g. the crops `helmet-import` cuts from the VOC sample's photos).
 One JSON line per seed goes to `--results` (the study resumes where it stopped); the probabilities behind each
 line go to `<results>.npz/seed-<seed>.npz`, so that other health and threshold rules can be tried on them later.
 It prints the seeds table of docs/seeds.md.
@@ -15,18 +15,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
+from helmetlib.calibration import fit_calibration
 from helmetlib.data import load_dataset, load_run_data
 from helmetlib.metrics import performance
-from helmetlib.notebook import NotebookRun
-from helmetlib.pipeline import compare_and_select, train_and_save
-from helmetlib.runs import RunConfig, RunFolder
-from helmetlib.train import predict_proba
+from helmetlib.runs import RunConfig
+from helmetlib.selection import deploy_threshold
+from helmetlib.splits import split
+from helmetlib.train import deploy, predict_proba, train_repeats
 from helmetlib.uncertainty import choose_threshold
 
 
@@ -58,69 +58,90 @@ def health_figures(health) -> dict:
     }
 
 
-def measure_seed(seed: int, args, outside) -> tuple[dict, dict[str, np.ndarray]]:
-    """Train and deploy the CNN at `seed` in a scratch run folder; the seed's row and its probabilities."""
-    with tempfile.TemporaryDirectory(prefix=f"seed-health-{seed}-") as scratch:
-        config = RunConfig.from_parameters(
-            run_id=f"seed{seed}",
-            origin="notebook",
-            DATA_DIR=str(Path(args.data).resolve()),
-            MODELS="cnn",
-            SEED=seed,
-            EXPORT_TFLITE=False,
-            WEIGHTS="none",
-            CACHE_DIR=str(Path(scratch) / "cache"),
-            **({"FAITHFUL": True} if args.faithful else {}),
+class Study:
+    """The CNN trained as a run trains it, each repeat seed once (repeat i of seed s is seed s + i: seeds 0-9 with
+    3 repeats are 12 trainings, not 30), then deployed, calibrated and given its threshold per seed as
+    `pipeline.train_and_save` and `pipeline.compare_and_select` do for a run of the CNN alone."""
+
+    def __init__(self, args, outside):
+        self.args, self.outside = args, outside
+        self.dataset = load_dataset(args.data)
+        self.parts = split(self.dataset.labels)
+        self.config = RunConfig.from_parameters(
+            run_id="seeds", origin="notebook", MODELS="cnn", WEIGHTS="none", FAITHFUL=args.faithful
         )
-        run = NotebookRun(config=config, folder=RunFolder(Path(scratch) / "run"))
-        dataset = run.dataset()
-        outcome = train_and_save(run, "cnn", dataset)
-        selection = compare_and_select(run, dataset).selection
-        parts = run.split(dataset)
-        validation_labels = dataset.labels[parts.validation]
+        self.trained: dict[int, object] = {}
+
+    def repeat(self, seed: int):
+        if seed not in self.trained:
+            config = self.config
+            [self.trained[seed]] = train_repeats(
+                "cnn",
+                self.dataset,
+                self.parts,
+                seed=seed,
+                weights=None,
+                epochs=config.epochs,
+                batch_size=128,
+                faithful=config.faithful,
+                max_restarts=config.max_restarts,
+                threshold=config.threshold,
+            )
+        return self.trained[seed]
+
+    def measure(self, seed: int) -> tuple[dict, dict[str, np.ndarray]]:
+        """The seed's row and its probabilities."""
+        config, outside = self.config, self.outside
+        repeats = [self.repeat(seed + index) for index in range(3)]
+        deployed = deploy(repeats, self.dataset, threshold=config.threshold, n_resamples=config.bootstrap_resamples)
+        validation_labels = self.dataset.labels[self.parts.validation]
         arrays = {"validation_labels": validation_labels, "outside_labels": outside.labels}
-        repeats = []
-        for number, trained in enumerate(outcome.repeats):
+        rows = []
+        for number, trained in enumerate(repeats):
             outside_raw = predict_proba(trained.model, outside.images)
             arrays[f"repeat{number}_validation"] = trained.probabilities["validation"]
             arrays[f"repeat{number}_outside"] = outside_raw
-            repeats.append(
+            rows.append(
                 {
                     "seed": trained.seed,
                     "seed_used": trained.seed_used,
-                    "restarts": [restart.reason for restart in trained.restarts],
+                    "restarts": [f"{restart.reason} (epoch {restart.epoch})" for restart in trained.restarts],
                     "collapsed": trained.collapsed,
                     **health_figures(trained.health),
                     "validation": scores(validation_labels, trained.probabilities["validation"], 0.5),
                     "outside": scores(outside.labels, outside_raw, 0.5),
                 }
             )
-        deployed_raw = predict_proba(outcome.deployed.model, outside.images)
-        calibration = selection.calibration
+        validation_raw = deployed.probabilities["validation"]
+        calibration = fit_calibration(validation_labels, validation_raw)
         calibrated = calibration.apply if calibration else np.asarray
-        validation_calibrated = calibrated(outcome.deployed.probabilities["validation"])
-        outside_calibrated = calibrated(deployed_raw)
-        arrays.update(deployed_validation=outcome.deployed.probabilities["validation"], deployed_outside=deployed_raw)
+        validation_calibrated = calibrated(validation_raw)
+        threshold = deploy_threshold(config, validation_labels, validation_calibrated, calibration)
+        deployed_outside = predict_proba(deployed.model, outside.images)
+        outside_calibrated = calibrated(deployed_outside)
+        arrays.update(deployed_validation=validation_raw, deployed_outside=deployed_outside)
         rules = {
-            "card": selection.threshold.value,
+            "card": threshold.value,
             "fixed_raw_0.5": float(calibrated(np.array([0.5]))[0]),
             "calibrated_0.5": 0.5,
             "max_f1": choose_threshold(validation_labels, validation_calibrated),
         }
         row = {
             "seed": seed,
-            "faithful": args.faithful,
-            "data": dataset.content_hash,
+            "faithful": self.args.faithful,
+            "data": self.dataset.content_hash,
             "outside": outside.content_hash,
-            "repeats": repeats,
+            "repeats": rows,
             "deployed": {
-                "description": outcome.result.deployed,
-                "reason": outcome.result.deployed_reason,
-                "seeds": list(outcome.result.deployed_seeds),
-                **health_figures(outcome.result.deployed_health),
-                "threshold_rule": selection.threshold.rule,
+                "description": deployed.description,
+                "reason": deployed.reason,
+                "seeds": list(deployed.seeds),
+                "left_out": {str(key): value for key, value in deployed.left_out.items()},
+                "unhealthy": deployed.unhealthy,
+                **health_figures(deployed.health),
+                "threshold_rule": threshold.rule,
                 "calibration": None if calibration is None else [calibration.slope, calibration.intercept],
-                "validation": scores(validation_labels, validation_calibrated, selection.threshold.value),
+                "validation": scores(validation_labels, validation_calibrated, threshold.value),
                 "outside": {
                     rule: {"threshold": value, **scores(outside.labels, outside_calibrated, value)}
                     for rule, value in rules.items()
@@ -166,12 +187,13 @@ def main() -> None:
     arrays_dir = results.with_suffix(".npz")
     arrays_dir.mkdir(parents=True, exist_ok=True)
     rows = [json.loads(line) for line in results.read_text().splitlines()] if results.is_file() else []
-    study = load_dataset(args.data).content_hash
-    done = {row["seed"] for row in rows if row["data"] == study and row["faithful"] == args.faithful}
+    data_hash = load_dataset(args.data).content_hash
+    done = {row["seed"] for row in rows if row["data"] == data_hash and row["faithful"] == args.faithful}
+    study = Study(args, outside)
     for seed in parse_seeds(args.seeds):
         if seed in done:
             continue
-        row, arrays = measure_seed(seed, args, outside)
+        row, arrays = study.measure(seed)
         np.savez(arrays_dir / f"seed-{seed}{'-faithful' if args.faithful else ''}.npz", **arrays)
         rows.append(row)
         with results.open("a") as file:

@@ -107,10 +107,13 @@ def save_model_outputs(
     deployed: Deployed,
     repeats: list[TrainedModel],
     *,
+    threshold: DeployThreshold,
+    calibration: Calibration | None,
     cache_dir: str | Path,
     versions: dict[str, str | None],
 ) -> ModelCard:
-    """Write the deployed model (CNN: `.keras`; backbone models: head + store), its card, its result record
+    """Write the deployed model (CNN: `.keras`; backbone models: head + store), its card (with the calibration and
+    the threshold its P(helmet) is decided at, as `helmet-predict` answers), its result record
     (`<name>.metrics.json`), the histories of all repeats and the probabilities (deployed, and per repeat)."""
     name = result.name
     folder.models_dir.mkdir(parents=True, exist_ok=True)
@@ -133,9 +136,8 @@ def save_model_outputs(
             "color_order": "RGB",
             "normalization": result.normalization,
         },
-        threshold=DeployThreshold(
-            value=result.threshold, rule="fixed", description=f"the run's threshold {result.threshold:g}"
-        ),
+        threshold=threshold,
+        calibration=calibration,
         files=files,
         backbone=backbone,
         training_data=result.data,
@@ -202,7 +204,7 @@ def save_selected(
     *,
     threshold: DeployThreshold,
     test: Scores,
-    test_at_threshold: Scores,
+    test_at_study_threshold: Scores,
     calibration: Calibration | None,
 ) -> ModelCard:
     """Make the selected model self-contained (`<name>.keras`) and mark its card: selected, calibration, deploy
@@ -219,7 +221,7 @@ def save_selected(
         selected=True,
         calibration=calibration,
         threshold=threshold,
-        metrics={**card.metrics, "test": test, "test_at_threshold": test_at_threshold},
+        metrics={**card.metrics, "test": test, "test_at_study_threshold": test_at_study_threshold},
     )
     card.write(folder.card_file(name))
     return card

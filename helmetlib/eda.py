@@ -1,4 +1,5 @@
-"""Per-image statistics, split summaries and the random-vs-grouped score check for the exploration report."""
+"""Per-image statistics and how the classes differ in them, split summaries, and the random-vs-grouped score check
+for the exploration report; every claim the EDA makes follows a rule stated here on the numbers it shows."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ import numpy as np
 import pandas as pd
 
 from helmetlib.data import CLASS_NAMES, Dataset, batches
+from helmetlib.metrics import Scores
 from helmetlib.preprocess import to_grayscale
 from helmetlib.splits import Split
+from helmetlib.uncertainty import Interval
 
 
 def image_statistics(images_rgb: np.ndarray, labels: np.ndarray) -> pd.DataFrame:
@@ -49,27 +52,154 @@ def split_table(split: Split, labels: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame(rows).T
 
 
+STATISTICS = ("brightness", "contrast", "sharpness")
+SMALL, LARGE = 0.2, 0.5  # |standardised difference|: below SMALL the classes are alike, from LARGE on a shortcut
+
+
+@dataclass(frozen=True)
+class ClassDifference:
+    """How one image statistic differs between the classes: each class's mean and standard deviation, and the
+    standardised difference (helmet minus bare head, in pooled standard deviations) with its 95 % interval."""
+
+    statistic: str
+    bare: tuple[float, float]
+    helmet: tuple[float, float]
+    effect: Interval
+
+    @property
+    def verdict(self) -> str:
+        """By the stated rule: "alike" when the interval includes 0 or the difference is under `SMALL`, "differ"
+        (a possible shortcut) from `LARGE` on, "differ a little" between."""
+        size = abs(self.effect.value)
+        if self.effect.low <= 0 <= self.effect.high or size < SMALL:
+            return "alike"
+        return "differ" if size >= LARGE else "differ a little"
+
+
+def class_differences(statistics: pd.DataFrame, *, n_resamples: int = 1000, seed: int = 0) -> list[ClassDifference]:
+    """`ClassDifference` of each statistic of an `image_statistics` table, the interval by a percentile bootstrap
+    of both classes (scipy)."""
+    from scipy.stats import bootstrap
+
+    def effect(helmet, bare, axis=-1):
+        pooled = np.sqrt((np.var(helmet, axis=axis, ddof=1) + np.var(bare, axis=axis, ddof=1)) / 2)
+        return (np.mean(helmet, axis=axis) - np.mean(bare, axis=axis)) / np.where(pooled > 0, pooled, np.inf)
+
+    differences = []
+    for column in STATISTICS:
+        bare = statistics.loc[statistics["class"] == CLASS_NAMES[0], column].to_numpy(float)
+        helmet = statistics.loc[statistics["class"] == CLASS_NAMES[1], column].to_numpy(float)
+        interval = bootstrap(
+            (helmet, bare), effect, n_resamples=n_resamples, method="percentile", rng=np.random.default_rng(seed)
+        ).confidence_interval
+        differences.append(
+            ClassDifference(
+                statistic=column,
+                bare=(float(bare.mean()), float(bare.std(ddof=1))),
+                helmet=(float(helmet.mean()), float(helmet.std(ddof=1))),
+                effect=Interval(value=float(effect(helmet, bare)), low=float(interval.low), high=float(interval.high)),
+            )
+        )
+    return differences
+
+
+def statistics_table(differences: list[ClassDifference]) -> pd.DataFrame:
+    """One row per statistic: each class's mean ± standard deviation, the standardised difference with its
+    interval, and the verdict of the rule."""
+    return pd.DataFrame(
+        {
+            difference.statistic: {
+                CLASS_NAMES[0]: f"{difference.bare[0]:.1f} ± {difference.bare[1]:.1f}",
+                CLASS_NAMES[1]: f"{difference.helmet[0]:.1f} ± {difference.helmet[1]:.1f}",
+                "standardised difference": difference.effect.text(2),
+                "verdict": difference.verdict,
+            }
+            for difference in differences
+        }
+    ).T
+
+
 def reference_model(config) -> str:
     """The model the EDA trains on each split: `vgg16_linear` (its backbone features are cached for the run's
     models), or the CNN when no model of the run uses the backbone (its weights are then never loaded)."""
     return "cnn" if config.weights.used == "unused" else "vgg16_linear"
 
 
-def split_score_change(
-    dataset: Dataset, splits: dict[str, Split], *, model_name: str = "vgg16_linear", **train_options
-) -> pd.DataFrame:
-    """Validation scores of one reference model trained on each split (e.g. random vs grouped), side by side."""
+@dataclass(frozen=True)
+class SplitCheck:
+    """A reference model's validation scores on the random split and on a grouped one (no group on two sides), and
+    the difference of accuracy (random minus grouped) with its 95 % interval (each validation part resampled)."""
+
+    model: str
+    groups: int
+    scores: dict[str, Scores]
+    accuracy: dict[str, Interval]
+    difference: Interval
+
+    @property
+    def verdict(self) -> str:
+        """By the stated rule: optimistic when the interval lies above 0, not when below, else undecided."""
+        difference = self.difference
+        if difference.low > 0:
+            return f"the random split is optimistic: its validation accuracy is higher by {difference.text()}"
+        if difference.high < 0:
+            return (
+                "no sign that the random split is optimistic: the grouped split scored higher by "
+                f"{-difference.value:.3f} (95 % CI {-difference.high:.3f} to {-difference.low:.3f})"
+            )
+        return f"cannot tell whether the random split is optimistic: random minus grouped {difference.text()}"
+
+    def table(self) -> pd.DataFrame:
+        """Validation scores of the reference model on each split (3 decimals) and the images they rest on."""
+        rows = {
+            kind: {
+                "accuracy": self.accuracy[kind].text(),
+                "F1": f"{scores.f1:.3f}",
+                "bare-head recall": f"{scores.bare_head_recall:.3f}",
+                "validation images": scores.n,
+            }
+            for kind, scores in self.scores.items()
+        }
+        return pd.DataFrame(rows).T
+
+
+def split_check(
+    dataset: Dataset,
+    splits: dict[str, Split],
+    groups: int,
+    *,
+    model_name: str,
+    n_resamples: int = 1000,
+    **train_options,
+) -> SplitCheck:
+    """`SplitCheck` of `model_name` trained on each of the two splits (`random split`, `grouped split`)."""
+    from scipy.stats import bootstrap
+
     from helmetlib.metrics import performance
     from helmetlib.train import train_model
 
-    rows = {}
+    scores, correct = {}, {}
     for kind, parts in splits.items():
         trained = train_model(model_name, dataset, parts, **train_options)
-        scores = performance(dataset.labels[parts.validation], trained.probabilities["validation"])
-        rows[kind] = {**scores.headline(), "bare-head recall": scores.bare_head_recall}
-        rows[kind] = {key: round(value, 3) for key, value in rows[kind].items()}
-        rows[kind]["validation images"] = len(parts.validation)
-    return pd.DataFrame(rows).T.astype({"validation images": int})
+        labels = dataset.labels[parts.validation]
+        scores[kind] = performance(labels, trained.probabilities["validation"])
+        correct[kind] = ((trained.probabilities["validation"] >= 0.5) == labels).astype(float)
+
+    def interval(samples, statistic) -> Interval:
+        found = bootstrap(
+            samples, statistic, n_resamples=n_resamples, method="percentile", rng=np.random.default_rng(0)
+        )
+        value = statistic(*samples)
+        return Interval(
+            value=float(value), low=float(found.confidence_interval.low), high=float(found.confidence_interval.high)
+        )
+
+    accuracy = {kind: interval((hits,), np.mean) for kind, hits in correct.items()}
+    difference = interval(
+        (correct["random split"], correct["grouped split"]),
+        lambda first, second, axis=-1: np.mean(first, axis=axis) - np.mean(second, axis=axis),
+    )
+    return SplitCheck(model=model_name, groups=groups, scores=scores, accuracy=accuracy, difference=difference)
 
 
 def split_description(kind: str, random_state: int, groups_csv: str, group_column: str) -> str:

@@ -45,19 +45,25 @@ class CrossEnsemble(Record):
 
     @property
     def text(self) -> str:
-        """One sentence for the decision block."""
-        verdict = {
-            ("preferred", True): "deployed: validation shows its probabilities clearly better",
-            ("preferred", False): "not deployed: validation does not show it clearly better",
-            ("unless-worse", True): "deployed: validation does not show it clearly worse",
-            ("unless-worse", False): "not deployed: validation shows it clearly worse",
-            ("off", False): "not deployed (--cross-ensemble off)",
-        }[(self.rule, self.deployed)]
+        """One sentence for the decision block: the rule in words, then the evidence."""
+        rule = {
+            "preferred": "it is deployed only when validation shows its probabilities clearly better (the 95 % "
+            "interval of the Brier score's gain lies above 0)",
+            "unless-worse": "it is deployed unless validation shows its probabilities clearly worse (the 95 % "
+            "interval of the Brier score's gain lies below 0)",
+            "off": "it is never deployed (--cross-ensemble off)",
+        }[self.rule]
+        verdict = "deployed" if self.deployed else "not deployed"
+        f1 = (
+            f"; its higher F1 ({self.validation.f1:.3f} vs {self.selected_validation.f1:.3f}) does not decide: F1 at "
+            "one threshold cannot see better probabilities"
+            if self.validation.f1 > self.selected_validation.f1 and not self.deployed
+            else f"; F1 {self.validation.f1:.3f} vs {self.selected_validation.f1:.3f}"
+        )
         return (
-            f"Cross-architecture ensemble ({' + '.join(self.members)}, mean calibrated P(helmet)) {verdict} "
-            f"(validation Brier score {self.brier:.3f} vs {self.selected_brier:.3f} for {self.members[0]}, gain "
-            f"{self.brier_gain.text()}, paired bootstrap; F1 {self.validation.f1:.3f} vs "
-            f"{self.selected_validation.f1:.3f})."
+            f"The cross-architecture ensemble ({' + '.join(self.members)}, mean calibrated P(helmet)) is {verdict}: "
+            f"{rule}. Validation Brier score {self.brier:.3f} against {self.selected_brier:.3f} for "
+            f"{self.members[0]}, a gain of {self.brier_gain.text()} (paired bootstrap){f1}."
         )
 
 

@@ -23,7 +23,7 @@ from helmetlib.metrics import HEADLINE_METRICS, Scores, confusion, performance
 from helmetlib.records import Record, RecordError, output_file_problem, record, write_json
 from helmetlib.results import DataInfo
 from helmetlib.runs import RunFolder, RunRecord
-from helmetlib.uncertainty import brier_score, curves
+from helmetlib.uncertainty import Interval, bootstrap_intervals, brier_score, curves
 
 
 @record
@@ -36,6 +36,7 @@ class ModelEvaluation(Scores):
     brier: float
     confusion: tuple[tuple[int, int], tuple[int, int]]
     refused: dict[str, int] = field(default_factory=dict)
+    intervals: dict[str, Interval] = field(default_factory=dict)  # 95 % bootstrap intervals of the headline metrics
 
 
 @record
@@ -73,13 +74,37 @@ class Dropped(Record):
 @record
 class Evaluation(Record):
     """Every model of a run scored on another dataset (`evaluation.json`); `dropped`: what annotated photos held
-    that could not be scored (None for a data folder)."""
+    that could not be scored (None for a data folder); `deployed`: the run's deployed model (the selected one, or
+    the cross-architecture ensemble)."""
 
     run: str
     data: DataInfo
     selected_model: str | None
     models: dict[str, ModelEvaluation]
     dropped: Dropped | None = None
+    deployed: str | None = None
+
+    def verdict(self, run) -> str | None:
+        """How the deployed model does on these images against its own test scores (`run`: its `RunRecord`), by the
+        rule: clearly worse (or better) when the 95 % intervals of accuracy do not overlap, else alike."""
+        scored = self.models.get(self.deployed) if self.deployed else None
+        test = run.selection.test_intervals if run.selection else {}
+        if scored is None or "accuracy" not in test or "accuracy" not in scored.intervals:
+            return None
+        here, there = scored.intervals["accuracy"], test["accuracy"]
+        words = (
+            "clearly worse than on its own test set"
+            if here.high < there.low
+            else "clearly better than on its own test set"
+            if here.low > there.high
+            else "as on its own test set (the 95 % intervals overlap)"
+        )
+        recall = scored.intervals.get("bare_head_recall")
+        return (
+            f"{self.deployed} does {words}: accuracy {here.text()} on these {scored.n} images against "
+            f"{there.text()} on test; it catches {recall.text() if recall else 'n/a'} of the bare heads here at its "
+            f"card's threshold {scored.threshold:.3f} (test: {test['bare_head_recall'].text()})."
+        )
 
 
 @dataclass
@@ -199,6 +224,7 @@ def _score_run(
             brier=brier_score(labels[name], probabilities[name]),
             confusion=confusion(labels[name], probabilities[name], threshold=threshold).tolist(),
             refused={str(reason): int(count) for reason, count in table["error"].value_counts().items()},
+            intervals=bootstrap_intervals(labels[name], probabilities[name], threshold=threshold, n_resamples=1000),
         )
     evaluation = Evaluation(
         run=str(folder.path.resolve()),
@@ -206,6 +232,7 @@ def _score_run(
         selected_model=run.selected_model,
         models=scores,
         dropped=dropped,
+        deployed=run.selection.deployed if run.selection else None,
     )
     return EvaluationResult(evaluation=evaluation, labels=labels, probabilities=probabilities)
 
@@ -297,10 +324,10 @@ exit codes: 0 scored; 2 bad options, run or data""",
         return 2
     from helmetlib.pages import evaluation_page
 
-    evaluation = result.evaluation
-    out = Path(args.out) if args.out else RunFolder(Path(args.run_dir)).evaluation_dir(evaluation.data.content_hash)
+    evaluation, folder = result.evaluation, RunFolder(Path(args.run_dir))
+    out = Path(args.out) if args.out else folder.evaluation_dir(evaluation.data.content_hash)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "index.html").write_text(evaluation_page(result), encoding="utf-8")
+    (out / "index.html").write_text(evaluation_page(result, folder.read_record(), folder.page, out), encoding="utf-8")
     write_json(out / "evaluation.json", evaluation.to_json())
     if args.json:
         write_json(args.json, evaluation.to_json())
@@ -309,6 +336,9 @@ exit codes: 0 scored; 2 bad options, run or data""",
         print(f"{name:17s} {scores} bare_head_recall {model.bare_head_recall:.3f} threshold {model.threshold:.3f}")
     if evaluation.dropped is not None:
         print(f"helmet-evaluate: {evaluation.data.images} heads scored; not scored: {evaluation.dropped.text()}")
+    verdict = evaluation.verdict(folder.read_record())
+    if verdict:
+        print(f"helmet-evaluate: {verdict}")
     print(f"helmet-evaluate: report {out / 'index.html'}")
     return 0
 

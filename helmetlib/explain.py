@@ -107,24 +107,30 @@ def explanation_examples(y_true: np.ndarray, probabilities: np.ndarray, *, thres
 
 def explanation_grid(run, dataset, name: str, comparison, *, n: int = 3):
     """A figure of Grad-CAM maps of model `name` on its `n` most confident right and `n` most confident wrong
-    validation images (a run's saved model, loaded through its card)."""
+    validation images (a run's saved model, loaded through its card), titled with P(helmet) as `helmet-predict`
+    answers it and judged at the card's threshold."""
     from helmetlib.artifacts import load_run_model
     from helmetlib.cards import read_card
-    from helmetlib.plots import heat_map_grid
+    from helmetlib.plots import described, heat_map_grid
     from helmetlib.preprocess import normalize
 
-    folder, threshold = run.folder, run.config.threshold
-    path = folder.loadable_file(name)
+    path = run.folder.loadable_file(name)
     card = read_card(path)
     model = load_run_model(path, card)
-    labels, probabilities = comparison.validation_labels, comparison.validation[name]
-    rows = explanation_examples(labels, probabilities, threshold=threshold, n=n)
+    labels, output = comparison.validation_labels, comparison.validation[name]
+    answered = card.calibration.apply(output) if card.calibration else np.asarray(output)
+    threshold = card.threshold.value
+    rows = explanation_examples(labels, answered, threshold=threshold, n=n)
     images = dataset.images[comparison.validation_indices[rows]]
-    maps = grad_cam(model, normalize(images, card.input.normalization), threshold=threshold)
+    maps = grad_cam(model, normalize(images, card.input.normalization), threshold=run.config.threshold)
     titles = [
-        f"{'right' if (probabilities[r] >= threshold) == labels[r] else 'WRONG'}, P(helmet) {probabilities[r]:.2f}"
-        for r in rows
+        f"{'right' if (answered[r] >= threshold) == labels[r] else 'WRONG'}, P(helmet) {answered[r]:.2f}" for r in rows
     ]
     figure = heat_map_grid(images, maps, titles, columns=2 * n)
-    figure.suptitle(name, x=0.01, ha="left", fontsize=10)
-    return figure
+    figure.suptitle(f"{name}: confident right answers, then confident mistakes", x=0.01, ha="left", fontsize=10)
+    figure.tight_layout(rect=(0, 0, 1, 0.9))  # the model's name above the tiles' own titles
+    return described(
+        figure,
+        f"Grad-CAM of {name} on {len(rows)} validation images (its most confident right answers, then its "
+        "most confident mistakes): red is where the evidence lies",
+    )

@@ -58,9 +58,8 @@ def run_model_stages(
             ): stage
             for stage in stages
         }
-        print(
-            f"[dask] {len(futures)} model notebooks on {len(client.scheduler_info()['workers'])} worker(s)", flush=True
-        )
+        workers = len(client.nthreads())  # asked of the scheduler now: `scheduler_info()` may predate a worker
+        print(f"[dask] {len(futures)} model notebooks on {workers} worker(s)", flush=True)
         for future in as_completed(futures):
             stage = futures[future]
             seconds, failure = future.result()

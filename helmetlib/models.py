@@ -58,12 +58,12 @@ def simple_cnn(input_shape: tuple[int, int, int] = INPUT_SHAPE) -> keras.Model:
     return keras.Sequential(
         [
             keras.Input(input_shape, name="image"),  # (200, 200, 3)
-            layers.Conv2D(32, 3, padding="same", activation="relu"),  # (200, 200, 32)
-            layers.MaxPooling2D(4),  # (50, 50, 32)
-            layers.Conv2D(64, 3, padding="same", activation="relu"),  # (50, 50, 64)
-            layers.MaxPooling2D(2),  # (25, 25, 64)
-            layers.Conv2D(128, 3, padding="same", activation="relu"),  # (25, 25, 128)
-            layers.Flatten(),  # (80000,)
+            layers.Conv2D(32, 3, padding="same", activation="relu", name="conv32"),  # (200, 200, 32)
+            layers.MaxPooling2D(4, name="pool4"),  # (50, 50, 32)
+            layers.Conv2D(64, 3, padding="same", activation="relu", name="conv64"),  # (50, 50, 64)
+            layers.MaxPooling2D(2, name="pool2"),  # (25, 25, 64)
+            layers.Conv2D(128, 3, padding="same", activation="relu", name="conv128"),  # (25, 25, 128)
+            layers.Flatten(name="flatten"),  # (80000,)
             layers.Dense(4, activation="relu", name="bottleneck"),
             layers.Dense(1, activation="sigmoid", name="prediction"),
         ],
@@ -196,7 +196,7 @@ def average_of(members: list[keras.Model], *, name: str) -> keras.Model:
     """One model whose output averages those of `members` (same input): a seed ensemble, named `name`."""
     if len(members) == 1:
         return members[0]
-    inputs = keras.Input(members[0].input_shape[1:])
+    inputs = keras.Input(members[0].input_shape[1:], name="image")
     outputs = []
     for index, member in enumerate(members):
         [member_input], [member_output] = member.inputs, keras.tree.flatten(member.outputs)
@@ -270,10 +270,10 @@ def augmentation(seed: int | None = None) -> keras.Sequential:
     fill = {"fill_mode": "nearest"}
     return keras.Sequential(
         [
-            layers.RandomRotation(30 / 360, seed=seed, **fill),
-            layers.RandomTranslation(0.2, 0.2, seed=seed, **fill),
-            layers.RandomShear(x_factor=0.2, y_factor=0.0, seed=seed, **fill),
-            layers.RandomZoom((-0.2, 0.2), (-0.2, 0.2), seed=seed, **fill),
+            layers.RandomRotation(30 / 360, seed=seed, name="rotation", **fill),
+            layers.RandomTranslation(0.2, 0.2, seed=seed, name="shift", **fill),
+            layers.RandomShear(x_factor=0.2, y_factor=0.0, seed=seed, name="shear", **fill),
+            layers.RandomZoom((-0.2, 0.2), (-0.2, 0.2), seed=seed, name="zoom", **fill),
         ],
         name="augmentation",
     )
@@ -307,4 +307,8 @@ def _features(model: keras.Model, x):
 def _pooled(x):
     if len(x.shape) == 2:
         return x
-    return layers.Concatenate()([layers.GlobalAveragePooling2D()(x), layers.GlobalMaxPooling2D()(x)])
+    average, maximum = (
+        layers.GlobalAveragePooling2D(name="features_average"),
+        layers.GlobalMaxPooling2D(name="features_max"),
+    )
+    return layers.Concatenate(name="features")([average(x), maximum(x)])

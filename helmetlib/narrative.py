@@ -2,97 +2,119 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
 from helmetlib.data import CLASS_NAMES, Dataset
-from helmetlib.results import Audit, ModelResult
+from helmetlib.metrics import METRIC_LABELS
+from helmetlib.results import ModelResult
 from helmetlib.specs import get_spec
 from helmetlib.splits import Split
 
-SHORTCUT_EFFECT = 0.5  # |standardised mean difference| between the classes above which a statistic is a shortcut
 
-
-def data_conclusion(dataset: Dataset, parts: Split, audit: Audit, statistics: pd.DataFrame, source: str) -> str:
-    """The EDA's conclusion in a few Markdown lines: validity, balance, split, leakage, shortcuts."""
+def data_conclusion(dataset: Dataset, parts: Split, audit, source: str) -> str:
+    """The EDA's conclusion in a few Markdown lines: validity, balance, split, leakage, related images, shortcuts;
+    each claim decided by the rule stated with its numbers (`eda.ClassDifference`, `eda.SplitCheck`)."""
     counts = dataset.class_counts
     sizes = parts.sizes()
     height, width = dataset.images.shape[1:3]
+    record = audit.record
     lines = [
-        f"- **Valid:** {len(dataset)} images of {height}×{width} RGB from `{source}` (content hash "
+        f"- **Valid:** {len(dataset):,} images of {height}×{width} RGB from `{source}` (content hash "
         f"`{dataset.content_hash}`).",
-        f"- **Classes:** {counts[0]} {CLASS_NAMES[0]} (label 0, the violation) and {counts[1]} {CLASS_NAMES[1]}.",
+        f"- **Classes:** {counts[0]:,} {CLASS_NAMES[0]} (label 0, the violation) and {counts[1]:,} {CLASS_NAMES[1]}.",
         f"- **Split ({parts.kind}, random state {parts.random_state}):** train {sizes['train']}, validation "
         f"{sizes['validation']}, test {sizes['test']}; the test part is looked at once, in the comparison.",
-        f"- **Leakage:** {audit.verdict}",
+        f"- **Leakage:** {record.verdict}",
     ]
-    if audit.shared_groups is not None:
+    if audit.split_check is not None:
+        check = audit.split_check
         lines.append(
-            f"- **Related images:** {audit.shared_groups} groups (e.g. source photos) straddle the random split; "
-            "scores on it are optimistic (see the grouped split below)."
+            f"- **Related images:** {record.shared_groups} of {check.groups} groups (e.g. source photos) straddle the "
+            f"random split; {check.verdict} ({check.model} trained on each split, see below)."
         )
-    shortcuts = shortcut_statistics(statistics)
-    if shortcuts:
-        lines.append(
-            "- **Possible shortcuts:** "
-            + ", ".join(f"{name} (standardised difference {effect:+.2f})" for name, effect in shortcuts.items())
-            + " differ between the classes; a model may learn them instead of the helmet."
-        )
+    verdicts = {difference.statistic: difference for difference in audit.differences}
+    differing = [name for name, difference in verdicts.items() if difference.verdict != "alike"]
+    described = ", ".join(
+        f"{name} {verdicts[name].verdict} (standardised difference {verdicts[name].effect.text(2)})"
+        for name in verdicts
+    )
+    if any(verdicts[name].verdict == "differ" for name in differing):
+        lines.append(f"- **Possible shortcuts:** {described}; a model may learn what differs instead of the helmet.")
     else:
-        lines.append("- **Shortcuts:** brightness, contrast and sharpness are alike in both classes.")
+        lines.append(f"- **Image statistics:** {described}.")
     return "\n".join(lines)
 
 
-def shortcut_statistics(statistics: pd.DataFrame) -> dict[str, float]:
-    """Image statistics whose class means differ by more than `SHORTCUT_EFFECT` pooled standard deviations
-    (helmet minus bare head)."""
-    found = {}
-    for column in ("brightness", "contrast", "sharpness"):
-        bare = statistics.loc[statistics["class"] == CLASS_NAMES[0], column]
-        helmet = statistics.loc[statistics["class"] == CLASS_NAMES[1], column]
-        pooled = np.sqrt((bare.var() + helmet.var()) / 2)
-        effect = float((helmet.mean() - bare.mean()) / pooled) if pooled > 0 else 0.0
-        if abs(effect) > SHORTCUT_EFFECT:
-            found[column] = effect
-    return found
-
-
 def model_conclusion(result: ModelResult) -> str:
-    """A model report's first lines: collapse, spread over seeds, the deployed model, fit, bare heads."""
-    repeats = result.repeats
-    summary = result.summary
-    seeds = ", ".join(str(repeat.seed) for repeat in repeats)
-    lines = []
+    """A model report's first lines: collapse, left-out and restarted repeats, spread over seeds, the deployed
+    model, fit, bare heads."""
+    lines = _repeat_warnings(result)
+    lines.append(_spread_sentence(result))
+    problem = result.deployed_health.problem if result.deployed_health else None
+    if problem:
+        lines.append(f"**Unhealthy:** the deployed model {problem}.")
+    lines.append(_deployed_sentence(result))
+    return "\n\n".join(lines)
+
+
+def _repeat_warnings(result: ModelResult) -> list[str]:
+    """What went wrong with the repeats: every one collapsed, some collapsed, some left out, restarts."""
+    repeats, lines = result.repeats, []
     if result.collapsed:
         lines.append(f"**COLLAPSED: every repeat of {result.name} predicts (nearly) one class.** It is never selected.")
     collapsed = [repeat.seed for repeat in repeats if repeat.collapsed]
     if collapsed and not result.collapsed:
         lines.append(f"**{len(collapsed)} of {len(repeats)} repeats collapsed** (seeds {collapsed}); not deployed.")
+    unhealthy = {seed: why for seed, why in result.left_out.items() if why.startswith("unhealthy")}
+    if unhealthy and not result.unhealthy:
+        lines.append(
+            "**Left out of the seed ensemble:** "
+            + "; ".join(f"seed {seed} ({why.split(': it cannot')[0]})" for seed, why in unhealthy.items())
+            + "."
+        )
     restarts = [(repeat.seed, restart) for repeat in repeats for restart in repeat.restarts]
     if restarts:
         lines.append(
-            f"**{len(restarts)} {'restart' if len(restarts) == 1 else 'restarts'} after a collapse:** "
-            + "; ".join(f"seed {seed} died at epoch {r.epoch} ({r.reason}), retried" for seed, r in restarts)
+            f"**{len(restarts)} {'restart' if len(restarts) == 1 else 'restarts'}:** "
+            + "; ".join(
+                f"the repeat of seed {seed} was restarted after epoch {r.epoch} with restart seed {r.seed} "
+                f"abandoned ({r.reason.split(': it cannot')[0]})"
+                for seed, r in restarts
+            )
             + "."
         )
+    return lines
+
+
+def _spread_sentence(result: ModelResult) -> str:
+    """The model's validation scores over its repeats (or its one fit)."""
+    repeats, summary = result.repeats, result.summary
+    seeds = ", ".join(str(repeat.seed) for repeat in repeats)
     accuracy, f1, bare = summary["accuracy"], summary["f1"], summary["bare_head_recall"]
     if get_spec(result.name).deterministic:
-        lines.append(
+        return (
             f"**{result.name}** is deterministic (its seed changes nothing): one fit per split, not repeats. "
             f"Validation accuracy {accuracy.mean:.3f}, F1 {f1.mean:.3f}, bare-head recall {bare.mean:.3f}."
         )
-    elif len(repeats) == 1:
-        lines.append(
+    if len(repeats) == 1:
+        return (
             f"**{result.name}**, one repeat (seed {seeds}): validation accuracy {accuracy.mean:.3f}, F1 "
             f"{f1.mean:.3f}, bare-head recall {bare.mean:.3f}; `--repeats` 3 or more shows how much the seed matters."
         )
-    else:
-        lines.append(
-            f"**{result.name}** over {len(repeats)} repeats (seeds {seeds}): validation accuracy "
-            f"{accuracy.mean:.3f} ± {accuracy.std:.3f} (range {accuracy.min:.3f}–{accuracy.max:.3f}), "
-            f"F1 {f1.mean:.3f} ± {f1.std:.3f}, bare-head recall {bare.mean:.3f} ± {bare.std:.3f}."
-        )
+    return (
+        f"**{result.name}** over {len(repeats)} repeats (seeds {seeds}): validation accuracy "
+        f"{accuracy.mean:.3f} ± {accuracy.std:.3f} (range {accuracy.min:.3f} to {accuracy.max:.3f}), "
+        f"F1 {f1.mean:.3f} ± {f1.std:.3f}, bare-head recall {bare.mean:.3f} ± {bare.std:.3f}."
+    )
+
+
+def _deployed_sentence(result: ModelResult) -> str:
+    """What is deployed for the architecture, how it fits, and the bare heads it misses (or the one class it
+    answers)."""
     validation, train = result.validation, result.train
+    deployed = f"Deployed: **{result.deployed}**{f' ({result.deployed_reason})' if result.deployed_reason else ''}"
+    if result.collapsed:
+        return f"{deployed}: it answers one class, {predicted_classes(validation)}; never selected."
     gap = train.accuracy - validation.accuracy
     fit = (
         "it overfits (train accuracy well above validation)"
@@ -101,39 +123,53 @@ def model_conclusion(result: ModelResult) -> str:
         if validation.accuracy < 0.7
         else "it generalises to validation about as well as it fits the training set"
     )
-    problem = result.deployed_health.problem if result.deployed_health else None
-    if problem:
-        lines.append(f"**Unhealthy:** the deployed model {problem}.")
-    lines.append(
-        f"Deployed: **{result.deployed}**{f' ({result.deployed_reason})' if result.deployed_reason else ''}: "
-        f"train accuracy {train.accuracy:.3f}, "
-        f"validation {validation.accuracy:.3f} "
+    return (
+        f"{deployed}: train accuracy {train.accuracy:.3f}, validation {validation.accuracy:.3f} "
         f"(F1 {validation.f1:.3f}); {fit}. It misses {1 - validation.bare_head_recall:.1%} of the bare heads in "
         "validation; a missed bare head is the costly error."
     )
-    return "\n\n".join(lines)
+
+
+def predicted_classes(scores) -> str:
+    """How many of the images behind `scores` are called each class ("89 of 90 validation images called helmet")."""
+    bare, helmet = scores.per_class[CLASS_NAMES[0]], scores.per_class[CLASS_NAMES[1]]
+    called_bare = round(bare.support * bare.recall + helmet.support * (1 - helmet.recall))
+    called, count = (
+        (CLASS_NAMES[0], called_bare) if 2 * called_bare >= scores.n else (CLASS_NAMES[1], scores.n - called_bare)
+    )
+    return f"{count} of {scores.n} validation images called {called}"
 
 
 def repeats_table(result: ModelResult) -> pd.DataFrame:
-    """One row per repeat: seed, seed used after restarts, validation scores, epochs, collapse, restarts."""
+    """One row per repeat (the repeat's seed): validation scores (3 decimals), epochs, collapse, restarts (with the
+    restart seed the kept training ran with), health, in the ensemble or left out."""
     return pd.DataFrame(
         [
             {
                 "seed": repeat.seed,
-                "seed used": repeat.seed_used,
-                "validation accuracy": round(repeat.validation.accuracy, 3),
-                "validation F1": round(repeat.validation.f1, 3),
-                "bare-head recall": round(repeat.validation.bare_head_recall, 3),
+                "validation accuracy": f"{repeat.validation.accuracy:.3f}",
+                "validation F1": f"{repeat.validation.f1:.3f}",
+                "bare-head recall": f"{repeat.validation.bare_head_recall:.3f}",
                 "epochs": repeat.epochs_run,
                 "collapsed": "yes" if repeat.collapsed else "no",
-                "restarts": len(repeat.restarts),
+                "restarts": f"{len(repeat.restarts)} (kept: restart seed {repeat.seed_used})"
+                if repeat.restarts
+                else "0",
                 "dead ReLU units": _dead_units(repeat.health),
                 "identical outputs": f"{repeat.health.identical_share:.0%}" if repeat.health else "",
+                "deployed": "left out"
+                if str(repeat.seed) in result.left_out
+                else ("yes" if repeat.seed in result.deployed_seeds else "no"),
                 "seconds": round(repeat.seconds, 1),
             }
             for repeat in result.repeats
         ]
     ).set_index("seed")
+
+
+def _restarts(repeat) -> str:
+    """'0', or '2 (kept: restart seed 200818)'."""
+    return f"{len(repeat.restarts)} (kept: restart seed {repeat.seed_used})" if repeat.restarts else "0"
 
 
 def _dead_units(health) -> str:
@@ -156,7 +192,7 @@ def architecture_table(model) -> pd.DataFrame:
         return {
             "layer": name,
             "kind": layer.__class__.__name__,
-            "parameters": int(layer.count_params()),
+            "parameters": f"{int(layer.count_params()):,}",
             "trainable": bool(layer.trainable),
         }
 
@@ -182,14 +218,24 @@ def training_table(results: dict[str, ModelResult]) -> pd.DataFrame:
                 "precision": result.precision + (f", views {result.view_precision}" if result.view_precision else ""),
                 "repeats": len(result.repeats),
                 "epochs": result.epochs_run,
-                "parameters": result.parameters,
-                "trainable": result.trainable_parameters,
+                "parameters": parameter_count(result.parameters, len(result.deployed_seeds)),
+                "trainable": parameter_count(result.trainable_parameters, len(result.deployed_seeds)),
                 "seconds": round(result.train_seconds, 1),
                 "notes": "; ".join(result.notes),
             }
             for name, result in results.items()
         }
     ).T
+
+
+def parameter_count(per_member: int, members: int) -> str:
+    """'413,257', or '413,257 per member × 3' for a seed ensemble."""
+    return f"{per_member:,}" + (f" per member × {members}" if members > 1 else "")
+
+
+def training_notes(result: ModelResult) -> str:
+    """How a model was trained, as Markdown bullets in words: what it was trained on, then the trainer's notes."""
+    return "\n".join(f"- {note}" for note in [f"trained on {result.trained_on}", *result.notes])
 
 
 def comparison_tables(results: dict[str, ModelResult]) -> dict[str, pd.DataFrame]:
@@ -226,8 +272,8 @@ def spread_table(results: dict[str, ModelResult]) -> pd.DataFrame:
 SCORE_ROWS = {
     "train": "train scores",
     "validation": "validation scores",
-    "test": "test scores",
-    "test_at_threshold": "test scores at the deployed threshold",
+    "test": "test scores (the deployed decision)",
+    "test_at_study_threshold": "test scores at the study's threshold on the model's output",
 }
 
 
@@ -272,14 +318,16 @@ def calibration_summary(selection) -> str:
 
 
 def interval_table(selection) -> pd.DataFrame:
-    """The selected model's test scores with 95 % intervals, at the study's and at the deployed threshold."""
-    columns = {f"at {selection.test.threshold:g}": selection.test_intervals}
-    if selection.threshold.value != selection.test.threshold:
-        columns[f"at the deployed {selection.threshold.value:.3f}"] = selection.test_intervals_at_threshold
+    """The deployed model's test scores with 95 % intervals: the deployed decision, and the study's own decision
+    (its threshold on the model's output) when the deployed threshold decides otherwise."""
+    columns = {f"deployed: {selection.threshold.value:.3f}": selection.test_intervals}
+    if selection.threshold.rule != "fixed":
+        study = selection.test_at_study_threshold.threshold
+        columns[f"the study's {study:g} on the model's output"] = selection.test_intervals_at_study_threshold
     return pd.DataFrame(
         {
             label: {
-                metric.replace("_", " "): f"{interval.value:.3f} [{interval.low:.3f}–{interval.high:.3f}]"
+                METRIC_LABELS.get(metric, metric.replace("_", " ")): interval.text()
                 for metric, interval in intervals.items()
             }
             for label, intervals in columns.items()

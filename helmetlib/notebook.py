@@ -1,5 +1,6 @@
 """What a notebook does before its story starts: check its parameters, keep log lines and warnings out of the
-report, show photo grids as JPEG, and find (or, run on its own, write) the run's settings in `RUN_DIR/config.json`.
+report, show figures with their descriptions (photo grids as JPEG), and find (or, run on its own, write) the
+run's settings in `RUN_DIR/config.json`.
 
 The same notebooks run under `helmet-reports` (which writes `config.json` first and passes the parameters it
 holds), under plain papermill and in JupyterLab (no `config.json` yet: the parameters cell is the config).
@@ -16,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from helmetlib.data import Dataset, load_run_data
-from helmetlib.plots import show_photos_as_jpeg
+from helmetlib.plots import show_figures_described
 from helmetlib.runs import (
     PARAMETER_TYPES,
     RUN_ID_PATTERN,
@@ -89,7 +90,7 @@ def start(namespace: dict[str, Any]) -> NotebookRun:
         raise ParameterError(f"MODEL_NAME {model_name!r} is not a model; choose one of {', '.join(MODEL_NAMES)}")
     folder.path.mkdir(parents=True, exist_ok=True)
     keep_noise_out_of_reports(folder.log_file)
-    show_photos_as_jpeg()
+    show_figures_described()
     pd.set_option("display.max_colwidth", None)  # tables of hashes and descriptions are shown whole, never cut
     config = _runner_config(folder, given)
     if config is None:

@@ -11,10 +11,11 @@ from datetime import UTC, datetime
 
 from helmetlib.metrics import METRIC_LABELS
 from helmetlib.results import Audit, Comparison, ModelResult, Selection
-from helmetlib.runs import ReportsFolder, RunConfig, RunFolder, RunRecord
+from helmetlib.runs import COMPLETED, NOTHING_DEPLOYED, ReportsFolder, RunConfig, RunFolder, RunRecord
 from helmetlib.uncertainty import Interval
 
 esc = html.escape
+STATUS_WORDS = {"nothing_deployed": "nothing deployed"}  # a run's status as the pages write it
 
 STYLE = """<style>
 .hl{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;color:#222;line-height:1.35}
@@ -29,7 +30,7 @@ body.hl{margin:1.2em 2em;max-width:78em}
 .hl-decision{border:2px solid #335;border-radius:6px;padding:.5em 1em .6em;margin:.6em 0;background:#fafbff}
 .hl-decision h2{margin-top:.1em}.hl-answer{font-size:1.2em;margin:.2em 0 .4em}
 .hl-decision p{margin:.25em 0}.hl .ok{color:#070;font-weight:600}.hl .failed,.hl .interrupted{color:#c00;
-font-weight:600}.hl .running{color:#c90;font-weight:600}
+font-weight:600}.hl .running{color:#c90;font-weight:600}.hl .nothing_deployed{color:#c00;font-weight:600}
 </style>"""
 
 
@@ -66,7 +67,7 @@ def config_banners(config: RunConfig, *, uses_backbone: bool = True) -> str:
 def _interval(interval: Interval | None) -> str:
     if interval is None:
         return "<td>-</td>"
-    return f"<td>{interval.value:.3f} <small>[{interval.low:.2f}–{interval.high:.2f}]</small></td>"
+    return f"<td>{interval.value:.3f} <small>({interval.low:.2f} to {interval.high:.2f})</small></td>"
 
 
 def decision_html(
@@ -85,7 +86,7 @@ def decision_html(
             banner(f"REGRESSION since run {comparison.previous_run}: " + "; ".join(comparison.regressions), "danger")
         )
     if selection is None or selection.selected_model is None:
-        parts.append("<p class='hl-answer'><b>No model selected.</b></p>")
+        parts.append(f"<p class='hl-answer failed'>Nothing to deploy: {esc(NOTHING_DEPLOYED)}.</p>")
     else:
         name, threshold = selection.deployed, selection.threshold
         result = results.get(selection.selected_model)
@@ -120,27 +121,44 @@ def decision_html(
 
 
 def _test_table(config: RunConfig, selection: Selection) -> str:
-    """The deployed model's test scores with intervals, at the study's threshold (and at the deployed one)."""
+    """The deployed model's test scores with intervals: the deployed decision (and the study's own, when the
+    deployed threshold decides otherwise)."""
     columns = [(metric, METRIC_LABELS[metric]) for metric in ("accuracy", "f1", "bare_head_recall")]
     header = "".join(f"<th>{label}</th>" for _, label in columns)
-    rows = [(f"at the study's {config.threshold:g}", selection.test_intervals)]
-    if selection.threshold.rule != "fixed":  # the fixed rule keeps the study's decisions: the same row again
-        rows.append((f"at the deployed {selection.threshold.value:.3f}", selection.test_intervals_at_threshold))
+    rows = [(f"deployed: {selection.threshold.value:.3f} on {_scale(selection)}", selection.test_intervals)]
+    if selection.threshold.rule != "fixed":  # the fixed rule is the study's decision: the same row again
+        rows.append(
+            (f"the study's {config.threshold:g} on the model's output", selection.test_intervals_at_study_threshold)
+        )
     body = "".join(
-        f"<tr><th>{label}</th>" + "".join(_interval(intervals.get(key)) for key, _ in columns) + "</tr>"
+        f"<tr><th>{esc(label)}</th>" + "".join(_interval(intervals.get(key)) for key, _ in columns) + "</tr>"
         for label, intervals in rows
     )
     return f"<table><tr><th>test ({selection.test.n} images, 95 % bootstrap CI)</th>{header}</tr>{body}</table>"
 
 
+def _scale(selection: Selection) -> str:
+    """The probability the deployed threshold applies to, in words."""
+    return (
+        "calibrated P(helmet)"
+        if selection.calibration or selection.deployed != selection.selected_model
+        else "P(helmet)"
+    )
+
+
 def _figure_tag(fig, *, fmt: str = "png") -> str:
+    """The figure as an `<img>` with its description as alternative text (`plots.description`), closed."""
     import matplotlib.pyplot as plt
+
+    from helmetlib.plots import description
 
     buffer = io.BytesIO()
     fig.savefig(buffer, format=fmt, dpi=80, bbox_inches="tight")
     plt.close(fig)
     data = base64.b64encode(buffer.getvalue()).decode()
-    return f"<img alt='figure' src='data:image/{'svg+xml' if fmt == 'svg' else fmt};base64,{data}'>"
+    text = esc(description(fig), quote=True)
+    kind = "svg+xml" if fmt == "svg" else fmt
+    return f'<img alt="{text}" title="{text}" src=\'data:image/{kind};base64,{data}\'>'
 
 
 def run_page(record: RunRecord, folder: RunFolder) -> str:
@@ -153,10 +171,11 @@ def run_page(record: RunRecord, folder: RunFolder) -> str:
     data_text = f"data {esc(data.path)} (hash {data.content_hash}, {data.images} images)" if data else ""
     parts = [
         f"<h1>Helmet study run {esc(record.run_id)}</h1>",
-        f"<p>Status: <span class='{status}'>{status.upper()}</span> · started {_when(record.started)} · {duration} · "
+        f"<p>Status: <span class='{status}'>{STATUS_WORDS.get(status, status).upper()}</span> · started "
+        f"{_when(record.started)} · {duration} · "
         f"{data_text}</p>",
     ]
-    if status != "ok":
+    if status not in COMPLETED:
         parts.append(banner(f"{status.upper()} at {record.stage or '?'}: {record.reason or ''}", "danger"))
     if record.selection is None:  # otherwise the decision block carries these banners
         parts.append(config_banners(config, uses_backbone=any(r.weights for r in record.models.values())))
@@ -243,7 +262,7 @@ def _duration(seconds: float | None) -> str:
 def _range(result: ModelResult) -> str:
     """The range of validation F1 over the repeats, "" for a single fit."""
     spread = result.summary["f1"]
-    return f"{spread.min:.3f}–{spread.max:.3f}" if len(result.repeats) > 1 else ""
+    return f"{spread.min:.3f} to {spread.max:.3f}" if len(result.repeats) > 1 else ""
 
 
 def _comparison_html(comparison: Comparison | None) -> str:
@@ -288,7 +307,8 @@ def runs_index(out: ReportsFolder) -> str:
         threshold = f"{selection.threshold.value:.3f}" if selection and selection.threshold else "-"
         rows.append(
             f"<tr><th><a href='{esc(folder.path.name)}/index.html'>{esc(record.run_id)}</a></th>"
-            f"<td>{_when(record.started)}</td><td class='{record.status}'>{record.status}</td>"
+            f"<td>{_when(record.started)}</td>"
+            f"<td class='{record.status}'>{STATUS_WORDS.get(record.status, record.status)}</td>"
             f"<td>{_duration(record.total_seconds)}</td>"
             f"<td>{record.data.content_hash if record.data else '-'}</td>"
             f"<td>{esc(str(record.selected_model or '-'))}{flag}</td><td>{threshold}</td>"
@@ -339,6 +359,11 @@ def _trend_figure(records: list[RunRecord]) -> str | None:
     ax.set_ylim(0, 1.02)
     ax.legend(fontsize=7, loc="lower left")
     ax.set_title("Selected model over time (95 % CI)", fontsize=9)
+    from helmetlib.plots import described
+
+    described(
+        fig, f"The deployed model's test accuracy and bare-head recall with 95 % intervals over {len(points)} runs"
+    )
     step = max(1, len(points) // 12)
     ax.set_xticks(positions[::step], [time.strftime("%Y-%m-%d %H:%M") for time, _ in points][::step])
     ax.set_xlim(-0.5, len(points) - 0.5)
@@ -346,8 +371,12 @@ def _trend_figure(records: list[RunRecord]) -> str | None:
     return _figure_tag(fig, fmt="svg")
 
 
-def evaluation_page(result) -> str:
-    """`helmet-evaluate`'s page: metrics table, ROC / PR curves and a confusion matrix per model."""
+def evaluation_page(result, run: RunRecord, run_page, out) -> str:
+    """`helmet-evaluate`'s page: the verdict first (the deployed model here against its own test scores), the
+    weights banner and a link back to the run; then the metrics with intervals, what was not scored, ROC / PR curves
+    and a confusion matrix per model."""
+    import os
+
     import matplotlib
 
     matplotlib.use("Agg")
@@ -357,16 +386,14 @@ def evaluation_page(result) -> str:
     from helmetlib.uncertainty import curves
 
     evaluation = result.evaluation
+    columns = [(metric, METRIC_LABELS[metric]) for metric in ("accuracy", "f1", "bare_head_recall")]
     rows = "".join(
-        f"<tr><th>{esc(name)}{' ★' if name == evaluation.selected_model else ''}</th>"
-        + "".join(f"<td>{value:.3f}</td>" for value in (*model.headline().values(), model.roc_auc, model.brier))
-        + f"<td>{model.bare_head_recall:.3f}</td><td>{model.threshold:.3f}</td></tr>"
+        f"<tr><th>{esc(name)}{' ★' if name == evaluation.deployed else ''}</th>"
+        + "".join(_interval(model.intervals.get(metric)) for metric, _ in columns)
+        + f"<td>{model.roc_auc:.3f}</td><td>{model.brier:.3f}</td><td>{model.threshold:.3f}</td></tr>"
         for name, model in evaluation.models.items()
     )
-    header = "".join(
-        f"<th>{key}</th>"
-        for key in ("accuracy", "recall", "precision", "F1", "ROC AUC", "Brier", "bare-head recall", "threshold")
-    )
+    header = "".join(f"<th>{label}</th>" for _, label in columns) + "<th>ROC AUC</th><th>Brier</th><th>threshold</th>"
     curves_tag = _figure_tag(
         plots.roc_pr_curves({name: curves(result.labels[name], p) for name, p in result.probabilities.items()})
     )
@@ -374,12 +401,18 @@ def evaluation_page(result) -> str:
         _figure_tag(plots.confusion_heatmap(np.array(model.confusion), title=name))
         for name, model in evaluation.models.items()
     )
-    data = evaluation.data
+    data, verdict = evaluation.data, evaluation.verdict(run) or "No deployed model was scored."
+    link = os.path.relpath(run_page, out)
+    uses_backbone = any(result.weights for result in run.models.values())
     body = (
-        f"<h1>Generalisation check</h1><p>Run {esc(evaluation.run)} on {esc(data.path)} ({data.images} images, "
-        f"hash {data.content_hash}); thresholds from the model cards; ★ selected.</p>"
+        f"<h1>Generalisation check of run {esc(run.run_id)}</h1>"
+        f"<section class='hl hl-decision'><h2>Verdict</h2><p class='hl-answer'>{esc(verdict)}</p>"
+        + config_banners(run.config, uses_backbone=uses_backbone)
+        + f"<p>On {esc(data.path)} ({data.images:,} images, hash {data.content_hash}); each model at its card's "
+        f"threshold, on P(helmet) as helmet-predict answers; ★ deployed. <a href='{esc(link)}'>The run's page</a>.</p>"
         + (f"<p><b>Not scored:</b> {esc(evaluation.dropped.text())}.</p>" if evaluation.dropped else "")
-        + f"<h2>Metrics</h2><table><tr><th>model</th>{header}</tr>{rows}</table>"
+        + "</section>"
+        + f"<h2>Metrics (95 % bootstrap intervals)</h2><table><tr><th>model</th>{header}</tr>{rows}</table>"
         f"<h2>ROC and precision-recall</h2>{curves_tag}<h2>Confusion matrices</h2>{matrices}"
     )
-    return page("helmet-evaluate", body)
+    return page(f"helmet-evaluate · run {run.run_id}", body)

@@ -16,7 +16,7 @@ from helmetlib.data import Dataset, select_rows
 from helmetlib.ensembles import ENSEMBLE_NAME, cross_architecture
 from helmetlib.metrics import Scores, performance
 from helmetlib.notebook import NotebookRun
-from helmetlib.results import Audit, DataInfo, ModelResult, Selection
+from helmetlib.results import Audit, DataInfo, DeployThreshold, ModelResult, Selection
 from helmetlib.runs import package_versions
 from helmetlib.splits import Split, indices_digest
 
@@ -25,18 +25,24 @@ from helmetlib.splits import Split, indices_digest
 
 @dataclass
 class DataAudit:
-    """What the EDA found: duplicates and look-alikes across the split, groups on two sides, and the verdict."""
+    """What the EDA found: image statistics and how the classes differ in them, duplicates and look-alikes across
+    the split, groups on two sides with a grouped split and the random-vs-grouped check, and the verdict."""
 
+    statistics: pd.DataFrame
+    differences: list
     duplicates: pd.DataFrame
     closest: pd.DataFrame
     look_alikes: pd.DataFrame | None
     shared: pd.DataFrame | None
+    grouped: Split | None
+    split_check: object | None
     record: Audit
 
 
 def audit_data(run: NotebookRun, dataset: Dataset, parts: Split, features: np.ndarray | None) -> DataAudit:
-    """Duplicate and look-alike images across the split (and groups on two sides when groups are given);
-    the verdict is written to `audit.json` for the decision block."""
+    """Image statistics by class, duplicate and look-alike images across the split, and with groups (e.g. the
+    photos of imported crops) the groups on two sides and a reference model's scores on the random and the grouped
+    split; the verdict is written to `audit.json` for the decision block."""
     from helmetlib.audit import (
         across_parts,
         closest_cross_split_pairs,
@@ -45,33 +51,58 @@ def audit_data(run: NotebookRun, dataset: Dataset, parts: Split, features: np.nd
         near_duplicate_pairs,
         verdict,
     )
-    from helmetlib.splits import read_groups, shared_groups, split
+    from helmetlib.eda import class_differences, image_statistics
 
+    config = run.config
+    statistics = image_statistics(dataset.images, dataset.labels)
     prints = fingerprints(dataset.images)  # one read of the images serves every pixel check
     duplicates = near_duplicate_pairs(dataset.images, parts, prints=prints)
     across = across_parts(duplicates)
     look_alikes = embedding_neighbours(features, parts) if features is not None else None
-    shared = None
-    if run.config.groups_csv:
-        groups = read_groups(run.config.groups_csv, run.config.group_column, expected_rows=len(dataset))
-        shared = shared_groups(split(dataset.labels, random_state=run.config.split_seed), groups)
-    shared_count = int(shared["shared groups"].sum()) if shared is not None else None
+    shared, grouped, check = _related_images(run, dataset) if config.groups_csv else (None, None, None)
     record = Audit(
         verdict=verdict(duplicates, look_alikes),
         leakage=bool(len(across)),
         exact_pairs_across=int(across["exact"].sum()),
         near_pairs_across=int((~across["exact"]).sum()),
         look_alike_pairs_across=None if look_alikes is None else len(look_alikes),
-        shared_groups=shared_count,
+        shared_groups=int(shared["shared groups"].sum()) if shared is not None else None,
     )
     record.write(run.folder.audit_file)
     return DataAudit(
+        statistics=statistics,
+        differences=class_differences(statistics),
         duplicates=duplicates,
         closest=closest_cross_split_pairs(dataset.images, parts, n=4, prints=prints),
         look_alikes=look_alikes,
         shared=shared,
+        grouped=grouped,
+        split_check=check,
         record=record,
     )
+
+
+def _related_images(run: NotebookRun, dataset: Dataset):
+    """(groups shared by the parts of the random split, a grouped split, the reference model's `SplitCheck`)."""
+    from helmetlib.eda import reference_model, split_check
+    from helmetlib.splits import grouped_split, read_groups, shared_groups, split
+
+    config = run.config
+    groups = read_groups(config.groups_csv, config.group_column, expected_rows=len(dataset))
+    random = split(dataset.labels, random_state=config.split_seed)
+    grouped = grouped_split(dataset.labels, groups, random_state=config.split_seed)
+    check = split_check(
+        dataset,
+        {"random split": random, "grouped split": grouped},
+        len(set(groups)),
+        model_name=reference_model(config),
+        weights=config.weights,
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        seed=config.seed,
+        cache_dir=config.cache_dir,
+    )
+    return shared_groups(random, groups), grouped, check
 
 
 # ------------------------------------------------------------------------------------------------------ one model
@@ -79,12 +110,20 @@ def audit_data(run: NotebookRun, dataset: Dataset, parts: Split, features: np.nd
 
 @dataclass
 class ModelOutcome:
-    """An architecture's repeats, the deployed model and its saved result record."""
+    """An architecture's repeats, the deployed model and its saved result record, and how its card decides: the
+    calibration of its P(helmet) (None: not calibrated) and the threshold, as `helmet-predict` answers."""
 
     repeats: list
     deployed: object
     result: ModelResult
     parts: Split
+    calibration: Calibration | None
+    threshold: DeployThreshold
+
+    def answered(self, part: str) -> np.ndarray:
+        """The deployed model's P(helmet) on `part` (train or validation) as `helmet-predict` answers it."""
+        probabilities = self.deployed.probabilities[part]
+        return self.calibration.apply(probabilities) if self.calibration else probabilities
 
 
 def train_and_save(run: NotebookRun, name: str, dataset: Dataset) -> ModelOutcome:
@@ -111,12 +150,21 @@ def train_and_save(run: NotebookRun, name: str, dataset: Dataset) -> ModelOutcom
         max_restarts=config.max_restarts,
         threshold=config.threshold,
     )
+    from helmetlib.calibration import fit_calibration
+    from helmetlib.selection import deploy_threshold
+
     deployed = deploy(repeats, dataset, threshold=config.threshold, n_resamples=config.bootstrap_resamples)
     result = model_result(
         repeats, deployed, dataset, DataInfo.of(dataset, run.config.data_dir), threshold=config.threshold
     )
-    save_model_outputs(run.folder, result, deployed, repeats, cache_dir=config.cache_dir, versions=package_versions())
-    return ModelOutcome(repeats=repeats, deployed=deployed, result=result, parts=deployed.best_repeat.split)
+    parts = deployed.best_repeat.split
+    labels, validation = dataset.labels[parts.validation], deployed.probabilities["validation"]
+    calibration = fit_calibration(labels, validation)
+    answered = calibration.apply(validation) if calibration else validation
+    threshold = deploy_threshold(config, labels, answered, calibration)
+    options = {"cache_dir": config.cache_dir, "versions": package_versions()}
+    save_model_outputs(run.folder, result, deployed, repeats, threshold=threshold, calibration=calibration, **options)
+    return ModelOutcome(repeats, deployed, result, parts, calibration=calibration, threshold=threshold)
 
 
 # ----------------------------------------------------------------------------------------------- the comparison
@@ -174,10 +222,11 @@ def compare_and_select(run: NotebookRun, dataset: Dataset) -> Comparison:
         verdict=verdict(selected, second, labels, validation, results, **rule_options) if second else None,
         threshold=threshold,
         test=scored.test,
-        test_at_threshold=scored.test_at_threshold,
         test_intervals=scored.intervals,
-        test_intervals_at_threshold=scored.intervals_at_threshold,
+        test_at_study_threshold=scored.at_study_threshold,
+        test_intervals_at_study_threshold=scored.intervals_at_study_threshold,
         test_probabilities=tuple(float(p) for p in scored.probabilities),
+        test_model_output=tuple(float(p) for p in scored.model_output),
         test_labels=tuple(int(v) for v in scored.labels),
         test_indices_hash=indices_digest(scored.split.test),
         validation_brier=brier_score(labels, deployed.validation),
@@ -207,15 +256,20 @@ class _Deployed:
 
 
 def _deployed_candidate(run, selected: str, cross, labels: np.ndarray, validation: dict) -> _Deployed:
-    from helmetlib.calibration import fit_calibration
+    """The selected model with the calibration its card records (fitted on validation when it was trained), or the
+    cross-architecture ensemble of the members with theirs, saved self-contained."""
+    from helmetlib.cards import read_card
     from helmetlib.uncertainty import reliability
+
+    def calibration_of(name: str) -> Calibration | None:
+        return read_card(run.folder.loadable_file(name)).calibration
 
     if cross is None or not cross.deployed:
         output = validation[selected]
-        return _Deployed(selected, output, fit_calibration(labels, output), reliability(labels, output))
+        return _Deployed(selected, output, calibration_of(selected), reliability(labels, output))
     from helmetlib.artifacts import save_ensemble
 
-    calibrations = [fit_calibration(labels, validation[name]) for name in cross.members]
+    calibrations = [calibration_of(name) for name in cross.members]
     save_ensemble(run.folder, cross.members, calibrations, validation=cross.validation)
     outputs = [validation[name] for name in cross.members]
     calibrated = [c.apply(p) if c else p for p, c in zip(outputs, calibrations, strict=True)]
@@ -249,15 +303,17 @@ def _results_to_compare(run: NotebookRun, dataset: Dataset) -> tuple[dict[str, M
 
 @dataclass
 class _TestScores:
-    """The selected model's one look at test: at the study's threshold, at the deployed one, with intervals."""
+    """The deployed model's one look at test: the deployed decision (P(helmet) as `helmet-predict` answers it, at
+    the deployed threshold) and the study's (its threshold on the model's own output), with intervals."""
 
     split: Split
     labels: np.ndarray
-    probabilities: np.ndarray
+    probabilities: np.ndarray  # as helmet-predict answers: calibrated as the card says
+    model_output: np.ndarray
     test: Scores
-    test_at_threshold: Scores
     intervals: dict
-    intervals_at_threshold: dict
+    at_study_threshold: Scores
+    intervals_at_study_threshold: dict
 
 
 def _score_on_test(run, dataset, selected, result, parts, calibrated, deployed_threshold: float) -> _TestScores:
@@ -266,17 +322,19 @@ def _score_on_test(run, dataset, selected, result, parts, calibrated, deployed_t
     config = run.config
     test_split = _deployed_split(run, dataset, result, parts)
     labels = dataset.labels[test_split.test]
-    probabilities = _test_probabilities(run, dataset, selected, test_split)
+    model_output = _test_probabilities(run, dataset, selected, test_split)
+    probabilities = np.asarray(calibrated(model_output), dtype=float)
     resamples = config.bootstrap_resamples
     return _TestScores(
         split=test_split,
         labels=labels,
         probabilities=probabilities,
-        test=performance(labels, probabilities, threshold=config.threshold),
-        test_at_threshold=performance(labels, calibrated(probabilities), threshold=deployed_threshold),
-        intervals=bootstrap_intervals(labels, probabilities, threshold=config.threshold, n_resamples=resamples),
-        intervals_at_threshold=bootstrap_intervals(
-            labels, calibrated(probabilities), threshold=deployed_threshold, n_resamples=resamples
+        model_output=model_output,
+        test=performance(labels, probabilities, threshold=deployed_threshold),
+        intervals=bootstrap_intervals(labels, probabilities, threshold=deployed_threshold, n_resamples=resamples),
+        at_study_threshold=performance(labels, model_output, threshold=config.threshold),
+        intervals_at_study_threshold=bootstrap_intervals(
+            labels, model_output, threshold=config.threshold, n_resamples=resamples
         ),
     )
 
@@ -293,7 +351,7 @@ def _save_selected(run, dataset, selected, names, parts, scored: _TestScores, th
         selected,
         threshold=threshold,
         test=scored.test,
-        test_at_threshold=scored.test_at_threshold,
+        test_at_study_threshold=scored.at_study_threshold,
         calibration=calibration,
     )
     archive_unselected(folder, selected, names)

@@ -1,10 +1,17 @@
 """Figures over datasets and over the results of `helmetlib.metrics` (each takes `ax=None` and returns the figure).
 
-Figures made of photos (sample, prediction, pair and Grad-CAM grids) carry the label `PHOTOS`; in a notebook,
-`show_photos_as_jpeg` has them shown as JPEG, a fifth of the bytes of PNG for photos, and the rest as PNG.
+Every figure carries a description of what it shows (`described`, read by `description`): in a notebook,
+`show_figures_described` has figures shown as an image with that description as its alternative text, which the
+HTML reports keep (nbconvert would write "No description has been provided for this image"). Figures made of
+photos (sample, prediction, pair and Grad-CAM grids) carry the label `PHOTOS` and are shown as JPEG, a fifth of the
+bytes of PNG for photos; the rest as PNG.
 """
 
 from __future__ import annotations
+
+import base64
+import html
+import weakref
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -14,6 +21,37 @@ from helmetlib.data import CLASS_NAMES
 
 PHOTOS = "helmetlib-photos"
 JPEG_QUALITY = 85
+_DESCRIPTIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def described(fig, text: str):
+    """`fig`, with `text` (its title and what it shows) as its description; returns `fig`."""
+    _DESCRIPTIONS[fig] = text
+    return fig
+
+
+def description(fig) -> str:
+    """A figure's description: the one it was given, else its titles."""
+    if fig in _DESCRIPTIONS:
+        return _DESCRIPTIONS[fig]
+    titles = [text for text in (fig._suptitle.get_text() if fig._suptitle else "",) if text]
+    titles += [
+        ax.get_title() or ax.get_title(loc="left") for ax in fig.axes if ax.get_title() or ax.get_title(loc="left")
+    ]
+    return "Figure: " + "; ".join(titles) if titles else "Figure"
+
+
+def image_tag(fig, *, dpi: int | None = None) -> str:
+    """`<img>` of `fig` (JPEG for photos, else PNG) with its description as alternative text and title."""
+    import io
+
+    jpeg = fig.get_label() == PHOTOS
+    buffer = io.BytesIO()
+    options = {"pil_kwargs": {"quality": JPEG_QUALITY}} if jpeg else {}
+    fig.savefig(buffer, format="jpeg" if jpeg else "png", bbox_inches="tight", dpi=dpi, **options)
+    data = base64.b64encode(buffer.getvalue()).decode()
+    text = html.escape(description(fig), quote=True)
+    return f'<img alt="{text}" title="{text}" src="data:image/{"jpeg" if jpeg else "png"};base64,{data}">'
 
 
 def _axes(ax=None, figsize=(5, 4)):
@@ -29,37 +67,21 @@ def _photos(fig):
     return fig
 
 
-def show_photos_as_jpeg() -> None:
-    """In IPython, show figures labelled `PHOTOS` as JPEG (quality `JPEG_QUALITY`) instead of PNG; elsewhere,
-    nothing. Reports stay small: a grid of twelve crops is ~0.6 MB as PNG, ~0.1 MB as JPEG."""
+def show_figures_described() -> None:
+    """In IPython, show every matplotlib figure as `image_tag` (HTML: the image with its description as alternative
+    text) instead of a bare PNG; elsewhere, nothing."""
     from IPython import get_ipython
-    from IPython.core.pylabtools import print_figure
     from matplotlib.figure import Figure
 
     shell = get_ipython()
     if shell is None:
         return
-    import matplotlib_inline.backend_inline  # noqa: F401 -- on import, registers the PNG formatter wrapped here
+    import matplotlib_inline.backend_inline  # noqa: F401 -- on import, registers the PNG formatter replaced here
 
     formatters = shell.display_formatter.formatters
-    png = formatters["image/png"]
-    draw_png = png.lookup_by_type(Figure) if Figure in png else None
-    if draw_png is None or getattr(draw_png, "skips_photos", False):
-        return
-
-    def png_unless_photos(fig):
-        return None if fig.get_label() == PHOTOS else draw_png(fig)
-
-    png_unless_photos.skips_photos = True
-    png.for_type(Figure, png_unless_photos)
-    formatters["image/jpeg"].for_type(
-        Figure,
-        lambda fig: (
-            print_figure(fig, "jpeg", bbox_inches="tight", pil_kwargs={"quality": JPEG_QUALITY})
-            if fig.get_label() == PHOTOS
-            else None
-        ),
-    )
+    for kind in ("image/png", "image/jpeg"):
+        formatters[kind].for_type(Figure, lambda fig: None)  # one output per figure: the described image
+    formatters["text/html"].for_type(Figure, image_tag)
 
 
 def class_balance(labels: np.ndarray, *, ax=None):
@@ -70,7 +92,7 @@ def class_balance(labels: np.ndarray, *, ax=None):
     ax.bar_label(bars)
     ax.set_ylabel("images")
     ax.set_title("Class balance")
-    return fig
+    return described(fig, f"Class balance: {counts[0]} {CLASS_NAMES[0]} and {counts[1]} {CLASS_NAMES[1]} images")
 
 
 def sample_grid(images: np.ndarray, labels: np.ndarray, *, per_class: int = 6, seed: int = 0, grayscale: bool = False):
@@ -90,7 +112,8 @@ def sample_grid(images: np.ndarray, labels: np.ndarray, *, per_class: int = 6, s
                 shown = to_grayscale(image[None])[0] if grayscale else image
                 ax.imshow(shown, cmap="gray" if grayscale else None, vmin=0, vmax=255)
         axes[label][0].set_title(CLASS_NAMES[label], loc="left")
-    return _photos(fig)
+    colour = "in grayscale" if grayscale else "in colour"
+    return described(_photos(fig), f"Examples per class {colour}: {per_class} random images of each class, a row each")
 
 
 def training_curves(histories: dict[str, dict[str, list[float]]]):
@@ -100,14 +123,28 @@ def training_curves(histories: dict[str, dict[str, list[float]]]):
         colour = f"C{index % 10}"
         for ax, metric in zip(axes, ("loss", "accuracy"), strict=True):
             epochs = np.arange(1, len(history.get(metric, [])) + 1)
-            ax.plot(epochs, history.get(metric, []), color=colour, label=f"{label} train")
+            ax.plot(epochs, history.get(metric, []), color=colour, marker="o", markersize=3, label=f"{label} train")
             if f"val_{metric}" in history:
-                ax.plot(epochs, history[f"val_{metric}"], color=colour, linestyle="--", label=f"{label} validation")
+                validation = history[f"val_{metric}"]
+                ax.plot(
+                    epochs,
+                    validation,
+                    color=colour,
+                    linestyle="--",
+                    marker="s",
+                    markersize=3,
+                    label=f"{label} validation",
+                )
     for ax, metric in zip(axes, ("loss", "accuracy"), strict=True):
         ax.set(xlabel="epoch", ylabel=metric)
     axes[1].legend(fontsize=7, ncol=2)
     fig.tight_layout()
-    return fig
+    epochs = max((len(history.get("loss", [])) for history in histories.values()), default=0)
+    return described(
+        fig,
+        f"Training curves: loss and accuracy per epoch ({epochs}) of {len(histories)} trainings, train solid, "
+        "validation dashed",
+    )
 
 
 def spread(results: dict, *, metric: str = "f1", ax=None):
@@ -125,7 +162,9 @@ def spread(results: dict, *, metric: str = "f1", ax=None):
     ax.set_ylim(min(0.3, ax.get_ylim()[0]), 1.02)
     ax.set_title("Spread over seeds (bar: mean; red: collapsed)", fontsize=9)
     fig.tight_layout()
-    return fig
+    return described(
+        fig, f"Spread over seeds: validation {metric} of every repeat of {', '.join(results)}, with the mean"
+    )
 
 
 def confusion_heatmap(matrix: np.ndarray, *, title: str = "", ax=None):
@@ -137,7 +176,13 @@ def confusion_heatmap(matrix: np.ndarray, *, title: str = "", ax=None):
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(title)
-    return fig
+    (bare_bare, bare_helmet), (helmet_bare, helmet_helmet) = np.asarray(matrix).tolist()
+    return described(
+        fig,
+        f"Confusion matrix{f' ({title})' if title else ''}: of {bare_bare + bare_helmet} bare heads {bare_bare} "
+        f"called bare and {bare_helmet} called helmet; of {helmet_bare + helmet_helmet} helmets {helmet_helmet} "
+        f"called helmet and {helmet_bare} called bare",
+    )
 
 
 def prediction_grid(
@@ -165,7 +210,11 @@ def prediction_grid(
             fontsize=8,
             color="black" if predicted == labels[index] else "red",
         )
-    return _photos(fig)
+    wrong = sum(int(probabilities[index] >= threshold) != labels[index] for index in chosen)
+    return described(
+        _photos(fig),
+        f"Predictions on {len(chosen)} random images: true and predicted class with P(helmet), {wrong} mistakes in red",
+    )
 
 
 def statistics_by_class(statistics):
@@ -176,7 +225,7 @@ def statistics_by_class(statistics):
         sns.boxplot(data=statistics, x="class", y=column, hue="class", order=CLASS_NAMES, ax=ax)
         ax.set_xlabel("")
     fig.tight_layout()
-    return fig
+    return described(fig, "Image statistics by class: box plots of brightness, contrast and sharpness per class")
 
 
 def roc_pr_curves(curves_by_model: dict):
@@ -191,7 +240,8 @@ def roc_pr_curves(curves_by_model: dict):
     roc_ax.legend(fontsize=8)
     pr_ax.legend(fontsize=8)
     fig.tight_layout()
-    return fig
+    areas = ", ".join(f"{name} {result.roc_auc:.3f}" for name, result in curves_by_model.items())
+    return described(fig, f"ROC and precision-recall curves per model; ROC AUC: {areas}")
 
 
 def calibration(y_true: np.ndarray, probabilities: np.ndarray, reliability: dict, *, title: str = ""):
@@ -212,7 +262,11 @@ def calibration(y_true: np.ndarray, probabilities: np.ndarray, reliability: dict
     histogram.set(xlabel="P(helmet)", ylabel="images", title="Predicted probabilities by true class")
     histogram.legend()
     fig.tight_layout()
-    return fig
+    return described(
+        fig,
+        f"Reliability {title}: predicted P(helmet) against the observed share of helmets (expected calibration "
+        f"error {reliability['ece']:.3f}), and histograms of P(helmet) per true class",
+    )
 
 
 def image_pairs(images: np.ndarray, pairs, *, title_columns=("parts", "distance")):
@@ -230,7 +284,9 @@ def image_pairs(images: np.ndarray, pairs, *, title_columns=("parts", "distance"
         axes[1][column].text(
             0.5, -0.08, caption, transform=axes[1][column].transAxes, ha="center", va="top", fontsize=8
         )
-    return _photos(fig)
+    return described(
+        _photos(fig), f"{len(pairs)} pairs of images, one above the other, with their {', '.join(title_columns)}"
+    )
 
 
 def _number(value) -> str:
@@ -248,7 +304,7 @@ def heat_map_grid(images: np.ndarray, maps: np.ndarray, titles: list[str], *, co
         ax.imshow(image)
         ax.imshow(heat, cmap="jet", alpha=0.45, vmin=0, vmax=1)
         ax.set_title(title, fontsize=8)
-    return _photos(fig)
+    return described(_photos(fig), f"Grad-CAM: {len(images)} images with the evidence the model used in red")
 
 
 def source_photos(images: np.ndarray, examples):
@@ -279,4 +335,8 @@ def source_photos(images: np.ndarray, examples):
         for column, item in enumerate(example.rows.itertuples(), start=1):
             axes[row][column].imshow(images[int(item.row)])
             axes[row][column].set_title(f"#{int(item.row)} {CLASS_NAMES[int(item.Label)]}", fontsize=8)
-    return _photos(fig)
+    return described(
+        _photos(fig),
+        f"{len(examples)} source photos with their head boxes (green helmet, red bare head) and crop "
+        "windows (white), each beside its crops",
+    )

@@ -85,12 +85,12 @@ def _compare(folder: RunFolder, current: RunRecord, previous_folder: RunFolder, 
         validation[name] = _changes(labels, now, before, threshold, threshold, resamples)
     test = ()
     selection, old = current.selection, previous.selection
-    if selection and old and selection.test_probabilities and old.test_probabilities:
+    if selection and old and selection.test_model_output and (old.test_model_output or old.test_probabilities):
         if selection.test_indices_hash == old.test_indices_hash:
-            test = _changes(
+            test = _changes(  # the models' own outputs at the study's threshold (older records kept only those)
                 np.asarray(selection.test_labels),
-                np.asarray(selection.test_probabilities),
-                np.asarray(old.test_probabilities),
+                np.asarray(selection.test_model_output),
+                np.asarray(old.test_model_output or old.test_probabilities),
                 threshold,
                 threshold,
                 resamples,

@@ -45,7 +45,9 @@ from helmetlib.results import DataInfo
 from helmetlib.runs import (
     CODE_PAGE_SUFFIX,
     COMPARISON,
+    COMPLETED,
     NOTEBOOKS,
+    NOTHING_DEPLOYED,
     LatestPointer,
     ParameterError,
     ReportsFolder,
@@ -61,7 +63,7 @@ from helmetlib.runs import (
 from helmetlib.splits import make_split, read_groups, split_key
 from helmetlib.weights import WeightsFallbackWarning
 
-EXIT_FAILED, EXIT_USAGE, EXIT_REGRESSION = 1, 2, 3
+EXIT_FAILED, EXIT_USAGE, EXIT_REGRESSION, EXIT_NOTHING_DEPLOYED = 1, 2, 3, 4
 EXIT_SIGNAL = {signal.SIGTERM: 143, signal.SIGINT: 130}
 
 
@@ -83,6 +85,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
   helmet-reports --data data/site-a --split grouped --models cnn,vgg16_mlp --fail-on-regression
 exit codes: 0 done; 1 a notebook failed (the run page says which); 2 bad options or data (nothing started);
   3 done, with a regression against the previous run on the same data (--fail-on-regression);
+  4 done, but no model can be deployed (every model collapsed): latest stays on the last run that deployed one;
   130 / 143 interrupted (SIGINT / SIGTERM)""",
     )
     sections = settings.add_options(parser)
@@ -287,22 +290,22 @@ def _execute_and_finish(args, out: ReportsFolder, work: RunFolder, record: RunRe
     finally:
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
-    destination = out.run(record.run_id) if status == "ok" else out.failed(record.run_id)
-    if status != "ok":
-        print(f"helmet-reports: run {status}: {failures[0]} (see {destination.page})", file=sys.stderr)
+    destination = out.run(record.run_id) if record.status in COMPLETED else out.failed(record.run_id)
+    if record.status not in COMPLETED:
+        print(f"helmet-reports: run {record.status}: {failures[0]} (see {destination.page})", file=sys.stderr)
         return exit_code
     print(f"helmet-reports: done in {record.total_seconds:.0f}s: {destination.page}")
     selection = record.selection
-    if selection and selection.selected_model:
-        test = selection.test_intervals
-        print(
-            f"selected model: {selection.selected_model}"
-            + (f", deployed in the {selection.deployed}" if selection.deployed != selection.selected_model else "")
-            + f" at threshold {selection.threshold.value:.3f}; test accuracy "
-            f"{test['accuracy'].text()}, bare-head recall {test['bare_head_recall'].text()}"
-        )
-    else:
-        print("selected model: none (every model collapsed)")
+    if record.status == "nothing_deployed":
+        print(f"helmet-reports: nothing deployed: {NOTHING_DEPLOYED}; latest unchanged", file=sys.stderr)
+        return EXIT_NOTHING_DEPLOYED
+    test = selection.test_intervals
+    print(
+        f"deployed: {selection.deployed}"
+        + (f" (with the selected {selection.selected_model})" if selection.deployed != selection.selected_model else "")
+        + f" at threshold {selection.threshold.value:.3f}; test accuracy "
+        f"{test['accuracy'].text()}, bare-head recall {test['bare_head_recall'].text()}"
+    )
     regressions = record.comparison_with_previous.regressions if record.comparison_with_previous else []
     for line in regressions:
         print(f"REGRESSION: {line}", file=sys.stderr)
@@ -380,11 +383,13 @@ def _finish(out, work, record, status, failures, stage_now, progress) -> RunReco
         status, selection, audit = "failed", None, None
         failures = [*failures, str(error)]
     failed_stage = stage_now or next((f.split(":")[0] for f in failures), None)
+    if status == "ok" and (selection is None or not selection.deployed):
+        status = "nothing_deployed"
     record = replace(
         record,
         status=status,
         finished=now(),
-        stage=failed_stage if status != "ok" else None,
+        stage=failed_stage if status not in COMPLETED else None,
         reason=failures[0] if failures else None,
         failures=tuple(failures),
         pid=None,
@@ -392,16 +397,16 @@ def _finish(out, work, record, status, failures, stage_now, progress) -> RunReco
         stage_seconds=progress.seconds,
         total_seconds=round(progress.elapsed(), 2),
         models=results,
-        selection=selection if status == "ok" else None,
+        selection=selection if status in COMPLETED else None,
         audit=audit,
     )
-    if status == "ok":
+    if status in COMPLETED:
         record = replace(record, comparison_with_previous=compare_with_previous(out, work, record))
     for folder, reason in out.scan()[1]:
         print(f"helmet-reports: warning: run {folder.name} skipped: {reason}", file=sys.stderr)
     record.write(work.record_file)
     write_text(work.page, run_page(record, work))
-    destination = out.run(record.run_id) if status == "ok" else out.failed(record.run_id)
+    destination = out.run(record.run_id) if status in COMPLETED else out.failed(record.run_id)
     _point_notebooks_at(work, destination)
     work.path.rename(destination.path)
     with out.lock():

@@ -14,7 +14,7 @@ from helmetlib.calibration import Calibration
 from helmetlib.data import crop_rule_of
 from helmetlib.ensembles import CrossEnsemble
 from helmetlib.health import Health
-from helmetlib.metrics import HEADLINE_METRICS, Scores
+from helmetlib.metrics import HEADLINE_METRICS, Scores, confusion
 from helmetlib.photos import CropRule
 from helmetlib.records import Record, record
 from helmetlib.uncertainty import Interval
@@ -100,13 +100,13 @@ class ModelResult(Record):
     """A model's results over its repeats and how it was trained; `train` / `validation` are the deployed model's.
 
     `deployed` says which model is kept for this architecture: the seed ensemble (probabilities averaged over the
-    non-collapsed repeats) unless validation shows it clearly worse than the best repeat (`deployed_reason`);
-    `deployed_health` is that model's `Health` on the training part.
+    healthy repeats) unless validation shows it clearly worse than the best repeat (`deployed_reason`);
+    `deployed_health` is that model's `Health` on the training part, `left_out` the repeats kept out and why.
     """
 
     name: str
     description: str
-    parameters: int
+    parameters: int  # of one member of the deployed seed ensemble (`deployed_seeds`), or of the one deployed repeat
     trainable_parameters: int
     normalization: str
     input_shape: tuple[int, int, int]
@@ -128,6 +128,8 @@ class ModelResult(Record):
     train_seconds: float
     deployed_reason: str = ""
     deployed_health: Health | None = None
+    left_out: dict[str, str] = field(default_factory=dict)  # repeats (by seed) kept out of the seed ensemble, why
+    unhealthy: bool = False  # no repeat was healthy: the best one is deployed with a warning
     validation_brier: float | None = None  # the deployed model's validation Brier score (None: an older helmetlib)
 
     @computed_field
@@ -195,9 +197,11 @@ class Selection(Record):
     """What the comparison decided: the selected model, what is deployed (it, or the cross-architecture ensemble
     with it) and the deployed model's test scores (the only look at the test part).
 
-    `test` is at the run's threshold (the study's 0.5) on the model's own output, `test_at_threshold` at the
-    deployed threshold on the calibrated probability (`calibration`); the labels and the model's own test
-    probabilities are kept for the paired comparison with the next run.
+    `test` (and `test_intervals`) is the deployed decision: `test_probabilities`, P(helmet) as `helmet-predict`
+    answers it (calibrated as the card says), at the deployed `threshold`; recomputing from `test_labels` and
+    `test_probabilities` at `threshold.value` gives these numbers exactly. `test_at_study_threshold` is the study's
+    own decision, its threshold (0.5) on the model's own output (`test_model_output`, kept for the paired
+    comparison with the next run).
     """
 
     selected_model: str | None
@@ -208,11 +212,12 @@ class Selection(Record):
     verdict: Verdict | None = None
     threshold: DeployThreshold | None = None
     test: Scores | None = None
-    test_at_threshold: Scores | None = None
     test_intervals: dict[str, Interval] = field(default_factory=dict)
-    test_intervals_at_threshold: dict[str, Interval] = field(default_factory=dict)
+    test_at_study_threshold: Scores | None = None
+    test_intervals_at_study_threshold: dict[str, Interval] = field(default_factory=dict)
     test_labels: tuple[int, ...] = ()
     test_probabilities: tuple[float, ...] = ()
+    test_model_output: tuple[float, ...] = ()
     test_indices_hash: str | None = None
     validation_labels: tuple[int, ...] = ()
     validation_brier: float | None = None
@@ -221,6 +226,12 @@ class Selection(Record):
     calibration: Calibration | None = None
     deployed_model: str | None = None
     cross_ensemble: CrossEnsemble | None = None
+
+    def test_confusion(self) -> np.ndarray:
+        """The deployed decision's test confusion matrix (2, 2): rows true bare head / helmet, columns predicted,
+        from `test_labels` and `test_probabilities` at the deployed threshold (the counts behind `test`)."""
+        labels, probabilities = np.asarray(self.test_labels), np.asarray(self.test_probabilities)
+        return confusion(labels, probabilities, threshold=self.threshold.value)
 
     @property
     def deployed(self) -> str | None:

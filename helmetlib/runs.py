@@ -33,7 +33,7 @@ RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}")
 NOTEBOOKS = ("00_eda", "10_model", "20_comparison")
 EDA, MODEL, COMPARISON = NOTEBOOKS
 CODE_PAGE_SUFFIX = ".code.html"  # a notebook's page with its code cells (`RunFolder.code_html`)
-THRESHOLD_RULES = ("fixed", "max_f1", "bare_head_recall")
+THRESHOLD_RULES = ("fixed", "calibrated", "max_f1", "bare_head_recall")
 
 
 class ParameterError(ValueError):
@@ -41,6 +41,11 @@ class ParameterError(ValueError):
 
 
 RESERVED_RUN_IDS = ("index.html", "latest", "latest.json")  # what the runner writes beside the runs
+COMPLETED = ("ok", "nothing_deployed")  # runs whose notebooks all ran: in their own folder, not `.failed`
+NOTHING_DEPLOYED = (
+    "every model collapsed to (nearly) one class, so there is no model to deploy; try more --epochs or --repeats, "
+    "another --seed, or check the labels (Labels_proj.csv) and the class balance in the data report"
+)
 FAILED_SUFFIX = ".failed"
 
 
@@ -152,7 +157,7 @@ class RunConfig(Record):
     resplit: bool = default("RESPLIT")
     max_restarts: int = default("MAX_RESTARTS")
     threshold: float = default("THRESHOLD")
-    threshold_rule: Literal["fixed", "max_f1", "bare_head_recall"] = default("THRESHOLD_RULE")
+    threshold_rule: Literal["fixed", "calibrated", "max_f1", "bare_head_recall"] = specs.FAST_THRESHOLD_RULE
     target_bare_head_recall: float = default("TARGET_BARE_HEAD_RECALL")
     faithful: bool = default("FAITHFUL")
     augmented_views: int = default("AUGMENTED_VIEWS")
@@ -238,12 +243,7 @@ class RunConfig(Record):
         models = tuple(name.strip() for name in listed if name.strip())
         requested = values.pop("WEIGHTS", "imagenet")
         given = weights or resolve_weights("none")  # the requested weights (maybe a download) once the rest is valid
-        split = values.pop("SPLIT", "random")
-        if split not in ("random", "grouped"):
-            raise ParameterError(f"SPLIT must be random or grouped, got {split!r}")
-        rule = values.pop("THRESHOLD_RULE", "fixed").replace("-", "_")
-        if rule not in THRESHOLD_RULES:
-            raise ParameterError(f"THRESHOLD_RULE must be one of {', '.join(THRESHOLD_RULES)}, got {rule!r}")
+        split, rule = _split_and_threshold_rule(values)
         cache_dir = resolve_path(values.pop("CACHE_DIR", "") or "reports/.cache", base)
         groups_csv = resolve_path(values.pop("GROUPS_CSV", ""), base) or _provenance_groups(data_dir)
         settings = {name.lower(): value for name, value in values.items()}
@@ -269,6 +269,19 @@ class RunConfig(Record):
         if weights is not None:
             return config
         return dataclasses.replace(config, weights=_weights_for(models, requested, base))
+
+
+def _split_and_threshold_rule(values: dict[str, Any]) -> tuple[str, str]:
+    """SPLIT and THRESHOLD_RULE taken from `values` and checked; an empty rule is the mode's (`fixed` with FAITHFUL,
+    `specs.FAST_THRESHOLD_RULE` otherwise)."""
+    split = values.pop("SPLIT", "random")
+    if split not in ("random", "grouped"):
+        raise ParameterError(f"SPLIT must be random or grouped, got {split!r}")
+    by_mode = "fixed" if values.get("FAITHFUL", default("FAITHFUL")) else specs.FAST_THRESHOLD_RULE
+    rule = values.pop("THRESHOLD_RULE", "").replace("-", "_") or by_mode
+    if rule not in THRESHOLD_RULES:
+        raise ParameterError(f"THRESHOLD_RULE must be one of {', '.join(THRESHOLD_RULES)}, got {rule!r}")
+    return split, rule
 
 
 def _first_message(error: ValueError) -> str:
@@ -343,7 +356,7 @@ class RunRecord(Record):
     """`run.json`: status, times, settings, data, results, selection and the comparison with the previous run."""
 
     run_id: str
-    status: Literal["running", "ok", "failed", "interrupted"]
+    status: Literal["running", "ok", "nothing_deployed", "failed", "interrupted"]
     started: str
     config: RunConfig
     finished: str | None = None

@@ -5,6 +5,8 @@ Selection looks at train and validation only; the test part is scored once, for 
 
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 
 from helmetlib.calibration import Calibration
@@ -142,9 +144,16 @@ def deploy_threshold(
     validation `probabilities` (n,) (`calibration`, None: the model's own output).
 
     `fixed` keeps the study's decisions: its threshold on the model's own output, carried onto the calibrated
-    scale (the calibration is monotone); the rules chosen on validation work on the calibrated probabilities.
+    scale (the calibration is monotone); `calibrated` puts it on the calibrated probability (0.5: helmet when more
+    likely than not); the rules chosen on validation work on the calibrated probabilities.
     """
     scale = "calibrated P(helmet)" if calibration else "P(helmet)"
+    if config.threshold_rule == "calibrated":
+        return DeployThreshold(
+            value=config.threshold,
+            rule="calibrated",
+            description=f"the study's threshold {config.threshold:g} on {scale}",
+        )
     if config.threshold_rule == "fixed":
         if calibration is None:
             value, where = config.threshold, ""
@@ -168,6 +177,10 @@ def deploy_threshold(
     return DeployThreshold(value=value, rule=config.threshold_rule, description=description)
 
 
+def _plural(count: int, word: str) -> str:
+    return word if count == 1 else f"{word}s"
+
+
 def run_warnings(
     config: RunConfig, results: dict[str, ModelResult], selection: Selection | None, audit: Audit | None
 ) -> list[tuple[str, str]]:
@@ -175,7 +188,7 @@ def run_warnings(
     `danger`, `warning` or `info` (the banners' styles)."""
     warnings = []
     if selection is not None and selection.selected_model is None and results:
-        warnings.append(("danger", "No model selected: every model collapsed to (nearly) one class. Deploy nothing."))
+        warnings.append(("danger", "Nothing deployed: every model collapsed to (nearly) one class."))
     if config.weights.banner() and any(result.weights for result in results.values()):
         warnings.append((config.weights.banner_level, config.weights.banner()))
     for name, result in results.items():
@@ -192,12 +205,19 @@ def run_warnings(
                 )
             )
         if restarts:
+            kinds = Counter(restart.reason.split(":")[0] for repeat in result.repeats for restart in repeat.restarts)
+            why = ", ".join(f"{count} {kind}" for kind, count in kinds.items())
             warnings.append(
-                ("info", f"{name}: {restarts} training restart(s) after a collapse (dead units); see its report.")
+                ("info", f"{name}: {restarts} training {_plural(restarts, 'restart')} ({why}); see its report.")
             )
         problem = result.deployed_health.problem if result.deployed_health else None
-        if problem and not result.collapsed:
+        if result.unhealthy and not result.collapsed:
+            warnings.append(("danger", f"{name}: no repeat is healthy; the deployed {result.deployed} {problem}."))
+        elif problem and not result.collapsed:
             warnings.append(("warning", f"{name}: the deployed model ({result.deployed}) {problem}."))
+        if result.left_out and not result.unhealthy and not result.collapsed:
+            left = "; ".join(f"seed {seed} ({why})" for seed, why in result.left_out.items())
+            warnings.append(("info", f"{name}: left out of the seed ensemble: {left}."))
     if selection is not None and selection.missing:
         warnings.append(("warning", f"Not compared (no results in this run folder): {', '.join(selection.missing)}."))
     if audit is not None and audit.leakage:

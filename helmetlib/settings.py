@@ -34,6 +34,12 @@ class Setting:
     choices: tuple[str, ...] = ()
     inverted: bool = False
     option_default: Any = None
+    option_help: str = ""  # the option's help when it differs from the parameter's (an inverted flag)
+
+    @property
+    def flag_help(self) -> str:
+        """What the runner's option does, in its `--help` and docs/options.md."""
+        return self.option_help or self.help
 
     @property
     def field(self) -> str:
@@ -138,11 +144,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "THRESHOLD_RULE",
         str,
-        "fixed",
-        "threshold to deploy (the others are chosen on validation)",
+        "",
+        "threshold to deploy: fixed (THRESHOLD on the model's own output, the study's), calibrated (THRESHOLD on "
+        f"calibrated P(helmet)), max-f1 or bare-head-recall (chosen on validation); empty: {specs.FAST_THRESHOLD_RULE} "
+        "in fast mode, fixed with --faithful (docs/seeds.md)",
         SELECTION,
         "--threshold-rule",
-        choices=("fixed", "max-f1", "bare-head-recall"),
+        choices=("", "fixed", "calibrated", "max-f1", "bare-head-recall"),
     ),
     Setting(
         "TARGET_BARE_HEAD_RECALL",
@@ -182,6 +190,7 @@ SETTINGS: tuple[Setting, ...] = (
         OUTPUT,
         "--no-export",
         inverted=True,
+        option_help="skip the TensorFlow Lite export of the deployed model (EXPORT_TFLITE false)",
     ),
 )
 BY_NAME: dict[str, Setting] = {setting.name: setting for setting in SETTINGS}
@@ -200,7 +209,7 @@ def add_options(parser: argparse.ArgumentParser) -> dict[str, argparse._Argument
     for setting in SETTINGS:
         section = sections[setting.section]
         if setting.kind is bool:
-            section.add_argument(setting.option, action="store_true", help=setting.help)
+            section.add_argument(setting.option, action="store_true", help=setting.flag_help)
             continue
         value = setting.default if setting.option_default is None else setting.option_default
         shown = value if value != "" else None
@@ -234,7 +243,7 @@ def markdown_table() -> str:
     ]
     for s in SETTINGS:
         shown = "" if s.inverted else repr(s.default if s.option_default is None else s.option_default)
-        lines.append(f"| `{s.option}` | `{s.name}` | {s.kind.__name__} | {shown} | {s.help} |")
+        lines.append(f"| `{s.option}` | `{s.name}` | {s.kind.__name__} | {shown} | {s.flag_help} |")
     return "\n".join(lines) + "\n"
 
 

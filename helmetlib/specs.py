@@ -16,6 +16,9 @@ DEMO_BATCH_SIZE = 16  # the demo set's ~112 training images would make one step 
 SEED = 812
 SPLIT_SEED = 42
 THRESHOLD = 0.5
+FAST_THRESHOLD_RULE = (
+    "calibrated"  # the deployed threshold in fast mode: THRESHOLD on calibrated P(helmet) (seeds study)
+)
 AUGMENTED_VIEWS = 2
 MAX_RESTARTS = 10  # on helmet-dev (batch 128) about half the CNN's attempts die in epoch 1; 3 left 2 of 10 seeds dead
 REPEATS = 3  # on real data: every run shows its spread (the choice alone is stable from 1 with recovery; README)

@@ -51,6 +51,8 @@ LOGISTIC_CS = (0.001, 0.01, 0.1, 1.0, 10.0)
 VARIANCE_FLOOR = 1e-3  # of the mean feature variance: the smallest variance a standardised feature is divided by
 DEAD_OUTPUT_SPAN = 1e-5  # probabilities of a training sample spanning less than this: the output is constant
 COLLAPSE_SAMPLE_SIZE = 64  # training inputs whose output span tells a collapse
+HEALTH_RESTARTS = 2  # fast mode: a training that ends unhealthy is restarted at most this often (docs/seeds.md)
+UNHEALTHY = "half-dead"  # the reason a health restart starts with
 HEALTHY_START_SAMPLE_SIZE = 64  # training images that set the CNN's healthy start
 FEATURE_ROWS_PER_READ = 1024  # rows of cached features read at once for predictions
 
@@ -286,16 +288,26 @@ def train_repeats(
 
 
 def _train_with_restarts(trainer, seed, epochs, max_restarts, threshold, label, verbose, started) -> TrainedModel:
+    """Train until an attempt neither collapses nor (fast mode, at most `HEALTH_RESTARTS` times) ends unhealthy;
+    each abandoned attempt is a `Restart` with its reason, the next one uses the next restart seed."""
     restarts: list[Restart] = []
     for attempt in range(max_restarts + 1):
         seed_used = seed + attempt * RESTART_SEED_STEP
         model, head, history, collapsed_at = trainer.fit(seed_used, epochs, label, verbose)
-        if collapsed_at is None or attempt == max_restarts:
+        probabilities = trainer.predict(model, head)
+        health = trainer.health(model, head, probabilities["train"], restarts=len(restarts))
+        health_restarts = sum(restart.reason.startswith(UNHEALTHY) for restart in restarts)
+        if collapsed_at is not None:
+            restart = Restart(seed=seed_used, epoch=collapsed_at, reason="constant output (dead units)")
+        elif health.problem and trainer.restarts_unhealthy and health_restarts < HEALTH_RESTARTS:
+            what = health.problem.split(": it cannot")[0]
+            restart = Restart(seed=seed_used, epoch=len(history.get("loss", [])), reason=f"{UNHEALTHY}: {what}")
+        else:
             break
-        restarts.append(Restart(seed=seed_used, epoch=collapsed_at, reason="constant output (dead units)"))
-        progress_line(f"{label}: collapsed at epoch {collapsed_at} (seed {seed_used}), restarting")
-    probabilities = trainer.predict(model, head)
-    health = trainer.health(model, head, probabilities["train"], restarts=len(restarts))
+        if attempt == max_restarts:
+            break
+        restarts.append(restart)
+        progress_line(f"{label}: {restart.reason} at epoch {restart.epoch} (seed {seed_used}), restarting")
     collapsed = collapsed_at is not None or is_collapsed(
         trainer.labels["validation"], probabilities["validation"], threshold=threshold
     )
@@ -322,8 +334,10 @@ def _train_with_restarts(trainer, seed, epochs, max_restarts, threshold, label, 
 
 @dataclass
 class Deployed:
-    """The model kept for an architecture: the seed ensemble of its non-collapsed repeats, or its best repeat
-    when validation shows the ensemble clearly worse (or there is nothing to average); `reason` says which."""
+    """The model kept for an architecture: the seed ensemble of its healthy repeats, or its best repeat when
+    validation shows the ensemble clearly worse (or there is nothing to average); `reason` says which. `left_out`:
+    the repeats (by seed) kept out of the seed ensemble, and why; `unhealthy`: no repeat was healthy, so the best
+    one is deployed all the same (a red warning on every page)."""
 
     model: keras.Model
     head: keras.Model | None
@@ -334,6 +348,8 @@ class Deployed:
     best_repeat: TrainedModel
     ensemble_validation: Scores | None
     health: Health | None
+    left_out: dict[int, str] = field(default_factory=dict)
+    unhealthy: bool = False
 
 
 def deploy(
@@ -343,19 +359,22 @@ def deploy(
     threshold: float = specs.THRESHOLD,
     n_resamples: int = 2000,
 ) -> Deployed:
-    """Choose what to keep of `repeats`: by default one model averaging the probabilities of all non-collapsed
-    repeats (the seed ensemble; repeats on one split only). The best non-collapsed repeat on validation F1 is kept
-    instead only when validation shows the ensemble clearly worse: the paired bootstrap 95 % interval of the F1
-    difference (best repeat minus ensemble, `n_resamples` resamples of the validation images) lies above 0.
+    """Choose what to keep of `repeats`: by default one model averaging the probabilities of the healthy repeats
+    (neither collapsed nor flagged by `Health.problem`: the seed ensemble; repeats on one split only). The best
+    healthy repeat on validation F1 is kept instead only when validation shows the ensemble clearly worse: the
+    paired bootstrap 95 % interval of the F1 difference (best repeat minus ensemble, `n_resamples` resamples of the
+    validation images) lies above 0. When no repeat is healthy, the best non-collapsed one is deployed, `unhealthy`.
 
     One validation set of ~90 images cannot tell a repeat that generalises from a lucky one, while the average of
     the repeats ranks photos from elsewhere better than any one of them (see docs/seeds.md).
     """
-    usable = [trained for trained in repeats if not trained.collapsed] or repeats
+    left_out = {trained.seed: _unfit_for_ensemble(trained) for trained in repeats if _unfit_for_ensemble(trained)}
+    healthy = [trained for trained in repeats if trained.seed not in left_out]
+    usable = healthy or [trained for trained in repeats if not trained.collapsed] or repeats
     scores = [_validation_scores(trained, dataset, threshold) for trained in usable]
     best = usable[max(range(len(usable)), key=lambda i: (scores[i].f1, -i))]
-    single = _best_repeat(best, repeats)
-    if len(usable) < 2:
+    single = _best_repeat(best, repeats, left_out=left_out, unhealthy=not healthy)
+    if len(usable) < 2 or not healthy:
         return single
     if not all(trained.split is repeats[0].split for trained in usable):
         single.reason = "repeats on different splits (RESPLIT) cannot be averaged: the best on validation F1"
@@ -380,17 +399,32 @@ def deploy(
         "the seed ensemble, deployed unless validation shows it clearly worse: best repeat minus ensemble F1 "
         f"{difference.text()} (paired bootstrap; the interval includes 0)"
     )
-    return _seed_ensemble(usable, best, averaged, dataset, reason=reason, validation=single.ensemble_validation)
+    deployed = _seed_ensemble(usable, best, averaged, dataset, reason=reason, validation=single.ensemble_validation)
+    deployed.left_out = left_out
+    return deployed
 
 
-def _best_repeat(best: TrainedModel, repeats: list[TrainedModel]) -> Deployed:
+def _unfit_for_ensemble(trained: TrainedModel) -> str | None:
+    """Why a repeat is kept out of its seed ensemble (collapsed, or unhealthy by `Health.problem`), or None."""
+    if trained.collapsed:
+        return "collapsed: (nearly) one class on validation"
+    problem = trained.health.problem if trained.health else None
+    return f"unhealthy: it {problem}" if problem else None
+
+
+def _best_repeat(best: TrainedModel, repeats: list[TrainedModel], *, left_out: dict, unhealthy: bool) -> Deployed:
     """`best` deployed alone, described and with the reason when it is the only usable one (a deterministic
     model's one fit needs none)."""
     if get_spec(best.name).deterministic:
         description, reason = "deterministic: one fit, the seed changes nothing", ""
     else:
         description = f"repeat with seed {best.seed}" + (" (collapsed)" if best.collapsed else "")
-        reason = "only one repeat" if len(repeats) == 1 else "only one repeat did not collapse"
+        if len(repeats) == 1:
+            reason = "only one repeat" + (", and it is unhealthy" if unhealthy else "")
+        elif unhealthy:
+            reason = f"no repeat is healthy: the best of {len(repeats)} on validation F1, deployed with a warning"
+        else:
+            reason = "only one repeat is healthy"
     return Deployed(
         model=best.model,
         head=best.head,
@@ -401,6 +435,8 @@ def _best_repeat(best: TrainedModel, repeats: list[TrainedModel]) -> Deployed:
         best_repeat=best,
         ensemble_validation=None,
         health=best.health,
+        left_out=left_out,
+        unhealthy=unhealthy,
     )
 
 
@@ -442,7 +478,7 @@ def model_result(
     """The typed record of an architecture's repeats and deployed model (what the comparison reads)."""
     first = repeats[0]
     spec = get_spec(first.name)
-    model = deployed.model
+    model, member = deployed.model, deployed.best_repeat.model
     split = deployed.best_repeat.split
     repeat_results = tuple(
         RepeatResult(
@@ -462,8 +498,8 @@ def model_result(
     return ModelResult(
         name=spec.name,
         description=spec.description,
-        parameters=int(model.count_params()),
-        trainable_parameters=int(sum(int(np.prod(w.shape)) for w in model.trainable_weights)),
+        parameters=int(member.count_params()),  # one member of a seed ensemble: `deployed_seeds` says how many
+        trainable_parameters=int(sum(int(np.prod(w.shape)) for w in member.trainable_weights)),
         normalization=spec.normalization,
         input_shape=tuple(int(size) for size in model.input_shape[1:]),
         mode=first.mode,
@@ -476,6 +512,8 @@ def model_result(
         deployed_reason=deployed.reason,
         deployed_seeds=deployed.seeds,
         deployed_health=deployed.health,
+        left_out={str(seed): why for seed, why in deployed.left_out.items()},
+        unhealthy=deployed.unhealthy,
         train=performance(dataset.labels[split.train], deployed.probabilities["train"], threshold=threshold),
         validation=performance(
             dataset.labels[split.validation], deployed.probabilities["validation"], threshold=threshold
@@ -536,6 +574,11 @@ class _Trainer:
                 self.train_features = np.asarray(self.features[split.train])  # pooled: at most 2,560 per image
             if spec.augmented:
                 self.views = self._augmented_views(precision)
+
+    @property
+    def restarts_unhealthy(self) -> bool:
+        """Whether a training that ends unhealthy is restarted: in fast mode, for a model the seed changes."""
+        return not self.faithful and not self.spec.deterministic
 
     def notes(self) -> list[str]:
         """How this model was trained, in a few lines for the reports."""

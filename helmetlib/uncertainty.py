@@ -35,7 +35,7 @@ class Interval(Record):
     high: float
 
     def text(self, digits: int = 3) -> str:
-        return f"{self.value:.{digits}f} (95 % CI {self.low:.{digits}f}–{self.high:.{digits}f})"
+        return f"{self.value:.{digits}f} (95 % CI {self.low:.{digits}f} to {self.high:.{digits}f})"
 
 
 @dataclass(frozen=True)

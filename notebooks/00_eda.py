@@ -16,7 +16,7 @@
 # %% [markdown]
 # # Helmet study: the data and its leakage audit
 #
-# **Author:** helmetlib · **Created:** 2026-11-29 · **Last modified:** 2026-12-05
+# **Author:** helmetlib · **Created:** 2026-11-29 · **Last modified:** 2026-12-06
 #
 # **Description:** is the dataset valid, balanced and free of leakage across the split, and what could a model
 # learn instead of the helmet? Run by `helmet-reports`; runs unchanged in JupyterLab and under papermill.
@@ -41,24 +41,15 @@ from IPython.display import Markdown, display
 
 from helmetlib import plots
 from helmetlib.audit import leakage_summary
-from helmetlib.eda import (
-    image_statistics,
-    reference_model,
-    source_photo_examples,
-    split_description,
-    split_score_change,
-    split_table,
-)
+from helmetlib.eda import source_photo_examples, split_description, split_table, statistics_table
 from helmetlib.narrative import data_conclusion
 from helmetlib.notebook import start
 from helmetlib.pages import config_banners, in_notebook
 from helmetlib.pipeline import audit_data, look_alike_features
-from helmetlib.splits import grouped_split, read_groups, split
 
 run = start(globals())
 dataset = run.dataset()
 parts = run.split(dataset)
-statistics = image_statistics(dataset.images, dataset.labels)
 audit = audit_data(run, dataset, parts, look_alike_features(run, dataset))
 
 # %% [markdown]
@@ -66,7 +57,7 @@ audit = audit_data(run, dataset, parts, look_alike_features(run, dataset))
 
 # %%
 display(in_notebook(config_banners(run.config)))
-display(Markdown(data_conclusion(dataset, parts, audit.record, statistics, run.config.data_dir or "synthetic demo")))
+display(Markdown(data_conclusion(dataset, parts, audit, run.config.data_dir or "synthetic demo")))
 
 # %% [markdown]
 # ## Class balance
@@ -87,11 +78,13 @@ figure = plots.sample_grid(dataset.images, dataset.labels, per_class=6, grayscal
 # %% [markdown]
 # ## Image statistics by class
 # Brightness is the mean grayscale value, contrast its standard deviation, sharpness the variance of the Laplacian
-# (blurry crops score low). A large difference between the classes is a shortcut a model may learn.
+# (blurry crops score low). A difference between the classes is a shortcut a model may learn. The rule behind each
+# verdict: the classes are alike when the 95 % interval of the standardised difference (in pooled standard
+# deviations) includes 0 or the difference is under 0.2; they differ from 0.5 on, and differ a little between.
 
 # %%
-display(statistics.groupby("class")[["brightness", "contrast", "sharpness"]].describe().T.round(1))
-figure = plots.statistics_by_class(statistics)
+display(statistics_table(audit.differences))
+figure = plots.statistics_by_class(audit.statistics)
 
 # %% [markdown]
 # ## Where the crops come from
@@ -107,7 +100,7 @@ else:
 
 # %% [markdown]
 # ## The split
-# Stratified 70 / 15 / 15 with random state `SPLIT_SEED`, as in the study, or by group with `SPLIT = "grouped"`.
+# Stratified 70 / 15 / 15 as in the study (random state 42 unless the run set another), or by group.
 
 # %%
 config = run.config
@@ -147,32 +140,21 @@ else:
 
 # %% [markdown]
 # ## Related images across the split
-# Crops cut from one photo share background, light and people. With a group column (`GROUPS_CSV`) this counts the
-# groups the random split puts on two sides, shows a grouped split that keeps every group on one side, and how a
-# reference model's validation scores change when groups no longer straddle the split.
+# Crops cut from one photo share background, light and people. With a group column (the photos of an imported folder,
+# or a groups file) this counts the groups the random split puts on two sides, shows a grouped split that keeps
+# every group on one side, and compares a reference model's validation accuracy on both. The rule behind the
+# verdict: the random split is optimistic when the 95 % interval of the difference (random minus grouped) lies
+# above 0, not when it lies below, and undecided otherwise.
 
 # %%
-if run.config.groups_csv:
-    groups = read_groups(run.config.groups_csv, run.config.group_column, expected_rows=len(dataset))
-    random_parts = split(dataset.labels, random_state=run.config.split_seed)
-    grouped = grouped_split(dataset.labels, groups, random_state=run.config.split_seed)
-    display(Markdown(f"**{len(set(groups))} groups** for {len(groups)} images. Random split:"))
+if audit.split_check is not None:
+    check = audit.split_check
+    display(Markdown(f"**{check.groups} groups** for {len(dataset)} images. Random split:"))
     display(audit.shared)
     display(Markdown("Grouped split (no group on two sides):"))
-    display(split_table(grouped, dataset.labels))
-    reference = reference_model(run.config)
-    display(Markdown(f"Validation scores of {reference} ({run.config.epochs} epochs) trained on each split:"))
-    display(
-        split_score_change(
-            dataset,
-            {"random split": random_parts, "grouped split": grouped},
-            model_name=reference,
-            weights=run.config.weights,
-            epochs=run.config.epochs,
-            batch_size=run.config.batch_size,
-            seed=run.config.seed,
-            cache_dir=run.config.cache_dir,
-        )
-    )
+    display(split_table(audit.grouped, dataset.labels))
+    display(Markdown(f"Validation scores of {check.model} ({run.config.epochs} epochs) trained on each split: "))
+    display(check.table())
+    display(Markdown(f"**Verdict:** {check.verdict}."))
 else:
-    display(Markdown("No group column given (`GROUPS_CSV` is empty): related images are not checked here."))
+    display(Markdown("No group column given: related images are not checked here."))

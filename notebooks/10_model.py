@@ -16,7 +16,7 @@
 # %% [markdown]
 # # Helmet study model report
 #
-# **Author:** helmetlib · **Created:** 2026-11-29 · **Last modified:** 2026-12-05
+# **Author:** helmetlib · **Created:** 2026-11-29 · **Last modified:** 2026-12-06
 #
 # **Description:** trains one model several times with different seeds (the model and the number of repeats are
 # named in the conclusion), restarting a training that collapses, checks the health of every repeat (dead units,
@@ -50,7 +50,7 @@ from IPython.display import Markdown, display
 
 from helmetlib import confusion, plots
 from helmetlib.metrics import per_class_table, performance_table
-from helmetlib.narrative import architecture_table, model_conclusion, repeats_table
+from helmetlib.narrative import architecture_table, model_conclusion, repeats_table, training_notes
 from helmetlib.notebook import start
 from helmetlib.pages import config_banners, in_notebook
 from helmetlib.pipeline import train_and_save
@@ -91,8 +91,8 @@ else:
 
 # %% [markdown]
 # ## Performance of the deployed model on train and validation
-# Accuracy and weighted recall / precision / F1 as in the study, at `THRESHOLD`; recall on bare heads is the share
-# of safety violations the model catches.
+# Accuracy and weighted recall / precision / F1 as in the study: its threshold (0.5 unless the run set another) on
+# the model's own output. Recall on bare heads is the share of safety violations the model catches.
 
 # %%
 display(performance_table({"train": result.train, "validation": result.validation}).round(3))
@@ -106,21 +106,22 @@ for part in ("train", "validation"):
 
 # %% [markdown]
 # ## Predictions on validation images
-# True label, predicted label and P(helmet); mistakes in red.
+# True label, predicted label and P(helmet) as `helmet-predict` answers it for this model (calibrated on validation,
+# decided at its card's threshold); mistakes in red.
 
 # %%
 figure = plots.prediction_grid(
     dataset.images[parts.validation],
     dataset.labels[parts.validation],
-    outcome.deployed.probabilities["validation"],
-    threshold=run.config.threshold,
+    outcome.answered("validation"),
+    threshold=outcome.threshold.value,
 )
 
 # %% [markdown]
 # ## How it was trained
 
 # %%
-display(Markdown("\n".join(f"- {note}" for note in [f"mode: {result.mode}", *result.notes])))
+display(Markdown(training_notes(result)))
 
 # %% [markdown]
 # ## Architecture

@@ -16,7 +16,7 @@
 # %% [markdown]
 # # Helmet study: comparison and decision
 #
-# **Author:** helmetlib · **Created:** 2026-11-29 · **Last modified:** 2026-12-05
+# **Author:** helmetlib · **Created:** 2026-11-29 · **Last modified:** 2026-12-06
 #
 # **Description:** which model to deploy (the best architecture, or its average with the runner-up when validation
 # allows), how sure we are, at which threshold, and what to worry about; then the comparison on validation that
@@ -39,7 +39,7 @@ REPEATS: int = 0  # likewise; 0: 3 on real data, 1 on the demo set
 WEIGHTS: str = "imagenet"  # likewise: VGG16 weights, imagenet, none or a weights file
 CACHE_DIR: str = "reports/.cache"  # likewise: backbone features and the backbone store
 THRESHOLD: float = 0.5  # decision threshold of the metrics and the selection (the study's 0.5)
-THRESHOLD_RULE: str = "fixed"  # threshold to deploy: fixed (THRESHOLD), max_f1 or bare_head_recall (on validation)
+THRESHOLD_RULE: str = ""  # to deploy: fixed, calibrated, max-f1, bare-head-recall; empty: calibrated (fixed: FAITHFUL)
 TARGET_BARE_HEAD_RECALL: float = 0.9  # the share of bare heads to catch, for THRESHOLD_RULE bare_head_recall
 CROSS_ENSEMBLE: str = "preferred"  # deploy the best two averaged: preferred (clearly better), unless-worse, off
 BOOTSTRAP_RESAMPLES: int = 2000  # resamples of the bootstrap intervals
@@ -48,7 +48,7 @@ EXPORT_TFLITE: bool = True  # write the selected model as float32 and quantised 
 # %%
 from IPython.display import Markdown, display
 
-from helmetlib import confusion, plots
+from helmetlib import plots
 from helmetlib.explain import explanation_grid
 from helmetlib.metrics import per_class_table
 from helmetlib.narrative import (
@@ -122,16 +122,16 @@ if selected:
 
 # %% [markdown]
 # ## Test set: the deployed model only
-# Scored once, with the saved model, at the study's threshold and at the deployed one (95 % bootstrap intervals;
-# with about 90 test images one image moves accuracy by about a point).
+# Scored once, with the saved model, as `helmet-predict` answers (95 % bootstrap intervals; with about 90 test images
+# one image moves accuracy by about a point); the matrix counts the deployed decision behind the table's first
+# column.
 
 # %%
 if selected:
     display(interval_table(selection))
     display(per_class_table(selection.test).round(3))
-    matrix = confusion(comparison.test_labels, comparison.test_probabilities, threshold=selection.threshold.value)
     figure = plots.confusion_heatmap(
-        matrix, title=f"{selection.deployed}, test, threshold {selection.threshold.value:.3f}"
+        selection.test_confusion(), title=f"{selection.deployed}, test, threshold {selection.threshold.value:.3f}"
     )
 
 # %% [markdown]

@@ -34,7 +34,7 @@ def test_the_ensemble_is_deployed_when_validation_shows_it_clearly_better():
     cross = cross_architecture(["a", "b"], labels, {"a": first, "b": second, "c": second})
     assert cross.members == ("a", "b") and cross.deployed
     assert cross.brier < cross.selected_brier - 0.02 and cross.brier_gain.low > 0
-    assert "deployed: validation shows its probabilities clearly better" in cross.text
+    assert "is deployed: it is deployed only when validation shows its probabilities clearly better" in cross.text
 
 
 def test_the_ensemble_is_not_deployed_when_validation_cannot_tell():
@@ -42,6 +42,7 @@ def test_the_ensemble_is_not_deployed_when_validation_cannot_tell():
     noise = np.random.default_rng(1).uniform(0, 1, len(labels))  # a member that knows nothing
     cross = cross_architecture(["a", "b"], labels, {"a": first, "b": noise})
     assert not cross.deployed and cross.brier_gain.low <= 0
+    assert cross.text.startswith("The cross-architecture ensemble (a + b, mean calibrated P(helmet)) is not deployed")
     assert cross_architecture(["a"], labels, {"a": first}) is None  # nothing to average
 
 
@@ -61,7 +62,7 @@ def test_the_rule_option_decides_on_the_same_evidence():
         "off": [False, False, False],
     }
     text = cross_architecture(["a", "b"], labels, {"a": first, "b": noise}, rule="unless-worse").text
-    assert "not deployed: validation shows it clearly worse" in text
+    assert "is not deployed: it is deployed unless validation shows its probabilities clearly worse" in text
 
 
 def test_brier_gain_is_the_difference_of_the_brier_scores_with_a_paired_interval():

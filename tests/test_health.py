@@ -136,3 +136,59 @@ def test_calibration_lowers_the_error_of_a_miscalibrated_model():
     assert np.abs(calibrated - truth).mean() < np.abs(overconfident - truth).mean() / 2
     assert fit_calibration(labels, 1 - overconfident) is None  # ranks the classes the wrong way round
     assert fit_calibration(labels, np.full(600, 0.48)) is None  # constant: nothing to calibrate
+
+
+def planted_repeat(trained, model, dataset, *, seed):
+    """`trained` with `model` in its place: its probabilities and health measured as training measures them."""
+    parts = {part: getattr(trained.split, part) for part in ("train", "validation")}
+    probabilities = {
+        part: model.predict(normalize(np.asarray(dataset.images[rows]), "unit"), verbose=0).ravel().astype(float)
+        for part, rows in parts.items()
+    }
+    images = normalize(np.asarray(dataset.images[parts["train"]]), "unit")
+    labels = dataset.labels[parts["train"]]
+    layers = layer_health(relu_activations(model, images), labels)
+    health = output_health(labels, probabilities["train"], layers=layers)
+    return replace(trained, model=model, probabilities=probabilities, health=health, seed=seed, seed_used=seed)
+
+
+def test_a_half_dead_repeat_is_left_out_of_the_seed_ensemble_and_named_on_the_page(demo_64, learnt_cnn):
+    from test_selection import config
+
+    from helmetlib.results import DataInfo
+    from helmetlib.train import model_result
+
+    data = DataInfo.of(demo_64, "")
+    rows = learnt_cnn.split.train
+    images, labels = normalize(np.asarray(demo_64.images[rows]), "unit"), demo_64.labels[rows]
+    half_dead = planted_repeat(learnt_cnn, half_dead_copy(learnt_cnn.model, images, labels), demo_64, seed=813)
+    assert half_dead.health.problem and learnt_cnn.health.problem is None
+    twin = replace(learnt_cnn, seed=814)
+    deployed = deploy([learnt_cnn, half_dead, twin], demo_64, n_resamples=200)
+    assert deployed.seeds == (812, 814) and deployed.description == "seed ensemble of 2 repeats"
+    assert list(deployed.left_out) == [813] and deployed.left_out[813].startswith("unhealthy: it gives one identical")
+    average = np.mean([learnt_cnn.probabilities["validation"], twin.probabilities["validation"]], axis=0)
+    np.testing.assert_allclose(deployed.probabilities["validation"], average)
+    result = model_result([learnt_cnn, half_dead, twin], deployed, demo_64, data, threshold=0.5)
+    warnings = run_warnings(config(), {"cnn": result}, None, None)
+    assert ("info", f"cnn: left out of the seed ensemble: seed 813 ({deployed.left_out[813]}).") in warnings
+
+    nobody = deploy([half_dead, replace(half_dead, seed=815)], demo_64, n_resamples=200)
+    assert nobody.unhealthy and nobody.seeds == (813,) and nobody.reason.startswith("no repeat is healthy")
+    result = model_result([half_dead], nobody, demo_64, data, threshold=0.5)
+    [danger] = [text for level, text in run_warnings(config(), {"cnn": result}, None, None) if level == "danger"]
+    assert danger.startswith("cnn: no repeat is healthy; the deployed repeat with seed 813 gives one identical")
+
+
+def test_a_training_that_ends_half_dead_is_restarted_in_fast_mode_only(demo_64):
+    """Seed 813 of the CNN on the demo set ends with one identical output for every helmet: fast mode restarts it
+    (at most twice) with the next restart seeds; --faithful keeps the study's training."""
+    parts = split(demo_64.labels)
+    options = {"weights": None, "epochs": 15, "batch_size": 16}
+    faithful = train_repeats("cnn", demo_64, parts, seed=813, faithful=True, max_restarts=0, **options)[0]
+    fast = train_repeats("cnn", demo_64, parts, seed=813, **options)[0]
+    assert not any(restart.reason.startswith("half-dead") for restart in faithful.restarts)
+    health_restarts = [restart for restart in fast.restarts if restart.reason.startswith("half-dead")]
+    assert health_restarts and health_restarts[0].seed == 813 and health_restarts[0].epoch == 15
+    assert "identical output" in health_restarts[0].reason and len(health_restarts) <= 2
+    assert fast.seed_used == 813 + len(fast.restarts) * 100_003

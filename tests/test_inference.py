@@ -286,3 +286,12 @@ def test_helmet_predict_uses_the_deployed_threshold_chosen_on_validation(cnn_run
     table = predict(run.folder.path, dataset.images[:8])  # the run folder: its selected model and card
     assert (table["threshold"] == selection.threshold.value).all()
     assert (table["label"] == (table["probability"] >= selection.threshold.value)).all()
+
+
+def test_the_default_threshold_rule_is_recorded_in_the_card_and_used_by_helmet_predict(run_dir, photos):
+    record = RunRecord.read(run_dir / "run.json")
+    card = read_card(run_dir / "models" / f"{record.selection.deployed}.keras")
+    assert card.threshold.rule == record.config.threshold_rule == "calibrated" and card.threshold.value == 0.5
+    assert "0.5 on calibrated P(helmet)" in card.threshold.description
+    table = predict(run_dir, photos.images, check_crops=False)
+    assert (table["threshold"] == 0.5).all() and (table["label"] == (table["probability"] >= 0.5)).all()

@@ -292,7 +292,7 @@ def test_a_damaged_old_run_is_skipped_with_one_warning_and_named_in_the_index(tm
     (out / "old").mkdir(parents=True)
     (out / "old" / "run.json").write_text('{"run_id": "old", "stat')  # cut short
     monkeypatch.setattr(reports, "_execute", lambda *args: [])  # no kernels: finishing is what is tested
-    assert main(["--out", str(out), "--run-id", "new", *CNN_ONLY]) == 0
+    assert main(["--out", str(out), "--run-id", "new", *CNN_ONLY]) == 4  # no notebook ran: nothing to deploy
     warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
     assert warnings == [
         f"helmet-reports: warning: run old skipped: {out / 'old' / 'run.json'}: not readable JSON "
@@ -300,7 +300,7 @@ def test_a_damaged_old_run_is_skipped_with_one_warning_and_named_in_the_index(tm
     ]
     index = (out / "index.html").read_text()
     assert "<th>old</th><td colspan=9 class=failed>unreadable, skipped:" in index and "new/index.html" in index
-    assert (out / "latest.json").is_file() and (out / "old" / "run.json").is_file()  # reported, never deleted
+    assert (out / "old" / "run.json").is_file()  # reported, never deleted
 
 
 def test_a_weights_fallback_is_one_warning_line_and_a_cnn_only_run_fetches_nothing(tmp_path, monkeypatch, capsys):
@@ -322,12 +322,12 @@ def test_a_weights_fallback_is_one_warning_line_and_a_cnn_only_run_fetches_nothi
     monkeypatch.setattr(runs, "resolve_weights", unavailable)
     monkeypatch.setattr(reports, "_execute", lambda *args: [])  # no kernels: the settings are what is tested
     small = ["--weights", "imagenet", "--demo-size", "40", "--image-size", "32", "--no-export"]
-    assert main(["--out", str(tmp_path / "a"), "--run-id", "cnn", "--models", "cnn", *small]) == 0
-    assert "imagenet" not in fetched and capsys.readouterr().err == ""  # only the placeholder "none" was resolved
+    assert main(["--out", str(tmp_path / "a"), "--run-id", "cnn", "--models", "cnn", *small]) == 4  # no notebooks
+    assert "imagenet" not in fetched and "warning" not in capsys.readouterr().err  # only the placeholder was resolved
     assert RunRecord.read(tmp_path / "a" / "cnn" / "run.json").config.weights.used == "unused"
-    assert main(["--out", str(tmp_path / "b"), "--run-id", "gap", "--models", "vgg16_gap", *small]) == 0
+    assert main(["--out", str(tmp_path / "b"), "--run-id", "gap", "--models", "vgg16_gap", *small]) == 4
     error = capsys.readouterr().err
-    assert fetched[-1] == "imagenet" and error.splitlines() == [
+    assert fetched[-1] == "imagenet" and [line for line in error.splitlines() if "warning" in line] == [
         "helmet-reports: warning: ImageNet weights for VGG16 unavailable (offline); using RANDOM initialisation"
     ]
 
@@ -430,7 +430,7 @@ def test_tables_carry_three_decimals_and_the_card_whole(run):
     single = [len(record.models[name].repeats) == 1 for name in spread.index]  # no spread to quote: a dash
     assert [value == "—" for value in spread["F1 sd"]] == single and any(single)
     card = card_table(run, record.selected_model)
-    assert "test scores at the deployed threshold" in card.index and "test_at_threshold scores" not in card.index
+    assert "test scores (the deployed decision)" in card.index and "test_at_study_threshold scores" not in card.index
     page = run.html("20_comparison").read_text()
     assert card.loc["training data", ""] in page  # shown whole: pandas would cut it at 50 characters
     assert len(card.loc["training data", ""]) > 50
@@ -492,18 +492,28 @@ def test_helmet_reports_help_is_grouped_with_defaults(capsys):
     assert "--epochs EPOCHS training epochs (the study's) (default: 20)" in flat
 
 
-def test_photo_grids_are_jpeg_and_plots_png(run):
+def test_photo_grids_are_jpeg_and_plots_png_each_with_its_description(run):
     for stem in ("00_eda", RunFolder.model_stem("cnn"), "20_comparison"):
         cells = json.loads(run.notebook(stem).read_text())["cells"]
         outputs = [("".join(cell["source"]), output) for cell in cells for output in cell.get("outputs", [])]
-        images = {
-            kind: [source for source, output in outputs if kind in output.get("data", {})]
-            for kind in ("image/png", "image/jpeg")
+        figures = [
+            (source, "".join(output["data"]["text/html"]))
+            for source, output in outputs
+            if "<img alt=" in "".join(output.get("data", {}).get("text/html", ""))
+        ]
+        assert not any("image/png" in output.get("data", {}) for _, output in outputs), stem  # one described image
+        kinds = {
+            kind: [source for source, tag in figures if f"data:image/{kind};base64" in tag] for kind in ("png", "jpeg")
         }
-        assert images["image/png"] and images["image/jpeg"], stem
-        assert all(grid not in source for source in images["image/png"] for grid in ("_grid(", "image_pairs("))
-    assert run.notebook("00_eda").read_text().count("image/jpeg") >= 2
-    assert "data:image/jpeg" in run.html("00_eda").read_text()
+        assert kinds["png"] and kinds["jpeg"], stem
+        assert all(grid not in source for source in kinds["png"] for grid in ("_grid(", "image_pairs("))
+    for page in run.path.glob("*.html"):
+        text = page.read_text()
+        alts = re.findall(r"<img[^>]*?alt=\"([^\"]*)\"", text)
+        assert "No description has been provided" not in text, page.name
+        assert text.count("<img") == len(alts) and all(len(alt) > 20 for alt in alts), page.name
+    eda = run.html("00_eda").read_text()
+    assert 'alt="Class balance: ' in eda and 'alt="Examples per class in grayscale' in eda
 
 
 def test_unselected_heads_are_archived_in_float16_and_still_score(run):

@@ -164,7 +164,7 @@ def config(**changes):
 def test_threshold_rules():
     y = np.array([0, 0, 0, 0, 1, 1, 1, 1])
     p = np.array([0.1, 0.4, 0.35, 0.8, 0.7, 0.9, 0.3, 0.6])
-    fixed = deploy_threshold(config(), y, p)
+    fixed = deploy_threshold(config(threshold_rule="fixed"), y, p)
     assert (fixed.value, fixed.rule) == (0.5, "fixed")
     strict = deploy_threshold(config(threshold_rule="bare_head_recall", target_bare_head_recall=0.99), y, p)
     assert strict.value == pytest.approx(0.85)  # calls the bare head at 0.8 a bare head, half-way to 0.9
@@ -180,9 +180,30 @@ def test_the_fixed_threshold_keeps_the_studys_decisions_on_the_calibrated_scale(
     y = rng.integers(0, 2, 200)
     p = np.clip(0.35 + 0.4 * y + rng.normal(0, 0.2, 200), 0.01, 0.99)  # shifted: 0.5 is not the midpoint
     calibration = fit_calibration(y, p)
-    fixed = deploy_threshold(config(), y, calibration.apply(p), calibration)
+    fixed = deploy_threshold(config(threshold_rule="fixed"), y, calibration.apply(p), calibration)
     assert fixed.value != pytest.approx(0.5, abs=0.01) and "0.5 on the model's output" in fixed.description
     np.testing.assert_array_equal(calibration.apply(p) >= fixed.value, p >= 0.5)
+    calibrated = deploy_threshold(config(), y, calibration.apply(p), calibration)  # fast mode's default
+    assert (calibrated.value, calibrated.rule) == (
+        0.5,
+        "calibrated",
+    ) and "on calibrated P(helmet)" in calibrated.description
+
+
+def test_the_threshold_rule_defaults_to_the_fast_modes_and_to_the_studys_with_faithful():
+    from helmetlib.runs import RunConfig
+    from helmetlib.specs import FAST_THRESHOLD_RULE
+
+    fast = RunConfig.from_parameters(run_id="a", origin="notebook", WEIGHTS="none", MODELS="cnn")
+    faithful = RunConfig.from_parameters(run_id="a", origin="notebook", WEIGHTS="none", MODELS="cnn", FAITHFUL=True)
+    chosen = RunConfig.from_parameters(
+        run_id="a", origin="notebook", WEIGHTS="none", FAITHFUL=True, THRESHOLD_RULE="max-f1"
+    )
+    assert (fast.threshold_rule, faithful.threshold_rule, chosen.threshold_rule) == (
+        FAST_THRESHOLD_RULE,
+        "fixed",
+        "max_f1",
+    )
 
 
 def test_warnings_name_collapsed_models_random_weights_and_demo_data():
