@@ -2,8 +2,8 @@
 rule), and how both score on the run's test part and on photos from elsewhere.
 
 For each run folder: the selected model and the runner-up (from its run record), the validation evidence
-(`helmetlib.ensembles.cross_architecture`: Brier scores calibrated out of fold, the paired bootstrap interval of
-the gain, deployed or not), then for the selected model (Platt-calibrated on validation) and the ensemble (the mean
+(`helmetlib.evaluation.ensembles.cross_architecture`: Brier scores calibrated out of fold, the paired bootstrap interval
+of the gain, deployed or not), then for the selected model (Platt-calibrated on validation) and the ensemble (the mean
 of both members, each calibrated on validation): accuracy at 0.5, ROC AUC and Brier score on test and on
 `--outside` (e.g. crops imported by `helmet-import` from another source). Last, how often the ensemble wins.
 
@@ -18,15 +18,15 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from helmetlib.artifacts import load_run_model
-from helmetlib.calibration import fit_calibration
-from helmetlib.cards import read_card
-from helmetlib.data import load_run_data, select_rows
-from helmetlib.ensembles import cross_architecture
-from helmetlib.notebook import NotebookRun
-from helmetlib.runs import RunFolder
-from helmetlib.train import predict_proba
-from helmetlib.uncertainty import brier_score
+from helmetlib.data.dataset import load_run_data, select_rows
+from helmetlib.deploy.artifacts import load_run_model
+from helmetlib.deploy.cards import read_card
+from helmetlib.evaluation.calibration import fit_calibration
+from helmetlib.evaluation.ensembles import cross_architecture
+from helmetlib.evaluation.uncertainty import brier_score
+from helmetlib.reports.notebook import NotebookRun
+from helmetlib.run.folder import RunFolder
+from helmetlib.training.repeats import predict_proba
 
 
 def scores(labels: np.ndarray, probabilities: np.ndarray) -> tuple[float, float, float]:

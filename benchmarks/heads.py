@@ -16,7 +16,7 @@ import sys
 
 from scale import measure
 
-from helmetlib.specs import MODEL_NAMES, REPEATS
+from helmetlib.core.specs import MODEL_NAMES, REPEATS
 
 TRAIN = (
     "from helmetlib import load_dataset, performance, split, train_repeats; "

@@ -22,7 +22,7 @@ import numpy as np
 
 # helmet-import in a process of its own, printing its peak resident memory (KiB) when done
 MEASURED = (
-    "import resource, sys; from helmetlib.importer import main; status = main(sys.argv[1:]); "
+    "import resource, sys; from helmetlib.commands.import_photos import main; status = main(sys.argv[1:]); "
     "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(status)"
 )
 

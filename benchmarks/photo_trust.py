@@ -23,10 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
-from helmetlib.data import load_dataset
-from helmetlib.importer import import_photos
-from helmetlib.inference import load_model, predict, predict_photos
-from helmetlib.photos import HeadBox, read_image_file
+from helmetlib.data.dataset import load_dataset
+from helmetlib.data.importer import import_photos
+from helmetlib.data.photos import HeadBox, read_image_file
+from helmetlib.deploy.predict import load_model, predict, predict_photos
 
 CLASSES = {"helmet": 1, "head": 0}
 

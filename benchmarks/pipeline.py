@@ -1,10 +1,12 @@
 """Benchmark the full helmet-reports pipeline against one backbone pass over the same images.
 
-Prints: the backbone's images/second (float32 and the run's faster precision, measured in this process),
-one backbone pass over the data, the pipeline's wall time with a cold feature cache, seconds per stage and each
-stage's ratio to one pass, peak memory (RSS summed over the runner, its kernels and Dask workers), the ratio
-pipeline / one pass, and validation metrics. Options it does not know go to helmet-reports (e.g. --workers 2).
-With --faithful and --epochs below 20 it also extrapolates the 20-epoch cost from the per-epoch backbone cost.
+Prints the CPU (or GPU) and the backbone's images/second (float32 and the run's faster precision, measured in this
+process), one backbone pass over the data, the pipeline's wall time with a cold feature cache, and per stage: its
+seconds and passes, the seconds inside backbone passes and model inference, inside training epochs, and the rest
+(the overhead: kernels, imports, model builds, pages), each timed in the same run (`helmetlib.core.timings`); then
+peak memory (RSS summed over the runner, its kernels and Dask workers), the run folder's size and the decisions.
+Options it does not know go to helmet-reports (e.g. --workers 2). With --faithful and --epochs below 20 it also
+extrapolates the 20-epoch cost from the per-epoch backbone cost.
 
     python benchmarks/pipeline.py --data ../shared/data/helmet-dev \
         --weights ../shared/weights/vgg16-hed-notop.weights.h5
@@ -14,6 +16,9 @@ With --faithful and --epochs below 20 it also extrapolates the 20-epoch cost fro
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import platform
 import subprocess
 import sys
 import tempfile
@@ -23,12 +28,13 @@ from pathlib import Path
 
 import psutil
 
-from helmetlib.data import load_run_data
-from helmetlib.features import backbone_precision, compute_features, pass_extractor
-from helmetlib.models import vgg16_backbone
-from helmetlib.runs import RunRecord
-from helmetlib.specs import MODEL_NAMES
-from helmetlib.weights import resolve_weights
+from helmetlib.core.env import TIMINGS_ENV
+from helmetlib.core.specs import MODEL_NAMES
+from helmetlib.core.weights import resolve_weights
+from helmetlib.data.dataset import load_run_data
+from helmetlib.models.builders import vgg16_backbone
+from helmetlib.models.features import backbone_precision, compute_features, pass_extractor
+from helmetlib.run.folder import RunRecord
 
 STUDY_EPOCHS = 20
 
@@ -60,6 +66,45 @@ class PeakMemory:
             time.sleep(self.interval)
 
 
+def cpu_name() -> str:
+    """The processor's model name and its bfloat16 instructions (from /proc/cpuinfo), or the platform's name."""
+    try:
+        info = open("/proc/cpuinfo").read()
+    except OSError:
+        return platform.processor() or platform.machine()
+    name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "?")
+    flags = {flag for line in info.splitlines() if line.startswith("flags") for flag in line.split()}
+    found = [flag for flag in ("avx512_bf16", "amx_bf16") if flag in flags] or ["no bfloat16 instructions"]
+    return f"{name} ({', '.join(found)}), {os.cpu_count()} cores"
+
+
+def print_stage_table(stage_seconds: dict[str, float], timings: Path, one_pass: float, wall: float) -> None:
+    """Per stage: seconds and passes, then the seconds inside backbone passes / inference, inside training epochs,
+    and outside both (the overhead), in seconds and passes; and the whole run's."""
+    inside: dict[tuple[str, str], float] = {}
+    for line in timings.read_text().splitlines() if timings.is_file() else []:
+        entry = json.loads(line)
+        key = (entry["stage"], "training" if entry["kind"] == "training" else "backbone")
+        inside[key] = inside.get(key, 0.0) + entry["seconds"]
+    print("| stage | seconds | passes | backbone + inference s | training s | overhead s | overhead passes |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    totals = [0.0, 0.0, 0.0]
+    for stage, seconds in stage_seconds.items():
+        backbone, training = inside.get((stage, "backbone"), 0.0), inside.get((stage, "training"), 0.0)
+        overhead = seconds - backbone - training
+        for index, value in enumerate((backbone, training, overhead)):
+            totals[index] += value
+        print(
+            f"| `{stage}` | {seconds:.1f} | {seconds / one_pass:.2f} | {backbone:.1f} | {training:.1f} | "
+            f"{overhead:.1f} | {overhead / one_pass:.2f} |"
+        )
+    outside = wall - sum(stage_seconds.values())  # the runner's own checks, split, pages, between the stages
+    print(
+        f"| **whole run** | **{wall:.1f}** | **{wall / one_pass:.2f}** | {totals[0]:.1f} | {totals[1]:.1f} | "
+        f"{totals[2] + outside:.1f} | **{(totals[2] + outside) / one_pass:.2f}** |"
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True)
@@ -77,6 +122,7 @@ def main() -> int:
         ips[precision] = backbone_images_per_second(dataset.images, args.weights, precision)
     fastest = max(ips.values())
     one_pass = len(dataset) / fastest
+    print(f"processor: {cpu_name()}; backbone precision {precision}")
     print(f"backbone images/s: {', '.join(f'{k} {v:.2f}' for k, v in ips.items())}")
     print(f"one backbone pass over {len(dataset)} images at the faster precision: {one_pass:.1f}s")
 
@@ -85,7 +131,7 @@ def main() -> int:
     command = [
         sys.executable,
         "-m",
-        "helmetlib.reports",
+        "helmetlib.commands.reports",
         "--data",
         args.data,
         "--weights",
@@ -103,8 +149,10 @@ def main() -> int:
         *(["--faithful"] if args.faithful else []),
         *passthrough,
     ]
+    timings = out / "timings.jsonl"
+    environment = {**os.environ, TIMINGS_ENV: str(timings)}
     started = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=environment)
     memory = PeakMemory(process.pid)
     _, errors = process.communicate()
     wall = time.perf_counter() - started
@@ -119,13 +167,11 @@ def main() -> int:
         f"pipeline ({'faithful' if args.faithful else 'fast'}, {args.epochs} epochs, feature precision "
         f"{precisions}, {record.config.repeats} repeat(s)): {wall:.1f}s wall"
     )
-    for stage, seconds in record.stage_seconds.items():
-        print(f"  {stage:40s} {seconds:8.1f}s  {seconds / one_pass:5.2f} passes")
+    print_stage_table(record.stage_seconds, timings, one_pass, wall)
     print(f"peak RSS (runner + kernels): {memory.peak / 2**30:.2f} GiB")
-    print(f"ratio pipeline / one backbone pass: {wall / one_pass:.1f}")
     if args.faithful and args.epochs < STUDY_EPOCHS:
         backbone_models = [name for name in args.models.split(",") if name != "cnn"]
-        per_epoch = len(backbone_models) * (record.split["train"] + record.split["validation"]) / ips["float32"]
+        per_epoch = len(backbone_models) * (record.split.train + record.split.validation) / ips["float32"]
         if "cnn" in record.models:  # the CNN trains the same way in both modes; its seconds are an upper bound
             per_epoch += record.models["cnn"].train_seconds / args.epochs
         estimate = wall + (STUDY_EPOCHS - args.epochs) * per_epoch

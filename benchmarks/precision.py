@@ -20,10 +20,10 @@ import tempfile
 
 import numpy as np
 
-from helmetlib import features as features_module
 from helmetlib import performance, split, train_model
-from helmetlib.data import load_run_data
-from helmetlib.weights import resolve_weights
+from helmetlib.core.weights import resolve_weights
+from helmetlib.data.dataset import load_run_data
+from helmetlib.models import features as features_module
 
 
 def main() -> None:

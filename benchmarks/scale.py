@@ -31,8 +31,8 @@ import numpy as np
 import pandas as pd
 from pipeline import PeakMemory
 
-from helmetlib.data import IMAGES_FILE, LABELS_FILE, load_dataset
-from helmetlib.runs import RunFolder, RunRecord
+from helmetlib.data.dataset import IMAGES_FILE, LABELS_FILE, load_dataset
+from helmetlib.run.folder import RunFolder, RunRecord
 
 LIGHT_STAGES = {
     "load + validate": "dataset = load_dataset(DATA)",
@@ -47,9 +47,9 @@ LIGHT_STAGES = {
     "EDA statistics": "dataset = load_dataset(DATA); image_statistics(dataset.images, dataset.labels)",
 }
 PRELUDE = (
-    "from helmetlib.data import load_dataset, content_hash; from helmetlib.splits import split; "
-    "from helmetlib.audit import fingerprints, near_duplicate_pairs, duplicate_groups, closest_cross_split_pairs, "
-    "across_parts; from helmetlib.eda import image_statistics; "
+    "from helmetlib.data.dataset import load_dataset, content_hash; from helmetlib.data.splits import split; "
+    "from helmetlib.data.audit import fingerprints, near_duplicate_pairs, duplicate_groups, closest_cross_split_pairs, "
+    "across_parts; from helmetlib.reports.eda import image_statistics; "
 )
 
 
@@ -127,7 +127,7 @@ def main() -> None:
         command = [
             sys.executable,
             "-m",
-            "helmetlib.reports",
+            "helmetlib.runner.study",
             "--data",
             str(data),
             "--weights",

@@ -20,14 +20,15 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from helmetlib.calibration import fit_calibration
-from helmetlib.data import load_dataset, load_run_data
-from helmetlib.metrics import performance
-from helmetlib.runs import RunConfig
-from helmetlib.selection import deploy_threshold
-from helmetlib.splits import split
-from helmetlib.train import deploy, predict_proba, train_repeats
-from helmetlib.uncertainty import choose_threshold
+from helmetlib.data.dataset import load_dataset, load_run_data
+from helmetlib.data.splits import split
+from helmetlib.evaluation.calibration import fit_calibration
+from helmetlib.evaluation.metrics import performance
+from helmetlib.evaluation.selection import threshold_by_rule
+from helmetlib.evaluation.uncertainty import choose_threshold
+from helmetlib.run.config import RunConfig
+from helmetlib.training.repeats import predict_proba, train_repeats
+from helmetlib.training.seed_ensemble import choose_seed_ensemble
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -93,7 +94,9 @@ class Study:
         """The seed's row and its probabilities."""
         config, outside = self.config, self.outside
         repeats = [self.repeat(seed + index) for index in range(3)]
-        deployed = deploy(repeats, self.dataset, threshold=config.threshold, n_resamples=config.bootstrap_resamples)
+        deployed = choose_seed_ensemble(
+            repeats, self.dataset, threshold=config.threshold, n_resamples=config.bootstrap_resamples
+        )
         validation_labels = self.dataset.labels[self.parts.validation]
         arrays = {"validation_labels": validation_labels, "outside_labels": outside.labels}
         rows = []
@@ -116,7 +119,14 @@ class Study:
         calibration = fit_calibration(validation_labels, validation_raw)
         calibrated = calibration.apply if calibration else np.asarray
         validation_calibrated = calibrated(validation_raw)
-        threshold = deploy_threshold(config, validation_labels, validation_calibrated, calibration)
+        threshold = threshold_by_rule(
+            validation_labels,
+            validation_calibrated,
+            calibration,
+            rule=config.threshold_rule,
+            threshold=config.threshold,
+            target_bare_head_recall=config.target_bare_head_recall,
+        )
         deployed_outside = predict_proba(deployed.model, outside.images)
         outside_calibrated = calibrated(deployed_outside)
         arrays.update(deployed_validation=validation_raw, deployed_outside=deployed_outside)

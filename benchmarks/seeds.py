@@ -27,9 +27,9 @@ from pathlib import Path
 import numpy as np
 
 from helmetlib import MODEL_NAMES, load_dataset, performance, split, train_repeats
-from helmetlib.selection import TIE
-from helmetlib.specs import MAX_RESTARTS, SEED, get_spec
-from helmetlib.weights import resolve_weights
+from helmetlib.core.specs import MAX_RESTARTS, SEED, get_spec
+from helmetlib.core.weights import resolve_weights
+from helmetlib.evaluation.selection import TIE
 
 N_VALUES = (1, 3, 5)
 

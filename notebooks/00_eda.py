@@ -39,13 +39,13 @@ SEED: int = 812  # the reference model's training seed
 # %%
 from IPython.display import Markdown, display
 
-from helmetlib import plots
-from helmetlib.audit import leakage_summary
-from helmetlib.eda import source_photo_examples, split_description, split_table, statistics_table
-from helmetlib.narrative import data_conclusion
-from helmetlib.notebook import start
-from helmetlib.pages import config_banners, in_notebook
-from helmetlib.pipeline import audit_data, look_alike_features
+from helmetlib.data.audit import leakage_summary
+from helmetlib.reports import plots
+from helmetlib.reports.eda import source_photo_examples, split_description, split_table, statistics_table
+from helmetlib.reports.narrative import data_conclusion
+from helmetlib.reports.notebook import start
+from helmetlib.reports.pages import config_banners, in_notebook
+from helmetlib.reports.pipeline import audit_data, look_alike_features
 
 run = start(globals())
 dataset = run.dataset()

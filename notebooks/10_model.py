@@ -48,12 +48,13 @@ CACHE_DIR: str = "reports/.cache"  # backbone features and the backbone store, s
 # %%
 from IPython.display import Markdown, display
 
-from helmetlib import confusion, plots
-from helmetlib.metrics import per_class_table, performance_table
-from helmetlib.narrative import architecture_table, model_conclusion, repeats_table, training_notes
-from helmetlib.notebook import start
-from helmetlib.pages import config_banners, in_notebook
-from helmetlib.pipeline import train_and_save
+from helmetlib import confusion
+from helmetlib.evaluation.metrics import per_class_table, performance_table
+from helmetlib.reports import plots
+from helmetlib.reports.narrative import architecture_table, model_conclusion, repeats_table, training_notes
+from helmetlib.reports.notebook import start
+from helmetlib.reports.pages import config_banners, in_notebook
+from helmetlib.reports.pipeline import train_and_save
 
 run = start(globals())
 dataset = run.dataset()

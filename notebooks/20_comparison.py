@@ -48,10 +48,11 @@ EXPORT_TFLITE: bool = True  # write the selected model as float32 and quantised 
 # %%
 from IPython.display import Markdown, display
 
-from helmetlib import plots
-from helmetlib.explain import explanation_grid
-from helmetlib.metrics import per_class_table
-from helmetlib.narrative import (
+from helmetlib.evaluation.metrics import per_class_table
+from helmetlib.evaluation.uncertainty import curves
+from helmetlib.reports import plots
+from helmetlib.reports.explain import explanation_grid
+from helmetlib.reports.narrative import (
     calibration_summary,
     card_table,
     comparison_tables,
@@ -59,10 +60,9 @@ from helmetlib.narrative import (
     spread_table,
     training_table,
 )
-from helmetlib.notebook import start
-from helmetlib.pages import decision_html, in_notebook
-from helmetlib.pipeline import compare_and_select
-from helmetlib.uncertainty import curves
+from helmetlib.reports.notebook import start
+from helmetlib.reports.pages import decision_html, in_notebook
+from helmetlib.reports.pipeline import compare_and_select
 
 run = start(globals())
 dataset = run.dataset()

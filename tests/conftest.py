@@ -12,7 +12,7 @@ import pytest
 
 matplotlib.use("Agg")
 
-from helmetlib.data import make_demo_dataset, write_dataset  # noqa: E402
+from helmetlib.data.dataset import make_demo_dataset, write_dataset  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = REPO / "notebooks"
@@ -73,7 +73,7 @@ def require(path: Path, what: str) -> Path:
 @pytest.fixture(scope="session")
 def helmetlib_kernel() -> str:
     """The kernelspec the notebooks name, installed for this Python (as `helmet-reports` does on every run)."""
-    from helmetlib.kernel import ensure_kernel
+    from helmetlib.runner.kernel import ensure_kernel
 
     return ensure_kernel()
 
@@ -126,5 +126,5 @@ def finished_run(tmp_path_factory):
 def runner(arguments: list[str], **options) -> subprocess.CompletedProcess:
     """`helmet-reports` in a process of its own (as a scheduler runs it), its output captured."""
     return subprocess.run(
-        [sys.executable, "-m", "helmetlib.reports", *arguments], capture_output=True, text=True, **options
+        [sys.executable, "-m", "helmetlib.commands.reports", *arguments], capture_output=True, text=True, **options
     )

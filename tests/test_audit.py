@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from conftest import HELMET_DEV, require
 
-from helmetlib import audit, load_dataset, make_demo_dataset, split
-from helmetlib.audit import (
+from helmetlib import load_dataset, make_demo_dataset, split
+from helmetlib.data import audit
+from helmetlib.data.audit import (
     closest_cross_split_pairs,
     embedding_neighbours,
     leakage_summary,
@@ -15,7 +16,7 @@ from helmetlib.audit import (
     perceptual_hashes,
     verdict,
 )
-from helmetlib.splits import Split
+from helmetlib.data.splits import Split
 
 
 def clean_photos(n=24, size=96, seed=0):
@@ -79,7 +80,7 @@ def test_embedding_neighbours_find_similar_features_across_parts_only():
 def test_duplicate_groups_join_chains_of_copies():
     import pandas as pd
 
-    from helmetlib.audit import duplicate_groups
+    from helmetlib.data.audit import duplicate_groups
 
     pairs = pd.DataFrame({"first": [0, 1, 4], "second": [1, 2, 5]})
     groups = duplicate_groups(6, pairs)

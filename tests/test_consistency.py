@@ -9,7 +9,7 @@ import re
 import numpy as np
 import pytest
 
-from helmetlib.metrics import confusion, performance
+from helmetlib.evaluation.metrics import confusion, performance
 
 METRICS = ("accuracy", "f1", "bare_head_recall")
 
@@ -82,9 +82,9 @@ def test_the_test_confusion_matrix_drawn_counts_the_deployed_decision(run):
 
 
 def test_helmet_predict_answers_the_test_probabilities_the_records_hold(run, finished_run):
-    from helmetlib.inference import predict
-    from helmetlib.notebook import NotebookRun
-    from helmetlib.runs import RunFolder
+    from helmetlib.deploy.predict import predict
+    from helmetlib.reports.notebook import NotebookRun
+    from helmetlib.run.folder import RunFolder
 
     folder = RunFolder(run)
     notebook_run = NotebookRun(config=folder.read_config(), folder=folder)

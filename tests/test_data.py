@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from helmetlib import DatasetError, load_dataset, write_dataset
-from helmetlib.data import IMAGES_FILE, LABELS_FILE
+from helmetlib.data.dataset import IMAGES_FILE, LABELS_FILE
 
 
 def write(folder, images, labels):
@@ -180,8 +180,8 @@ def test_images_are_memory_mapped_and_load_under_a_small_address_space_limit(tmp
     pd.DataFrame({"Label": [0, 1] * (n // 2)}).to_csv(tmp_path / LABELS_FILE, index=False)
     script = f"""
 import resource, numpy as np
-from helmetlib.data import ImageArray, load_dataset, batches
-from helmetlib.eda import image_statistics
+from helmetlib.data.dataset import ImageArray, load_dataset, batches
+from helmetlib.reports.eda import image_statistics
 import psutil
 used = psutil.Process().memory_info().vms
 resource.setrlimit(resource.RLIMIT_AS, (used + 120 * 2**20, resource.RLIM_INFINITY))  # 120 MB of headroom

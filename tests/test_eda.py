@@ -5,8 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helmetlib.eda import ClassDifference, SplitCheck, class_differences, statistics_table
-from helmetlib.uncertainty import Interval
+from helmetlib.evaluation.uncertainty import Interval
+from helmetlib.reports.eda import ClassDifference, SplitCheck, class_differences, statistics_table
 
 
 def planted_statistics(shift: float, n: int = 300, seed: int = 0) -> pd.DataFrame:

@@ -8,13 +8,14 @@ import numpy as np
 import pytest
 
 from helmetlib import predict
-from helmetlib.calibration import fit_calibration
-from helmetlib.cards import read_card
-from helmetlib.ensembles import ENSEMBLE_NAME, brier_gain, cross_architecture
-from helmetlib.notebook import NotebookRun
-from helmetlib.pipeline import compare_and_select, train_and_save
-from helmetlib.runs import RunConfig, RunFolder
-from helmetlib.weights import WeightsChoice
+from helmetlib.core.weights import WeightsChoice
+from helmetlib.deploy.cards import read_card
+from helmetlib.evaluation.calibration import fit_calibration
+from helmetlib.evaluation.ensembles import ENSEMBLE_NAME, brier_gain, cross_architecture
+from helmetlib.reports.notebook import NotebookRun
+from helmetlib.reports.pipeline import compare_and_select, train_and_save
+from helmetlib.run.config import RunConfig
+from helmetlib.run.folder import RunFolder
 
 TOLERANCE = 1e-4
 
@@ -97,7 +98,7 @@ def ensemble_run(tmp_path_factory):
         def preferred(*args, **kwargs):
             return dataclasses.replace(cross_architecture(*args, **kwargs), deployed=True)
 
-        patch.setattr("helmetlib.pipeline.cross_architecture", preferred)
+        patch.setattr("helmetlib.reports.pipeline.cross_architecture", preferred)
         comparison = compare_and_select(run, dataset)
     return run, dataset, comparison
 

@@ -6,11 +6,11 @@ import numpy as np
 from conftest import LOG_NOISE
 
 from helmetlib import make_demo_dataset, predict, predict_proba, write_dataset
-from helmetlib.artifacts import load_run_model
-from helmetlib.cards import read_card
-from helmetlib.evaluate import evaluate_run, main
-from helmetlib.inference import fit_to_input
-from helmetlib.runs import RunFolder
+from helmetlib.commands.evaluate import main
+from helmetlib.deploy.artifacts import load_run_model
+from helmetlib.deploy.evaluate import evaluate_run
+from helmetlib.deploy.predict import fit_to_input
+from helmetlib.run.folder import RunFolder
 
 
 def test_evaluate_writes_report_and_json(finished_run, tmp_path, capfd):
@@ -51,11 +51,10 @@ def test_evaluate_and_predict_give_the_calibrated_probabilities_of_the_card(fini
     folder = write_dataset(dataset, tmp_path / "other")
     result = evaluate_run(run, folder)
     selected = result.evaluation.selected_model
-    card = read_card(run / "models" / f"{selected}.keras")
-    assert card.calibration is not None and card.calibration.fitted_on == card.split["validation"]
+    model, card = load_run_model(RunFolder(run), selected)
+    assert card.calibration is not None and card.calibration.fitted_on == card.split.validation
     size = (card.input.height, card.input.width)
     resized = np.stack([fit_to_input(image, size) for image in dataset.images])  # as prediction prepares them
-    model = load_run_model(run / "models" / f"{selected}.keras", card)
     raw = predict_proba(model, resized, normalization=card.input.normalization)
     calibrated = card.calibration.apply(raw)
     assert np.abs(calibrated - raw).max() > 1e-3  # the calibration changes something: the checks below can fail
@@ -68,8 +67,8 @@ def test_heads_on_one_normalisation_share_its_backbone_pass_and_score_the_same(f
     """vgg16_linear, vgg16_mlp and vgg16_mlp_aug read VGG16's block 5 of /255 images, vgg16_gap and vgg16_multiscale
     its pooled blocks of VGG16-normalised images: one backbone pass per batch and normalisation, with the
     probabilities of each model on its own."""
-    from helmetlib.evaluate import SharedBackbone
-    from helmetlib.inference import load_model
+    from helmetlib.deploy.evaluate import SharedBackbone
+    from helmetlib.deploy.predict import load_model
 
     folder = RunFolder(finished_run[1] / "tiny")
     images = make_demo_dataset(40, seed=97, image_size=64).images

@@ -3,10 +3,10 @@
 import numpy as np
 
 from helmetlib import build_model, normalize
-from helmetlib.artifacts import inference_copy
-from helmetlib.backend import keras
-from helmetlib.explain import confident_mistakes, explanation_examples, grad_cam
-from helmetlib.models import average_of
+from helmetlib.core.backend import keras
+from helmetlib.deploy.artifacts import inference_copy
+from helmetlib.models.builders import average_of
+from helmetlib.reports.explain import confident_mistakes, explanation_examples, grad_cam
 
 
 def test_grad_cam_of_a_trained_cnn_has_the_image_size_and_is_not_constant(demo_64, learnt_cnn, tmp_path):

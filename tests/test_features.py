@@ -5,9 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from helmetlib.features import CacheWarning, FeatureCache, cached_features, compute_features, pass_extractor
-from helmetlib.models import vgg16_backbone
-from helmetlib.weights import resolve_weights
+from helmetlib.core.weights import resolve_weights
+from helmetlib.models.builders import vgg16_backbone
+from helmetlib.models.features import CacheWarning, FeatureCache, cached_features, compute_features, pass_extractor
 
 
 @pytest.fixture(scope="module")
@@ -109,8 +109,8 @@ def test_stored_features_are_read_by_rows_under_a_small_address_space_limit(tmp_
     FeatureCache(tmp_path).get_or_compute(key, ("block5",), fill, shapes=[shape])
     script = f"""
 import resource, numpy as np, psutil
-from helmetlib.data import batches
-from helmetlib.features import FeatureCache
+from helmetlib.data.dataset import batches
+from helmetlib.models.features import FeatureCache
 used = psutil.Process().memory_info().vms
 resource.setrlimit(resource.RLIMIT_AS, (used + 120 * 2**20, resource.RLIM_INFINITY))  # 120 MB of headroom
 cache = FeatureCache({str(tmp_path)!r})

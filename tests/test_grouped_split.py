@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from conftest import HELMET_DEV, require
 
-from helmetlib.splits import grouped_split, read_groups
+from helmetlib.data.splits import grouped_split, read_groups
 
 
 def test_no_group_on_two_sides_and_roughly_stratified():
@@ -44,7 +44,7 @@ def test_helmet_dev_photos_never_straddle():
 
 
 def test_shared_groups_counts_by_hand():
-    from helmetlib.splits import Split, shared_groups
+    from helmetlib.data.splits import Split, shared_groups
 
     groups = np.array(["a", "a", "b", "c", "c", "d"])
     parts = Split(train=np.array([0, 2]), validation=np.array([1, 3]), test=np.array([4, 5]))

@@ -7,13 +7,14 @@ import numpy as np
 import pytest
 
 from helmetlib import performance, split, train_repeats
-from helmetlib.backend import keras
-from helmetlib.calibration import fit_calibration
-from helmetlib.health import layer_health, output_health
-from helmetlib.models import healthy_start, simple_cnn
-from helmetlib.preprocess import normalize
-from helmetlib.selection import run_warnings
-from helmetlib.train import deploy, relu_activations
+from helmetlib.core.backend import keras
+from helmetlib.core.preprocess import normalize
+from helmetlib.evaluation.calibration import fit_calibration
+from helmetlib.evaluation.health import layer_health, output_health
+from helmetlib.models.builders import healthy_start, simple_cnn
+from helmetlib.reports.narrative import run_warnings
+from helmetlib.training.batches import relu_activations
+from helmetlib.training.seed_ensemble import choose_seed_ensemble
 
 
 def half_dead_copy(model, images, labels):
@@ -81,7 +82,7 @@ def linear_repeats(demo_small, tmp_path_factory):
 
 
 def test_the_seed_ensemble_is_deployed_unless_validation_shows_it_clearly_worse(demo_small, linear_repeats):
-    deployed = deploy(linear_repeats, demo_small, n_resamples=300)
+    deployed = choose_seed_ensemble(linear_repeats, demo_small, n_resamples=300)
     labels = demo_small.labels[linear_repeats[0].split.validation]
     average = np.mean([trained.probabilities["validation"] for trained in linear_repeats], axis=0)
     if deployed.description.startswith("seed ensemble"):
@@ -99,7 +100,7 @@ def test_the_seed_ensemble_is_deployed_unless_validation_shows_it_clearly_worse(
         replace(trained, probabilities={**trained.probabilities, "validation": p})
         for trained, p in zip(linear_repeats, [perfect, 1 - perfect, 1 - perfect], strict=True)
     ]
-    single = deploy(planted, demo_small, n_resamples=300)
+    single = choose_seed_ensemble(planted, demo_small, n_resamples=300)
     assert single.description == "repeat with seed 5" and "clearly worse" in single.reason
     assert single.ensemble_validation.f1 == 0.0 and single.probabilities["validation"] is perfect
 
@@ -107,7 +108,7 @@ def test_the_seed_ensemble_is_deployed_unless_validation_shows_it_clearly_worse(
     wrong = [perfect.copy() for _ in range(3)]
     for index, probabilities in enumerate(wrong):
         probabilities[index] = 0.6 if labels[index] == 0 else 0.4  # each repeat gets one image wrong, barely
-    ensemble = deploy(
+    ensemble = choose_seed_ensemble(
         [
             replace(t, probabilities={**t.probabilities, "validation": p})
             for t, p in zip(linear_repeats, wrong, strict=True)
@@ -155,8 +156,8 @@ def planted_repeat(trained, model, dataset, *, seed):
 def test_a_half_dead_repeat_is_left_out_of_the_seed_ensemble_and_named_on_the_page(demo_64, learnt_cnn):
     from test_selection import config
 
-    from helmetlib.results import DataInfo
-    from helmetlib.train import model_result
+    from helmetlib.evaluation.results import DataInfo
+    from helmetlib.training.seed_ensemble import model_result
 
     data = DataInfo.of(demo_64, "")
     rows = learnt_cnn.split.train
@@ -164,7 +165,7 @@ def test_a_half_dead_repeat_is_left_out_of_the_seed_ensemble_and_named_on_the_pa
     half_dead = planted_repeat(learnt_cnn, half_dead_copy(learnt_cnn.model, images, labels), demo_64, seed=813)
     assert half_dead.health.problem and learnt_cnn.health.problem is None
     twin = replace(learnt_cnn, seed=814)
-    deployed = deploy([learnt_cnn, half_dead, twin], demo_64, n_resamples=200)
+    deployed = choose_seed_ensemble([learnt_cnn, half_dead, twin], demo_64, n_resamples=200)
     assert deployed.seeds == (812, 814) and deployed.description == "seed ensemble of 2 repeats"
     assert list(deployed.left_out) == [813] and deployed.left_out[813].startswith("unhealthy: it gives one identical")
     average = np.mean([learnt_cnn.probabilities["validation"], twin.probabilities["validation"]], axis=0)
@@ -173,7 +174,7 @@ def test_a_half_dead_repeat_is_left_out_of_the_seed_ensemble_and_named_on_the_pa
     warnings = run_warnings(config(), {"cnn": result}, None, None)
     assert ("info", f"cnn: left out of the seed ensemble: seed 813 ({deployed.left_out[813]}).") in warnings
 
-    nobody = deploy([half_dead, replace(half_dead, seed=815)], demo_64, n_resamples=200)
+    nobody = choose_seed_ensemble([half_dead, replace(half_dead, seed=815)], demo_64, n_resamples=200)
     assert nobody.unhealthy and nobody.seeds == (813,) and nobody.reason.startswith("no repeat is healthy")
     result = model_result([half_dead], nobody, demo_64, data, threshold=0.5)
     [danger] = [text for level, text in run_warnings(config(), {"cnn": result}, None, None) if level == "danger"]

@@ -13,10 +13,10 @@ import pytest
 from PIL import Image
 from test_photos import CLASSES, HEIGHT, RULE, WIDTH, synthetic_photos, voc_object, write_coco, write_voc, write_yolo
 
-from helmetlib.data import load_dataset, load_run_data
-from helmetlib.importer import ImportFailed, import_photos
-from helmetlib.importer import main as import_main
-from helmetlib.photos import HeadBox
+from helmetlib.commands.import_photos import main as import_main
+from helmetlib.data.dataset import load_dataset, load_run_data
+from helmetlib.data.importer import ImportFailed, import_photos
+from helmetlib.data.photos import HeadBox
 
 
 @pytest.fixture(scope="module")
@@ -185,7 +185,8 @@ def test_a_yaml_bomb_is_refused_without_expanding_it(photos, tmp_path):
     with pytest.raises(ImportFailed, match="no head crop imported"):  # without names, no class is helmet or head
         import_photos(source, tmp_path / "out", format="yolo", classes=CLASSES, rule=RULE)
     manifest_problem = "aliases are not allowed in a class list"
-    from helmetlib.annotations import PhotoIndex, read_annotations
+    from helmetlib.data.annotations import PhotoIndex
+    from helmetlib.data.formats import read_annotations
 
     found = read_annotations(source, format="yolo", photos=PhotoIndex.of([source]), classes=CLASSES)
     assert any(

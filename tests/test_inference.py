@@ -12,12 +12,13 @@ import pandas as pd
 import pytest
 
 from helmetlib import ModelError, load_model, make_demo_dataset, predict, write_dataset
-from helmetlib.cards import read_card
-from helmetlib.inference import main
-from helmetlib.notebook import NotebookRun
-from helmetlib.pipeline import compare_and_select, train_and_save
-from helmetlib.runs import RunConfig, RunFolder, RunRecord
-from helmetlib.weights import WeightsChoice
+from helmetlib.commands.predict import main
+from helmetlib.core.weights import WeightsChoice
+from helmetlib.deploy.cards import read_card
+from helmetlib.reports.notebook import NotebookRun
+from helmetlib.reports.pipeline import compare_and_select, train_and_save
+from helmetlib.run.config import RunConfig
+from helmetlib.run.folder import RunFolder, RunRecord
 
 TOLERANCE = 1e-4
 
@@ -77,7 +78,7 @@ def test_card_describes_the_selected_model_and_binds_its_files(run_dir):
     assert (card.input.height, card.input.width, card.input.color_order) == (64, 64, "RGB")
     assert card.threshold == record.selection.threshold and card.class_names == {"0": "no helmet", "1": "helmet"}
     assert card.training_data.content_hash == record.data.content_hash
-    assert card.split == {"train": 112, "validation": 24, "test": 24}
+    assert (card.split.train, card.split.validation, card.split.test) == (112, 24, 24)
     assert card.metrics["test"] == record.selection.test
     assert {"keras", "tflite", "quant_tflite"} <= set(card.files) and len(card.files["keras"].sha256) == 64
     for name in record.models:
@@ -230,7 +231,7 @@ def test_malformed_cards_exit_2_naming_the_key(run_dir, tmp_path, capsys, edit, 
 
 
 def test_models_that_are_not_helmetlib_models_are_refused(run_dir, tmp_path, capsys):
-    from helmetlib.backend import keras
+    from helmetlib.core.backend import keras
 
     plain = keras.Sequential([keras.Input((64, 64, 3)), keras.layers.Flatten(), keras.layers.Dense(1)])
     plain.save(tmp_path / "plain.keras")

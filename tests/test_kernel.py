@@ -12,7 +12,7 @@ from pathlib import Path
 
 from conftest import free_port
 
-from helmetlib.kernel import KERNEL_NAME
+from helmetlib.runner.kernel import KERNEL_NAME
 
 SHELL_ENDPOINT = (
     "import zmq; from ipykernel.kernelapp import IPKernelApp\n"
@@ -85,3 +85,14 @@ def test_a_jupyter_server_runs_the_kernel_over_local_sockets(helmetlib_kernel, t
         server.wait(timeout=60)
     assert endpoint.startswith("b'ipc://") and "helmetlib-kernel-" in endpoint, endpoint
     assert "without encryption" not in (tmp_path / "server.log").read_text()
+
+
+def test_python_m_helmetlib_kernel_installs_the_kernelspec_it_names():
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    result = subprocess.run([sys.executable, "-m", "helmetlib.kernel"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    folder = KernelSpecManager().get_kernel_spec(KERNEL_NAME).resource_dir
+    assert result.stdout.strip() == f"installed the Jupyter kernel {KERNEL_NAME!r} in {folder}"
+    spec = json.loads((Path(folder) / "kernel.json").read_text())
+    assert spec["argv"][0] == sys.executable and spec["metadata"]["kernel_provisioner"]["provisioner_name"]

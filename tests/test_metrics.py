@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
-from helmetlib import confusion, performance, performance_table, plots
-from helmetlib.metrics import is_collapsed, per_class_table, predict_labels
+from helmetlib import confusion, performance, performance_table
+from helmetlib.evaluation.metrics import is_collapsed, per_class_table, predict_labels
+from helmetlib.reports import plots
 
 # 6 bare heads (0), 4 helmets (1). Predictions at 0.5: [0,0,0,0,1,1 | 1,1,1,0]
 Y_TRUE = np.array([0, 0, 0, 0, 0, 0, 1, 1, 1, 1])

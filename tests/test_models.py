@@ -5,9 +5,9 @@ import pytest
 from conftest import STAND_IN_WEIGHTS, require
 
 from helmetlib import MODEL_NAMES, augmentation, build_model, resolve_weights
-from helmetlib.backend import keras
-from helmetlib.models import BACKBONE_LAYER, HEAD_LAYER, average_of, simple_cnn, vgg16_backbone
-from helmetlib.weights import WeightsFallbackWarning
+from helmetlib.core.backend import keras
+from helmetlib.core.weights import WeightsFallbackWarning
+from helmetlib.models.builders import BACKBONE_LAYER, HEAD_LAYER, average_of, simple_cnn, vgg16_backbone
 
 UNREACHABLE = "http://127.0.0.1:9/vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
 

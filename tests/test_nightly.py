@@ -3,12 +3,14 @@ time-outs, dead kernels, concurrent runs, hostile run ids and Dask workers, each
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
 import time
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -16,9 +18,9 @@ import psutil
 import pytest
 from conftest import NOTEBOOKS, TINY, free_port, runner
 
-from helmetlib.cards import ModelCard
-from helmetlib.env import THREADS_ENV
-from helmetlib.runs import ReportsFolder, RunFolder, RunRecord
+from helmetlib.core.env import THREADS_ENV
+from helmetlib.deploy.cards import ModelCard
+from helmetlib.run.folder import ReportsFolder, RunFolder, RunRecord
 
 QUICK = [
     "--models",
@@ -51,22 +53,6 @@ def nightly(finished_run, tmp_path_factory):
         + ["--fail-on-regression"]
     )
     return out, bad
-
-
-def test_a_run_that_deploys_nothing_exits_4_and_latest_stays_on_the_last_run_that_did(nightly, tmp_path):
-    shutil.copytree(nightly[0], tmp_path / "out", symlinks=True)
-    out = ReportsFolder(tmp_path / "out")
-    before = out.latest_run_id()
-    assert RunRecord.read(out.run(before).record_file).selection.deployed
-    result = runner(["--out", str(out.path), "--run-id", "empty", *QUICK])
-    assert result.returncode == 4, result.stderr[-3000:]
-    record = RunRecord.read(out.run("empty").record_file)
-    assert record.status == "nothing_deployed" and record.selection.deployed is None
-    assert out.latest_run_id() == before and (out.path / "latest").resolve().name == before
-    page = out.run("empty").page.read_text()
-    assert "NOTHING DEPLOYED" in page and "Nothing to deploy: every model collapsed" in page
-    assert "<td class='nothing_deployed'>nothing deployed</td>" in out.index_page.read_text()
-    assert "helmet-reports: nothing deployed:" in result.stderr and "latest unchanged" in result.stderr
 
 
 def test_a_worse_run_is_a_regression_and_exits_3_after_it_is_complete(nightly):
@@ -102,8 +88,9 @@ def test_the_index_lists_each_run_once_newest_first_with_a_trend(nightly):
 def test_changed_data_or_split_is_said_not_compared(nightly, tmp_path):
     from dataclasses import replace
 
-    from helmetlib.regressions import compare_with_previous
-    from helmetlib.runs import RunFolder, now
+    from helmetlib.run.config import now
+    from helmetlib.run.folder import RunFolder
+    from helmetlib.runner.regressions import compare_with_previous
 
     out = nightly[0]
     current = RunRecord.read(out / "night2" / "run.json")
@@ -119,8 +106,9 @@ def test_changed_data_or_split_is_said_not_compared(nightly, tmp_path):
 def test_regressions_skip_runs_on_other_data_and_damaged_runs(nightly, tmp_path):
     from dataclasses import replace
 
-    from helmetlib.regressions import compare_with_previous
-    from helmetlib.runs import RunFolder, now
+    from helmetlib.run.config import now
+    from helmetlib.run.folder import RunFolder
+    from helmetlib.runner.regressions import compare_with_previous
 
     out = tmp_path / "out"
     shutil.copytree(nightly[0], out, symlinks=True)
@@ -158,13 +146,77 @@ def test_clean_is_a_dry_run_unless_applied_and_never_deletes_the_latest_run(nigh
     assert not (out / "tiny").exists() and (out / "night2").is_dir()  # latest kept even with --keep 0
     assert not any(path.exists() for path in features + store)  # no kept run needs them any more
     assert "tiny/index.html" not in (out / "index.html").read_text()
-    older = runner(["clean", "--out", str(out), "--older-than", "30"])
-    assert "would delete run" not in older.stdout
+
+
+def test_clean_older_than_deletes_only_runs_older_than_that(nightly, tmp_path):
+    """Two runs, both finished today: --older-than 30 deletes nothing; the first run dated 40 days back is then
+    the only one it deletes (the latest run, night2, is never deleted)."""
+    out = tmp_path / "out"
+    shutil.copytree(nightly[0], out, symlinks=True)
+    young = runner(["clean", "--out", str(out), "--older-than", "30", "--apply"])
+    assert young.returncode == 0 and "deleting run" not in young.stdout, young.stderr
+    assert (out / "tiny").is_dir() and (out / "night2").is_dir()
+    record = RunRecord.read(out / "tiny" / "run.json")
+    started = (datetime.now(UTC) - timedelta(days=40)).isoformat(timespec="seconds")
+    replace(record, started=started).write(out / "tiny" / "run.json")
+    dry = runner(["clean", "--out", str(out), "--older-than", "30"])
+    assert (
+        dry.returncode == 0 and "would delete run tiny" in dry.stdout and "night2" not in dry.stdout.split("keeping")[0]
+    )
+    old = runner(["clean", "--out", str(out), "--older-than", "30", "--apply"])
+    assert old.returncode == 0 and "deleting run tiny" in old.stdout, old.stderr
+    assert not (out / "tiny").exists() and (out / "night2").is_dir()
+
+
+def test_workers_are_capped_at_the_model_notebooks_and_at_least_one(tmp_path, capsys, monkeypatch):
+    from collections import namedtuple
+
+    from helmetlib.runner.study import _capped_workers
+
+    memory = namedtuple("memory", "available")
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: memory(64 * 2**30))
+    assert _capped_workers(4, 2) == 2 and "--workers 4 capped at 2 (2 model notebooks)" in capsys.readouterr().err
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: memory(7 * 2**30))
+    assert _capped_workers(4, 6) == 2 and "capped at 2 (memory for 2 (about 3 GiB each))" in capsys.readouterr().err
+    assert _capped_workers(2, 6) == 2 and capsys.readouterr().err == ""
+    zero = runner(["--out", str(tmp_path / "out"), "--workers", "0", *QUICK])
+    assert zero.returncode == 2 and "--workers must be at least 1, got 0" in zero.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_clean_keeps_the_cache_of_a_moved_reports_folder_and_says_so(nightly, tmp_path):
+    """A reports folder sharing a cache is moved: its registration in the cache no longer resolves. Clean in
+    another folder sharing the cache keeps every cache file and names the lost registration, so the moved
+    folder's runs still evaluate (before: the registration was skipped in silence and the store deleted)."""
+    from helmetlib.data.dataset import make_demo_dataset, write_dataset
+    from helmetlib.deploy.evaluate import evaluate_run
+    from helmetlib.models.features import register_cache_user
+
+    cache, first, second, moved = (tmp_path / name for name in ("cache", "first", "second", "moved"))
+    shutil.copytree(nightly[0], second, symlinks=True)
+    shutil.copytree(second / ".cache", cache)
+    shutil.rmtree(second / ".cache")
+    for card_file in (second / "tiny" / "models").glob("*.card.json"):  # the shared store, as a run would write
+        card = json.loads(card_file.read_text())
+        if card["backbone"]:
+            card["backbone"]["weights_file"] = str(cache / "backbones" / Path(card["backbone"]["weights_file"]).name)
+            ModelCard.from_json(card).write(card_file)
+    register_cache_user(cache, second)
+    second.rename(moved)
+    first.mkdir()
+    (first / "latest.json").write_text((moved / "latest.json").read_text())
+    store = sorted((cache / "backbones").glob("*.weights.h5")) + sorted((cache / "features").glob("*.npy"))
+    cleaned = runner(["clean", "--out", str(first), "--cache-dir", str(cache), "--apply"])
+    assert cleaned.returncode == 0, cleaned.stderr
+    assert f"cannot be found (moved or deleted?): {second}" in cleaned.stdout
+    assert store and all(path.exists() for path in store)
+    data = write_dataset(make_demo_dataset(24, seed=5), tmp_path / "data")
+    assert len(evaluate_run(moved / "tiny", data).evaluation.models) >= 5
 
 
 def runner_process(arguments, **options):
     return subprocess.Popen(
-        [sys.executable, "-m", "helmetlib.reports", *arguments],
+        [sys.executable, "-m", "helmetlib.commands.reports", *arguments],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -254,29 +306,83 @@ def test_a_failing_model_notebook_under_two_workers_after_ok_runs(nightly, tmp_p
     assert record.status == "failed" and record.reason == "10_model_cnn: ValueError: planted failure"
     assert ReportsFolder(out).latest_run_id() == latest and not list(out.glob(".tmp-*"))
     assert "skipping 20_comparison: earlier notebooks failed" in result.stdout
+    assert "[dask] 2 model notebooks on 2 worker(s)" in result.stdout  # the run went through Dask
 
 
 @pytest.fixture(scope="module")
-def concurrent(tmp_path_factory):
-    """Two runs started at once on one output folder, with the default (generated) run ids."""
+def concurrent(nightly, tmp_path_factory):
+    """Two identical runs started at once (default, generated run ids) in a copy of the nightly folder, whose latest
+    run deployed a model: (folder, latest before, [(exit status, stderr)], the two new runs' folders)."""
     out = tmp_path_factory.mktemp("concurrent") / "out"
+    shutil.copytree(nightly[0], out, symlinks=True)
+    before = ReportsFolder(out).latest_run_id()
     processes = [runner_process(["--out", str(out), *QUICK]) for _ in range(2)]
     outputs = [process.communicate(timeout=600) for process in processes]
-    return out, [(process.returncode, stderr) for process, (_, stderr) in zip(processes, outputs, strict=True)]
+    results = [(process.returncode, stderr) for process, (_, stderr) in zip(processes, outputs, strict=True)]
+    new = [folder for folder, record in ReportsFolder(out).runs() if record.status == "nothing_deployed"]
+    return out, before, results, new
 
 
 def test_two_runs_at_once_finish_in_their_own_folders(concurrent):
     """One epoch on 20 images: every model collapses, so both runs complete with nothing to deploy (exit 4)."""
-    out, results = concurrent
+    out, before, results, new = concurrent
     assert all(code == 4 for code, _ in results), [stderr[-2000:] for _, stderr in results]
-    assert all("helmet-reports: nothing deployed: every model collapsed" in stderr for _, stderr in results)
-    runs = ReportsFolder(out).runs()
-    assert len(runs) == 2 and len({folder.path for folder, _ in runs}) == 2
-    assert {record.status for _, record in runs} == {"nothing_deployed"}
+    assert len(new) == 2 and len({folder.path for folder in new}) == 2
     index = (out / "index.html").read_text()
-    assert all(f"href='{folder.path.name}/index.html'" in index for folder, _ in runs)
+    assert all(f"href='{folder.path.name}/index.html'" in index for folder in new)
     assert index.count("<td class='nothing_deployed'>nothing deployed</td>") == 2
-    assert ReportsFolder(out).latest_run_id() is None  # latest points at runs that deployed a model only
+
+
+def test_a_run_that_deploys_nothing_exits_4_and_latest_stays_on_the_last_run_that_did(concurrent):
+    out, before, results, new = concurrent
+    reports = ReportsFolder(out)
+    assert RunRecord.read(reports.run(before).record_file).selection.deployed
+    for folder in new:
+        record = folder.read_record()
+        assert record.status == "nothing_deployed" and record.selection.deployed is None
+        page = folder.page.read_text()
+        assert "NOTHING DEPLOYED" in page and "Nothing to deploy: every model collapsed" in page
+    assert reports.latest_run_id() == before and (out / "latest").resolve().name == before
+    for _, stderr in results:
+        assert "helmet-reports: nothing deployed: every model collapsed" in stderr and "latest unchanged" in stderr
+
+
+def test_two_identical_runs_notebooks_differ_only_in_timings(concurrent):
+    """The executed notebooks of two runs with the same settings, cell by cell, outputs included (figures by their
+    bytes): equal once the run ids and the timings (seconds, clock times, a table's `seconds` column) are masked."""
+    *_, new = concurrent
+    timing = re.compile(r"\d+(\.\d+)?\s*(s|seconds|min)\b|\d{4}-\d\d-\d\dT[\d:.]+(\+00:00|Z)?|\d+:\d\d:\d\d")
+
+    def without_seconds_column(html: str) -> str:
+        rows = re.findall(r"<tr[^>]*>.*?</tr>", html, flags=re.S)
+        if not rows:
+            return html
+        header = [re.sub(r"<[^>]+>", "", cell).strip() for cell in re.findall(r"<th[^>]*>.*?</th>", rows[0], re.S)]
+        if "seconds" not in header:
+            return html
+        column = header.index("seconds")
+        cells = [re.findall(r"<t[hd][^>]*>.*?</t[hd]>", row, flags=re.S) for row in rows]
+        return json.dumps([row[:column] + row[column + 1 :] for row in cells])
+
+    def outputs(cell: dict) -> list:
+        shown = []
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            if "text/html" in data:  # its text/plain twin holds the same numbers
+                data = {"text/html": without_seconds_column("".join(data["text/html"]))}
+            shown.append({**output, "data": data} if data else output)
+        return shown
+
+    def cells(folder: RunFolder, stem: str) -> list[str]:
+        notebook = json.loads(folder.notebook(stem).read_text())
+        texts = [json.dumps([cell["source"], outputs(cell)], sort_keys=True) for cell in notebook["cells"]]
+        return [timing.sub("T", text.replace(folder.path.name, "RUN")) for text in texts]
+
+    first, second = new
+    stems = sorted(path.stem for path in first.path.glob("*.ipynb"))
+    assert stems == ["00_eda", "10_model_cnn", "20_comparison"]
+    for stem in stems:
+        assert cells(first, stem) == cells(second, stem), stem
 
 
 def test_a_run_id_never_reaches_outside_out(tmp_path):
@@ -346,7 +452,7 @@ def test_model_notebooks_on_a_real_dask_scheduler_give_the_sequential_results(co
             process.terminate()
             process.wait(timeout=30)
     distributed = RunRecord.read(out / "dask" / "run.json")
-    [(_, sequential)] = ReportsFolder(concurrent[0]).runs()[:1]
+    sequential = concurrent[3][0].read_record()
 
     def scores(record):
         return [(r.seed_used, r.train, r.validation, r.epochs_run, r.collapsed) for r in record.models["cnn"].repeats]
@@ -359,8 +465,8 @@ def test_clean_keeps_what_another_folder_sharing_the_cache_needs(nightly, finish
     """Two report folders share one cache: cleaning the first keeps the backbones and features the second's runs
     use, so the second's heads still load (before the cache-users registry, clean read only its own folder's cards
     and deleted them)."""
-    from helmetlib.features import cache_users, register_cache_user
-    from helmetlib.inference import load_model
+    from helmetlib.deploy.predict import load_model
+    from helmetlib.models.features import cache_users, register_cache_user
 
     second, first = tmp_path / "second", tmp_path / "first"
     shutil.copytree(nightly[0], second, symlinks=True)  # the tiny run: five heads over VGG16
@@ -412,7 +518,7 @@ def test_keep_counts_finished_runs_and_keeps_newer_failures(nightly, tmp_path):
 
 
 def test_a_deletion_that_fails_is_reported_not_counted(nightly, tmp_path, monkeypatch, capsys):
-    from helmetlib import retention
+    from helmetlib.runner import retention
 
     out = tmp_path / "out"
     shutil.copytree(nightly[0], out, symlinks=True)
@@ -442,8 +548,8 @@ def test_a_reused_process_id_is_not_a_run_in_progress(nightly):
 def test_a_moved_reports_folder_finds_its_backbones_in_its_own_cache(nightly, tmp_path):
     """Cards record the store path of the run's cache; a reports folder moved (or copied) with its `.cache` loads
     its heads from there once the original store is gone."""
-    from helmetlib.cards import ModelError
-    from helmetlib.inference import load_model
+    from helmetlib.deploy.cards import ModelError
+    from helmetlib.deploy.predict import load_model
 
     moved = tmp_path / "moved"
     shutil.copytree(nightly[0], moved, symlinks=True)

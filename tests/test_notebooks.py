@@ -14,11 +14,12 @@ import nbformat
 import pytest
 from conftest import NOTEBOOKS, REPO
 
-from helmetlib.kernel import KERNEL_NAME
-from helmetlib.notebook import start
-from helmetlib.runs import ParameterError, RunFolder
-from helmetlib.selection import SELECTION_RULE
-from helmetlib.settings import PARAMETER_TYPES
+from helmetlib.core.settings import PARAMETER_TYPES
+from helmetlib.evaluation.selection import SELECTION_RULE
+from helmetlib.reports.notebook import start
+from helmetlib.run.config import ParameterError
+from helmetlib.run.folder import RunFolder
+from helmetlib.runner.kernel import KERNEL_NAME
 
 SOURCES = sorted(NOTEBOOKS.glob("*.py"))
 NOISE = ("Warning", "warn(", "absl", "I0000", "E0000", "W0000", "cuInit", "XNNPACK", "IPKernelApp")
@@ -74,7 +75,7 @@ def parameters_cell(source: Path) -> dict[str, tuple[str, object]]:
 
 @pytest.mark.parametrize("source", SOURCES, ids=lambda path: path.stem)
 def test_parameters_cells_write_the_settings_tables_types_and_defaults(source):
-    from helmetlib.settings import BY_NAME, NOTEBOOK_ONLY
+    from helmetlib.core.settings import BY_NAME, NOTEBOOK_ONLY
 
     cell = parameters_cell(source)
     assert set(cell) - set(NOTEBOOK_ONLY) and set(cell) <= set(BY_NAME) | set(NOTEBOOK_ONLY)
@@ -92,8 +93,8 @@ def test_a_parameters_literal_that_differs_from_the_table_is_caught(tmp_path):
 
 
 def test_the_runners_options_and_the_options_page_come_from_the_settings_table():
-    from helmetlib.reports import parse_args
-    from helmetlib.settings import SETTINGS, markdown_table, parameters_from
+    from helmetlib.commands.reports import parse_args
+    from helmetlib.core.settings import SETTINGS, markdown_table, parameters_from
 
     given = parameters_from(parse_args([]))
     assert given == {s.name: s.default if s.option_default is None else s.option_default for s in SETTINGS}
@@ -102,7 +103,7 @@ def test_the_runners_options_and_the_options_page_come_from_the_settings_table()
         "EXPORT_TFLITE": False,
         "EPOCHS": 3,
     }
-    assert (REPO / "docs" / "options.md").read_text() == markdown_table(), "run: python -m helmetlib.settings"
+    assert (REPO / "docs" / "options.md").read_text() == markdown_table(), "run: python -m helmetlib.core.settings"
 
 
 def test_papermill_help_lists_a_type_and_help_for_every_parameter():
@@ -278,11 +279,11 @@ def test_a_bad_parameter_under_plain_papermill_is_one_line_in_the_notebook(tmp_p
     ]
     assert [error.traceback for error in errors] == [["ParameterError: DEMO_SIZE must be at least 20, got 3"]]
     assert result.stderr.rstrip().endswith("ParameterError: DEMO_SIZE must be at least 20, got 3")
-    assert "helmetlib/notebook.py" not in result.stderr  # no traceback through the library
+    assert "helmetlib/reports/notebook.py" not in result.stderr  # no traceback through the library
 
 
 def test_relative_paths_resolve_in_the_clone_the_notebook_runs_in(tmp_path):
-    from helmetlib.runs import project_root
+    from helmetlib.run.config import project_root
 
     clone = tmp_path / "second-clone"
     (clone / "notebooks").mkdir(parents=True)

@@ -13,15 +13,18 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import LOG_NOISE, runner
+from scipy.special import logit
 from test_photos import CLASSES, synthetic_photos, voc_object, write_coco, write_voc, write_yolo
 
-from helmetlib.data import load_dataset
-from helmetlib.drawing import MIN_LABEL_PX, Counts, draw_photo, label_font, label_pixels, layout
-from helmetlib.evaluate import main as evaluate_main
-from helmetlib.importer import main as import_main
-from helmetlib.inference import load_model, predict, predict_photos
-from helmetlib.inference import main as predict_main
-from helmetlib.photos import CropRule
+from helmetlib.commands.evaluate import main as evaluate_main
+from helmetlib.commands.import_photos import main as import_main
+from helmetlib.commands.predict import main as predict_main
+from helmetlib.data.dataset import load_dataset
+from helmetlib.data.photos import CropRule
+from helmetlib.deploy.drawing import MIN_LABEL_PX, Counts, draw_photo, label_font, label_pixels, layout
+from helmetlib.deploy.predict import load_model, predict, predict_photos
+from helmetlib.run.config import RunConfig
+from helmetlib.run.folder import RunRecord
 
 RULE_OPTIONS = ["--context", "2.5", "--shift", "0.1", "--image-size", "48"]
 
@@ -34,7 +37,7 @@ def site(tmp_path_factory):
     source = write_voc(root / "voc", photos)
     data = root / "data"
     assert import_main([str(source), str(data), "--format", "voc", "--classes", "helmet=1,head=0", *RULE_OPTIONS]) == 0
-    options = ["--models", "cnn", "--weights", "none", "--epochs", "10", "--batch-size", "8", "--repeats", "1"]
+    options = ["--models", "cnn", "--weights", "none", "--epochs", "10", "--batch-size", "8"]  # real data: 3 repeats
     result = runner(["--out", str(root / "reports"), "--run-id", "site", "--data", str(data), *options, "--no-export"])
     assert result.returncode == 0, result.stderr[-3000:]
     return photos, source, data, root / "reports" / "site"
@@ -45,13 +48,30 @@ def model(site):
     return load_model(site[3])
 
 
+def test_a_run_on_real_data_records_its_defaults_health_and_seed_ensemble(site):
+    """Given --data, the runner's real-data defaults hold (3 repeats, batch 128 unless given, here 8), every
+    repeat's health is recorded, and the deployed model is the seed ensemble of the healthy repeats."""
+    record = RunRecord.read(site[3] / "run.json")
+    assert (record.config.repeats, record.config.batch_size, record.config.data_dir) == (3, 8, str(site[2]))
+    given = RunConfig.from_parameters(run_id="x", origin="notebook", DATA_DIR=str(site[2]), WEIGHTS="none")
+    assert given.batch_size == 128 and given.repeats == 3
+    result = record.models["cnn"]
+    assert len(result.repeats) == 3 and all(repeat.health is not None for repeat in result.repeats)
+    healthy = [repeat.seed for repeat in result.repeats if str(repeat.seed) not in result.left_out]
+    assert healthy and set(result.deployed_seeds) == set(healthy) and not result.unhealthy
+    alone = f"repeat with seed {healthy[0]}"
+    assert result.deployed == (f"seed ensemble of {len(healthy)} repeats" if len(healthy) > 1 else alone)
+    assert all(why.startswith(("unhealthy", "collapsed")) for why in result.left_out.values())
+    assert result.deployed_health is not None and result.deployed_health.problem is None
+
+
 def test_the_card_records_the_imports_crop_rule_and_a_crop_check_with_a_scale_part(site, model):
     card = model.card
     assert card.crop_rule == CropRule(context=2.5, shift=0.1, image_size=48)
     check = card.crop_check
     windows = pd.read_csv(site[2] / "provenance.csv")["window_side"]
     assert check.window_sides[1] <= windows.max() and check.scale_limit == int(1.25 * max(windows.max(), 48))
-    assert check.unseen_pass == 0.99 and check.validation_pass >= 0.9 and check.fitted_on == card.split["train"]
+    assert check.unseen_pass == 0.99 and check.validation_pass >= 0.9 and check.fitted_on == card.split.train
 
 
 def test_whole_photos_given_as_crops_are_refused_and_the_run_s_own_crops_are_not(site, model, tmp_path, capsys):
@@ -78,7 +98,8 @@ def test_heads_are_cut_by_the_cards_crop_rule_in_every_annotation_format(site, m
     expected = predict(model, crops, check_crops=False)["probability"].to_numpy(float)
     assert np.ptp(expected) > 0.5  # the model's answers spread: agreement below can fail
     default = np.stack([CropRule(image_size=48).crop(few[name][0], box) for name, box in heads])
-    assert np.abs(predict(model, default, check_crops=False)["probability"].to_numpy(float) - expected).max() > 1e-3
+    other = predict(model, default, check_crops=False)["probability"].to_numpy(float)
+    assert np.abs(logit(other) - logit(expected)).max() > 0.05  # another crop: other evidence (saturated outputs)
     exports = {
         "voc": (write_voc(tmp_path / "voc", few), "annotations"),
         "yolo": (write_yolo(tmp_path / "yolo", few), ""),

@@ -16,16 +16,16 @@ import pandas as pd
 import pytest
 from conftest import LOG_NOISE, SHARED, require
 
-from helmetlib.data import load_dataset
-from helmetlib.drawing import MIN_DRAWN_SIDE
-from helmetlib.importer import ImportFailed, import_photos
-from helmetlib.importer import main as import_main
-from helmetlib.inference import load_model, predict, predict_photos
-from helmetlib.inference import main as predict_main
-from helmetlib.photos import CropRule, HeadBox, Window, square_crop
-from helmetlib.results import DataInfo
-from helmetlib.runs import RunConfig
-from helmetlib.splits import make_split, shared_groups
+from helmetlib.commands.import_photos import main as import_main
+from helmetlib.commands.predict import main as predict_main
+from helmetlib.data.dataset import load_dataset
+from helmetlib.data.importer import ImportFailed, import_photos
+from helmetlib.data.photos import CropRule, HeadBox, Window, square_crop
+from helmetlib.data.splits import make_split, shared_groups
+from helmetlib.deploy.drawing import MIN_DRAWN_SIDE
+from helmetlib.deploy.predict import load_model, predict, predict_photos
+from helmetlib.evaluation.results import DataInfo
+from helmetlib.run.config import RunConfig
 
 CLASSES = {"helmet": 1, "head": 0}
 RULE = CropRule(image_size=64)
@@ -445,8 +445,8 @@ def test_real_voc_sample_imports_one_crop_per_head_box(tmp_path):
 
 
 def test_a_malformed_crop_rule_is_refused_not_replaced_by_the_default(photos, tmp_path, capsys):
-    from helmetlib.data import DatasetError
-    from helmetlib.reports import main as reports_main
+    from helmetlib.commands.reports import main as reports_main
+    from helmetlib.data.dataset import DatasetError
 
     data = tmp_path / "data"  # the study's 200 px crops, as helmet-reports reads them
     import_photos(write_voc(tmp_path / "voc", photos), data, format="voc", classes=CLASSES)

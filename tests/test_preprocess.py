@@ -6,7 +6,7 @@ import pytest
 from keras.applications.vgg16 import preprocess_input
 
 from helmetlib import normalize, split, to_grayscale, to_rgb
-from helmetlib.preprocess import resize
+from helmetlib.core.preprocess import resize
 
 
 def test_to_rgb_swaps_known_pixels():

@@ -13,22 +13,17 @@ import pytest
 from conftest import CNN_ONLY, LOG_NOISE, NOTEBOOKS, TINY, runner
 
 from helmetlib import MODEL_NAMES
-from helmetlib.artifacts import load_run_model
-from helmetlib.cards import read_card
-from helmetlib.engine import notebook_parameter_names, plan_stages
-from helmetlib.notebook import NotebookRun
-from helmetlib.reports import main
-from helmetlib.runs import (
-    NOTEBOOK_ONLY,
-    PARAMETER_TYPES,
-    ParameterError,
-    ReportsFolder,
-    RunConfig,
-    RunFolder,
-    RunRecord,
-)
-from helmetlib.train import predict_proba
-from helmetlib.weights import WeightsChoice, resolve_weights
+from helmetlib.commands.reports import main
+from helmetlib.core.settings import NOTEBOOK_ONLY, PARAMETER_TYPES
+from helmetlib.core.weights import WeightsChoice, resolve_weights
+from helmetlib.data.splits import SplitRecord
+from helmetlib.deploy.artifacts import load_run_model
+from helmetlib.deploy.cards import read_card
+from helmetlib.reports.notebook import NotebookRun
+from helmetlib.run.config import ParameterError, RunConfig
+from helmetlib.run.folder import ReportsFolder, RunFolder, RunRecord
+from helmetlib.runner.engine import notebook_parameter_names, plan_stages
+from helmetlib.training.repeats import predict_proba
 
 LOG_LINES = ("UserWarning", "DeprecationWarning", "absl", "I0000", "E0000", "W0000", "cuInit", "XNNPACK", "Traceback")
 
@@ -61,14 +56,8 @@ def test_run_json_is_a_typed_record_with_repeats_and_summary(run):
     assert record.status == "ok" and record.failures == () and record.started <= record.finished
     assert record.data.images == 160 and len(record.data.content_hash) == 16 and record.data.demo
     assert record.config.batch_size == 16 and record.config.repeats == 1  # the demo defaults
-    assert record.split == {
-        "train": 112,
-        "validation": 24,
-        "test": 24,
-        "kind": "random",
-        "random_state": 42,
-        "stratified": True,
-    }
+    assert record.split == SplitRecord(train=112, validation=24, test=24, kind="random", random_state=42)
+    assert raw["split"]["stratified"] is True
     assert raw["weights"]["requested"] == "none" and raw["weights"]["used"] == "random"
     assert set(record.models) == set(MODEL_NAMES)
     for name, result in raw["models"].items():
@@ -245,10 +234,10 @@ def test_wrong_files_and_addresses_exit_2_before_any_kernel(tmp_path, capsys):
 def test_a_disk_too_full_for_a_run_exits_2_before_any_kernel(tmp_path, monkeypatch, capsys):
     from collections import namedtuple
 
-    from helmetlib import reports
+    from helmetlib.runner import study
 
     usage = namedtuple("usage", "total used free")
-    monkeypatch.setattr(reports.shutil, "disk_usage", lambda path: usage(2**30, 2**30 - 5 * 2**20, 5 * 2**20))
+    monkeypatch.setattr(study.shutil, "disk_usage", lambda path: usage(2**30, 2**30 - 5 * 2**20, 5 * 2**20))
     out = tmp_path / "reports"
     assert main(["--out", str(out), *CNN_ONLY]) == 2
     assert "5 MB free on its disk; a run of 1 models needs about 30 MB" in capsys.readouterr().err
@@ -260,7 +249,7 @@ def test_a_finish_that_cannot_write_is_a_failed_record_naming_the_file(tmp_path,
     name) set once the run's first files are written, and lifted before pytest writes its own output again."""
     import resource
 
-    from helmetlib import reports
+    from helmetlib.runner import study
 
     before, handler = resource.getrlimit(resource.RLIMIT_FSIZE), signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 
@@ -268,9 +257,9 @@ def test_a_finish_that_cannot_write_is_a_failed_record_naming_the_file(tmp_path,
         resource.setrlimit(resource.RLIMIT_FSIZE, (8_000, before[1]))  # run.json (~2 kB) fits, a 20 kB page not
         return []
 
-    page = reports.run_page
-    monkeypatch.setattr(reports, "_execute", limit_then_nothing_to_run)
-    monkeypatch.setattr(reports, "run_page", lambda *args: page(*args) + "<!-- sections -->" * 1200)
+    page = study.run_page
+    monkeypatch.setattr(study, "_execute", limit_then_nothing_to_run)
+    monkeypatch.setattr(study, "run_page", lambda *args: page(*args) + "<!-- sections -->" * 1200)
     out = tmp_path / "reports"
     try:
         code = main(["--out", str(out), "--run-id", "full", *CNN_ONLY])
@@ -286,12 +275,12 @@ def test_a_finish_that_cannot_write_is_a_failed_record_naming_the_file(tmp_path,
 
 
 def test_a_damaged_old_run_is_skipped_with_one_warning_and_named_in_the_index(tmp_path, monkeypatch, capsys):
-    from helmetlib import reports
+    from helmetlib.runner import study
 
     out = tmp_path / "reports"
     (out / "old").mkdir(parents=True)
     (out / "old" / "run.json").write_text('{"run_id": "old", "stat')  # cut short
-    monkeypatch.setattr(reports, "_execute", lambda *args: [])  # no kernels: finishing is what is tested
+    monkeypatch.setattr(study, "_execute", lambda *args: [])  # no kernels: finishing is what is tested
     assert main(["--out", str(out), "--run-id", "new", *CNN_ONLY]) == 4  # no notebook ran: nothing to deploy
     warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
     assert warnings == [
@@ -306,8 +295,9 @@ def test_a_damaged_old_run_is_skipped_with_one_warning_and_named_in_the_index(tm
 def test_a_weights_fallback_is_one_warning_line_and_a_cnn_only_run_fetches_nothing(tmp_path, monkeypatch, capsys):
     import warnings
 
-    from helmetlib import reports, runs
-    from helmetlib.weights import WeightsFallbackWarning
+    from helmetlib.core.weights import WeightsFallbackWarning
+    from helmetlib.run import config as run_config
+    from helmetlib.runner import study
 
     fetched = []
 
@@ -319,8 +309,8 @@ def test_a_weights_fallback_is_one_warning_line_and_a_cnn_only_run_fetches_nothi
         warnings.warn(message, WeightsFallbackWarning, stacklevel=2)
         return WeightsChoice(requested="imagenet", used="random", fallback_reason="offline")
 
-    monkeypatch.setattr(runs, "resolve_weights", unavailable)
-    monkeypatch.setattr(reports, "_execute", lambda *args: [])  # no kernels: the settings are what is tested
+    monkeypatch.setattr(run_config, "resolve_weights", unavailable)
+    monkeypatch.setattr(study, "_execute", lambda *args: [])  # no kernels: the settings are what is tested
     small = ["--weights", "imagenet", "--demo-size", "40", "--image-size", "32", "--no-export"]
     assert main(["--out", str(tmp_path / "a"), "--run-id", "cnn", "--models", "cnn", *small]) == 4  # no notebooks
     assert "imagenet" not in fetched and "warning" not in capsys.readouterr().err  # only the placeholder was resolved
@@ -333,9 +323,10 @@ def test_a_weights_fallback_is_one_warning_line_and_a_cnn_only_run_fetches_nothi
 
 
 def test_every_option_of_the_settings_table_reaches_the_run_config(tmp_path):
-    from helmetlib.reports import make_config, parse_args
-    from helmetlib.runs import ReportsFolder
-    from helmetlib.settings import SETTINGS
+    from helmetlib.commands.reports import parse_args
+    from helmetlib.core.settings import SETTINGS
+    from helmetlib.run.folder import ReportsFolder
+    from helmetlib.runner.study import make_config
 
     given = {
         "--data": tmp_path / "data",
@@ -385,10 +376,12 @@ def test_every_option_of_the_settings_table_reaches_the_run_config(tmp_path):
 
 
 def test_settings_are_checked_before_the_weights_are_fetched(monkeypatch):
-    from helmetlib import runs
+    from helmetlib.run import config as run_config
 
     fetched = []
-    monkeypatch.setattr(runs, "resolve_weights", lambda requested: fetched.append(requested) or resolve_weights("none"))
+    monkeypatch.setattr(
+        run_config, "resolve_weights", lambda requested: fetched.append(requested) or resolve_weights("none")
+    )
     with pytest.raises(ParameterError, match="DEMO_SIZE must be at least 20"):
         RunConfig.from_parameters(run_id="x", origin="notebook", DEMO_SIZE=3, WEIGHTS="imagenet")
     assert fetched == ["none"]  # only the placeholder: no download was attempted
@@ -422,7 +415,7 @@ def test_existing_run_folder_is_not_overwritten(finished_run, capsys):
 
 
 def test_tables_carry_three_decimals_and_the_card_whole(run):
-    from helmetlib.narrative import card_table, spread_table
+    from helmetlib.reports.narrative import card_table, spread_table
 
     record = run.read_record()
     spread = spread_table(record.models)
@@ -437,12 +430,13 @@ def test_tables_carry_three_decimals_and_the_card_whole(run):
 
 
 def test_the_split_is_decided_once_and_recorded(run, tmp_path):
-    from helmetlib.splits import Split, split_key
+    from helmetlib.data.splits import Split
+    from helmetlib.run.split import split_key
 
     record = run.read_record()
     recorded_key = split_key(record.config, record.data.content_hash)
     recorded = Split.load(run.split_file, key=recorded_key)
-    assert recorded is not None and recorded.sizes() == {part: record.split[part] for part in recorded.sizes()}
+    assert recorded is not None and recorded.sizes() == {part: getattr(record.split, part) for part in recorded.sizes()}
     assert Split.load(run.split_file, key="other data") is None
     # a notebook reads the recorded split instead of drawing it again: a changed record is what it gets
     folder = RunFolder(tmp_path / "copy")
@@ -469,16 +463,22 @@ def test_executed_notebooks_name_their_final_run_folder(run):
 
 @pytest.mark.parametrize("command", ["helmet-reports", "helmet-predict", "helmet-evaluate", "helmet-import"])
 def test_every_command_has_a_version_and_help_with_examples(command, capsys):
-    from helmetlib import evaluate, importer, inference, reports
+    from importlib.metadata import version
 
-    entry = {"helmet-reports": reports, "helmet-predict": inference, "helmet-evaluate": evaluate}
-    main_of = entry.get(command, importer).main
+    from helmetlib.commands import evaluate, import_photos, predict, reports
+
+    entry = {"helmet-reports": reports, "helmet-predict": predict, "helmet-evaluate": evaluate}
+    main_of = entry.get(command, import_photos).main
     for option in ("--version", "--help"):
         with pytest.raises(SystemExit) as exited:
             main_of([option])
         assert exited.value.code == 0, option
     shown = capsys.readouterr().out
-    assert shown.startswith(f"{command} (helmetlib ") and "examples:" in shown and "exit codes: 0 " in shown
+    assert (
+        shown.startswith(f"{command} (helmetlib {version('helmetlib')})")
+        and "examples:" in shown
+        and "exit codes: 0 " in shown
+    )
 
 
 def test_helmet_reports_help_is_grouped_with_defaults(capsys):
@@ -529,7 +529,7 @@ def test_unselected_heads_are_archived_in_float16_and_still_score(run):
         with zipfile.ZipFile(run.head_file(name)) as archive, archive.open("model.weights.h5") as weights:
             stored = _stored_dtypes(h5py.File(weights))
         assert stored == {"float16"}
-        model = load_run_model(run.head_file(name), card)
+        model, _ = load_run_model(run, name)
         assert {weights.dtype for weights in model.weights} == {"float32"}
         probabilities = predict_proba(model, dataset.images[validation], normalization=card.input.normalization)
         trained = run.probabilities(name)["validation"]

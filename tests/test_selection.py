@@ -6,21 +6,21 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from helmetlib.calibration import fit_calibration
-from helmetlib.metrics import performance
-from helmetlib.results import DataInfo, ModelResult, RepeatResult
-from helmetlib.runs import RunConfig
-from helmetlib.selection import (
+from helmetlib.core.weights import WeightsChoice
+from helmetlib.evaluation.calibration import fit_calibration
+from helmetlib.evaluation.metrics import performance
+from helmetlib.evaluation.results import DataInfo, ModelResult, RepeatResult, TrainingDetails
+from helmetlib.evaluation.selection import (
     SELECTION_RULE,
-    deploy_threshold,
     excluded_models,
-    run_warnings,
     runner_up,
     select_model,
+    threshold_by_rule,
     verdict,
 )
-from helmetlib.uncertainty import brier_score
-from helmetlib.weights import WeightsChoice
+from helmetlib.evaluation.uncertainty import brier_score
+from helmetlib.reports.narrative import run_warnings
+from helmetlib.run.config import RunConfig
 
 LABELS = np.array([0, 1] * 10)
 
@@ -71,7 +71,7 @@ def result(name, validation_f1s, *, train_f1=1.0, parameters=10, collapsed=None,
         validation=repeats[0].validation,
         best_repeat_validation=None,
         ensemble_validation=None,
-        notes=(),
+        details=TrainingDetails(family="cnn", faithful=False),
         data=DataInfo(path="x", demo=False, content_hash="h", images=20, class_counts={"0": 10, "1": 10}),
         split={"train": 14, "validation": 3, "test": 3},
         train_seconds=1.0,
@@ -164,12 +164,12 @@ def config(**changes):
 def test_threshold_rules():
     y = np.array([0, 0, 0, 0, 1, 1, 1, 1])
     p = np.array([0.1, 0.4, 0.35, 0.8, 0.7, 0.9, 0.3, 0.6])
-    fixed = deploy_threshold(config(threshold_rule="fixed"), y, p)
+    fixed = threshold_by_rule(y, p, rule="fixed", threshold=0.5, target_bare_head_recall=0.95)
     assert (fixed.value, fixed.rule) == (0.5, "fixed")
-    strict = deploy_threshold(config(threshold_rule="bare_head_recall", target_bare_head_recall=0.99), y, p)
+    strict = threshold_by_rule(y, p, rule="bare_head_recall", threshold=0.5, target_bare_head_recall=0.99)
     assert strict.value == pytest.approx(0.85)  # calls the bare head at 0.8 a bare head, half-way to 0.9
     p[1] = 0.55  # a bare head above 0.5: the study's 0.5 gives F1 0.619, thresholds in (0.55, 0.6] give 0.75
-    best = deploy_threshold(config(threshold_rule="max_f1"), y, p)
+    best = threshold_by_rule(y, p, rule="max_f1", threshold=0.5, target_bare_head_recall=0.95)
     assert best.value == pytest.approx(0.575) and "highest weighted F1" in best.description  # half-way
     assert performance(y, p, threshold=best.value).f1 == pytest.approx(0.75)
     assert performance(y, p, threshold=0.5).f1 == pytest.approx(0.619, abs=1e-3)
@@ -180,10 +180,14 @@ def test_the_fixed_threshold_keeps_the_studys_decisions_on_the_calibrated_scale(
     y = rng.integers(0, 2, 200)
     p = np.clip(0.35 + 0.4 * y + rng.normal(0, 0.2, 200), 0.01, 0.99)  # shifted: 0.5 is not the midpoint
     calibration = fit_calibration(y, p)
-    fixed = deploy_threshold(config(threshold_rule="fixed"), y, calibration.apply(p), calibration)
+    fixed = threshold_by_rule(
+        y, calibration.apply(p), calibration, rule="fixed", threshold=0.5, target_bare_head_recall=0.95
+    )
     assert fixed.value != pytest.approx(0.5, abs=0.01) and "0.5 on the model's output" in fixed.description
     np.testing.assert_array_equal(calibration.apply(p) >= fixed.value, p >= 0.5)
-    calibrated = deploy_threshold(config(), y, calibration.apply(p), calibration)  # fast mode's default
+    calibrated = threshold_by_rule(
+        y, calibration.apply(p), calibration, rule=config().threshold_rule, threshold=0.5, target_bare_head_recall=0.95
+    )  # fast mode's default
     assert (calibrated.value, calibrated.rule) == (
         0.5,
         "calibrated",
@@ -191,8 +195,8 @@ def test_the_fixed_threshold_keeps_the_studys_decisions_on_the_calibrated_scale(
 
 
 def test_the_threshold_rule_defaults_to_the_fast_modes_and_to_the_studys_with_faithful():
-    from helmetlib.runs import RunConfig
-    from helmetlib.specs import FAST_THRESHOLD_RULE
+    from helmetlib.core.specs import FAST_THRESHOLD_RULE
+    from helmetlib.run.config import RunConfig
 
     fast = RunConfig.from_parameters(run_id="a", origin="notebook", WEIGHTS="none", MODELS="cnn")
     faithful = RunConfig.from_parameters(run_id="a", origin="notebook", WEIGHTS="none", MODELS="cnn", FAITHFUL=True)

@@ -6,16 +6,16 @@ import pytest
 from conftest import STAND_IN_WEIGHTS
 
 from helmetlib import MODEL_NAMES, make_demo_dataset, performance, split, train_model, train_repeats
-from helmetlib.data import RowFile
-from helmetlib.features import (
+from helmetlib.core.weights import resolve_weights
+from helmetlib.data.dataset import RowFile
+from helmetlib.models.builders import vgg16_backbone
+from helmetlib.models.features import (
     backbone_precision,
     cpu_supports_bfloat16,
     gpu_available,
     precision_override,
 )
-from helmetlib.models import vgg16_backbone
-from helmetlib.train import balanced_class_weights
-from helmetlib.weights import resolve_weights
+from helmetlib.training.batches import balanced_class_weights
 
 TOLERANCE = 1e-4
 
@@ -78,7 +78,8 @@ def test_cold_and_warm_caches_give_bitwise_identical_results(demo_small, tmp_pat
     for part in ("train", "validation"):
         assert np.array_equal(cold.probabilities[part], warm.probabilities[part]), part
     if name != "cnn":
-        assert "0 reused" in cold.notes[0] and "0 computed" in warm.notes[0]
+        assert cold.details.cache_reused == 0 and warm.details.cache_computed == 0
+        assert cold.details.cache_computed > 0 and warm.details.cache_reused == cold.details.cache_computed
 
 
 def test_augmented_views_are_computed_once_and_shared_by_repeats(demo_small, tmp_path):
@@ -97,7 +98,7 @@ def test_augmented_views_are_computed_once_and_shared_by_repeats(demo_small, tmp
     assert len(list((tmp_path / "features").glob("features-*.npy"))) == 3  # the block5 pass + 2 views of train
     assert [trained.seed for trained in repeats] == [812, 813]
     assert not np.array_equal(repeats[0].probabilities["validation"], repeats[1].probabilities["validation"])
-    assert any("2 pre-drawn augmented views" in note for note in repeats[0].notes)
+    assert repeats[0].details.family == "augmented_views" and repeats[0].details.augmented_views == 2
 
 
 @pytest.mark.parametrize("name", ["vgg16_mlp", "vgg16_mlp_aug"])
@@ -114,8 +115,9 @@ def test_heads_read_cached_features_a_batch_at_a_time(demo_small, tmp_path, monk
         "_read_file_rows",
         lambda rows, start, stop: reads.append(stop - start) or read_slice(rows, start, stop),
     )
-    monkeypatch.setattr("helmetlib.train.COLLAPSE_SAMPLE_SIZE", 8)
-    monkeypatch.setattr("helmetlib.train.FEATURE_ROWS_PER_READ", 8)
+    monkeypatch.setattr("helmetlib.training.trainers.COLLAPSE_SAMPLE_SIZE", 8)
+    for module in ("trainers", "batches"):  # health and predictions read rows alike
+        monkeypatch.setattr(f"helmetlib.training.{module}.FEATURE_ROWS_PER_READ", 8)
     parts = split(demo_small.labels)
     trained = train_model(name, demo_small, parts, weights=None, epochs=2, batch_size=8, cache_dir=tmp_path)
     assert len(parts.train) == 32 and trained.epochs_run == 2
@@ -130,12 +132,12 @@ def test_early_stopping_stops_before_the_last_epoch(demo_64, discriminating_weig
         "vgg16_gap", demo_64, parts, weights=discriminating_weights, epochs=60, batch_size=16, cache_dir=tmp_path
     )
     assert trained.epochs_run < 60 and "learning_rate" in trained.history
-    assert any("early stopping" in note for note in trained.notes)
+    assert trained.details.early_stopping_patience == 5
 
 
 def dead_cnn(calls):
     """A `simple_cnn` whose Dense(4, relu) bottleneck is dead for the first `calls[0]` builds: constant output."""
-    from helmetlib import models
+    from helmetlib.models import builders as models
 
     def build(input_shape):
         model = models.simple_cnn(input_shape)
@@ -151,7 +153,7 @@ def dead_cnn(calls):
 
 def test_a_collapsed_training_is_detected_and_restarted(demo_64, monkeypatch):
     parts = split(demo_64.labels)
-    monkeypatch.setattr("helmetlib.train.simple_cnn", dead_cnn([1]))
+    monkeypatch.setattr("helmetlib.training.trainers.simple_cnn", dead_cnn([1]))
     trained = train_model("cnn", demo_64, parts, epochs=15, batch_size=16, max_restarts=3)
     first = trained.restarts[0]  # the planted collapse; another seed may die naturally too (as on helmet-dev)
     assert first.epoch == 1 and first.seed == 812 and "constant output" in first.reason
@@ -161,7 +163,7 @@ def test_a_collapsed_training_is_detected_and_restarted(demo_64, monkeypatch):
 
 def test_without_restarts_a_collapsed_model_is_flagged(demo_64, monkeypatch):
     parts = split(demo_64.labels)
-    monkeypatch.setattr("helmetlib.train.simple_cnn", dead_cnn([1]))
+    monkeypatch.setattr("helmetlib.training.trainers.simple_cnn", dead_cnn([1]))
     trained = train_model("cnn", demo_64, parts, epochs=5, batch_size=16, max_restarts=0)
     assert trained.collapsed and trained.restarts == [] and trained.epochs_run == 1  # stopped at the first epoch
     assert np.ptp(trained.probabilities["validation"]) == 0.0

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import brier_score_loss, roc_auc_score
 
-from helmetlib.metrics import performance
-from helmetlib.uncertainty import (
+from helmetlib.evaluation.metrics import performance
+from helmetlib.evaluation.uncertainty import (
     bare_head_recall,
     bootstrap_intervals,
     brier_score,

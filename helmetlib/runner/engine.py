@@ -1,0 +1,174 @@
+"""The notebook engine under `helmet-reports`: which notebooks a run executes (`plan_stages`), the kernel they run
+in (the `helmetlib` kernel, its output to the run's log), executing one with papermill into the run folder
+(`execute_notebook`, every failure a `NotebookFailed` with a one-line reason) and its two HTML pages (`to_html`).
+
+The runner (`reports`) and the Dask fan-out (`fanout`) both stand on it; it imports neither.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from helmetlib.run.config import COMPARISON, EDA, MODEL, ParameterError, RunConfig
+from helmetlib.run.folder import RunFolder
+
+NOTEBOOKS_DIR = Path(__file__).resolve().parents[2] / "notebooks"
+KERNEL_START_TIMEOUT = 300  # seconds; a loaded machine (Dask workers, other jobs) can take minutes to start one
+
+
+class NotebookFailed(RuntimeError):
+    """A notebook failed; the message is a one-line reason."""
+
+
+def notebook_parameter_names(source: Path) -> list[str]:
+    """The names in a notebook's parameters cell, as papermill reads them."""
+    import jupytext
+    from papermill.translators import PythonTranslator
+
+    for cell in jupytext.read(source).cells:
+        if "parameters" in cell.metadata.get("tags", []):
+            return [parameter.name for parameter in PythonTranslator.inspect(cell)]
+    raise ParameterError(f"{source}: no cell tagged 'parameters'")
+
+
+def stale_pairing(source: Path) -> str | None:
+    """A one-line problem when `source`'s paired `.ipynb` no longer holds the same cells, else None."""
+    import jupytext
+    import nbformat
+
+    paired = source.with_suffix(".ipynb")
+    if not paired.is_file():
+        return None
+    text, ipynb = jupytext.read(source), nbformat.read(paired, as_version=4)
+    if [(c.cell_type, c.source) for c in text.cells] != [(c.cell_type, c.source) for c in ipynb.cells]:
+        newer = paired if paired.stat().st_mtime > source.stat().st_mtime else source
+        return (
+            f"{paired} and {source.name} are out of sync ({newer.name} is newer): run "
+            f"`jupytext --sync {source}` before running the reports"
+        )
+    return None
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One notebook run: its label for the log, its source, its output stem and its parameters."""
+
+    label: str
+    source: Path
+    stem: str
+    parameters: dict
+    model: str | None = None
+
+
+def plan_stages(config: RunConfig, work: RunFolder, notebooks: Path) -> list[Stage]:
+    """The notebooks of a run in order, each with the parameters its parameters cell declares."""
+    values = config.parameters() | {"RUN_DIR": str(work.path)}
+
+    def parameters(stem: str, **extra) -> dict:
+        names = notebook_parameter_names(notebooks / f"{stem}.py")
+        return {name: ({**values, **extra})[name] for name in names}
+
+    stages = [Stage(f"notebook {EDA}", notebooks / f"{EDA}.py", EDA, parameters(EDA))]
+    for name in config.models:
+        stages.append(
+            Stage(
+                f"notebook {MODEL} [{name}]",
+                notebooks / f"{MODEL}.py",
+                RunFolder.model_stem(name),
+                parameters(MODEL, MODEL_NAME=name),
+                model=name,
+            )
+        )
+    stages.append(Stage(f"notebook {COMPARISON}", notebooks / f"{COMPARISON}.py", COMPARISON, parameters(COMPARISON)))
+    return stages
+
+
+def _logging_kernel_manager(log_file: Path):
+    """nbclient's kernel manager with the kernel process's own output (its start-up and shut-down messages)
+    written to `log_file` instead of the terminal."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    class LoggingKernelManager(AsyncKernelManager):
+        async def _async_launch_kernel(self, kernel_cmd, **kw):
+            log = log_file.open("ab")
+            try:
+                await super()._async_launch_kernel(kernel_cmd, **{**kw, "stdout": log, "stderr": log})
+            finally:
+                log.close()  # the kernel keeps its own descriptor
+
+    return LoggingKernelManager
+
+
+def execute_notebook(stage: Stage, work: RunFolder, *, kernel: str, timeout: int) -> None:
+    """Execute a jupytext `.py` notebook with papermill into the run folder, then write its two HTML versions.
+
+    Raises `NotebookFailed` with a one-line reason for a raising cell, a cell past `timeout`, a dead kernel or
+    any other failure of the execution.
+    """
+    import jupytext
+    import papermill
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError
+
+    output = work.notebook(stage.stem)
+    source = jupytext.read(stage.source)
+    source.metadata["kernelspec"] = {"name": kernel, "display_name": kernel, "language": "python"}
+    try:
+        papermill.execute_notebook(
+            source,
+            str(output),
+            parameters=stage.parameters,
+            kernel_name=kernel,
+            cwd=str(work.path),
+            progress_bar=False,
+            execution_timeout=timeout,
+            start_timeout=KERNEL_START_TIMEOUT,
+            kernel_manager_class=_logging_kernel_manager(work.log_file),
+        )
+    except papermill.PapermillExecutionError as error:
+        raise NotebookFailed(f"{stage.stem}: {error.ename}: {error.evalue}".splitlines()[0]) from None
+    except CellTimeoutError:
+        raise NotebookFailed(f"{stage.stem}: a cell ran longer than --timeout {timeout}s and was stopped") from None
+    except DeadKernelError as error:
+        raise NotebookFailed(f"{stage.stem}: the kernel died ({str(error).splitlines()[0]})") from None
+    except Exception as error:  # anything else the execution raises ends this notebook, never the run
+        raise NotebookFailed(
+            f"{stage.stem}: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+        ) from None
+    finally:
+        if output.exists():
+            shows = f"{stage.model} — helmet study model report" if stage.model else _heading(output)
+            to_html(work, stage.stem, title=f"{shows} · run {work.path.name.removeprefix('.tmp-')}", heading=shows)
+
+
+def _heading(notebook: Path) -> str:
+    import nbformat
+
+    for cell in nbformat.read(notebook, as_version=4).cells:
+        if cell.cell_type == "markdown" and cell.source.startswith("# "):
+            return cell.source.splitlines()[0][2:].strip()
+    return notebook.stem
+
+
+REPORT_LINKS = (  # at the top of every report page: back to the run page, on to the run's model files
+    "<nav style='font:13px sans-serif;padding:6px 12px'><a href='index.html'>&larr; run page</a> &middot; "
+    "<a href='models/'>model files and cards</a></nav>"
+)
+
+
+def to_html(work: RunFolder, stem: str, *, title: str, heading: str | None = None) -> None:
+    """The executed notebook `stem` of `work` as two pages, `html` without code cells for readers and `code_html`
+    with them, titled `title`, the first heading replaced by `heading` (the one model notebook names its model)."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    node = nbformat.read(work.notebook(stem), as_version=4)
+    first = next((cell for cell in node.cells if cell.cell_type == "markdown" and cell.source.startswith("# ")), None)
+    if heading and first is not None:
+        first.source = "\n".join([f"# {heading}", *first.source.splitlines()[1:]])
+    for page, exclude in ((work.html(stem), True), (work.code_html(stem), False)):
+        exporter = HTMLExporter(exclude_input=exclude, exclude_input_prompt=exclude, exclude_output_prompt=exclude)
+        body, _ = exporter.from_notebook_node(node, resources={"metadata": {"name": title}})
+        body = re.sub(r"(<body[^>]*>)", lambda match: match.group(1) + REPORT_LINKS, body, count=1)
+        page.write_text(body, encoding="utf-8")
