@@ -147,13 +147,15 @@ def test_parameters_are_checked_and_coerced(tmp_path):
 
 
 def test_relative_paths_resolve_against_the_repository(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    name = f"reports/pytest-{tmp_path.name}"
-    try:
-        run = start({"RUN_DIR": name, "WEIGHTS": "none", "CACHE_DIR": str(tmp_path)})
-        assert run.folder.path == REPO / name and (REPO / name / "config.json").is_file()
-    finally:
-        shutil.rmtree(REPO / name, ignore_errors=True)
+    """A kernel's working directory is the notebook's folder: relative paths resolve against the repository above
+    it (here a stand-in clone, so that the checkout's own reports/ stays untouched)."""
+    clone = tmp_path / "clone"
+    (clone / "notebooks").mkdir(parents=True)
+    shutil.copy(REPO / "notebooks" / "00_eda.py", clone / "notebooks")
+    monkeypatch.chdir(clone / "notebooks")
+    run = start({"RUN_DIR": "reports/relative", "WEIGHTS": "none", "CACHE_DIR": str(tmp_path)})
+    assert run.folder.path == clone / "reports" / "relative" and (run.folder.path / "config.json").is_file()
+    assert not (REPO / "reports" / "relative").exists()
 
 
 def test_a_helmet_reports_config_wins_and_disagreeing_parameters_are_refused(finished_run):
