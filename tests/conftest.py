@@ -17,6 +17,9 @@ from helmetlib.data.dataset import make_demo_dataset, write_dataset  # noqa: E40
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = REPO / "notebooks"
 SHARED = Path(os.environ.get("HELMETLIB_SHARED", REPO.parent / "shared"))
+# Every test run (and the runner processes and kernels it starts) computes in float32, whatever the machine: the
+# numbers the tests assert then do not depend on whether the CPU has bfloat16 (the bfloat16 CNN has its own test).
+os.environ.setdefault("HELMETLIB_PRECISION", "float32")
 HELMET_DEV = SHARED / "data" / "helmet-dev"
 STAND_IN_WEIGHTS = SHARED / "weights" / "vgg16-hed-notop.weights.h5"
 

@@ -541,3 +541,30 @@ def _stored_dtypes(weights: h5py.File) -> set[str]:
     dtypes = set()
     weights.visititems(lambda _, item: dtypes.add(str(item.dtype)) if isinstance(item, h5py.Dataset) else None)
     return dtypes
+
+
+def test_a_large_unselected_head_is_archived_in_int8_and_answers_within_a_hundredth(tmp_path):
+    """The archive rule on a seed ensemble of two MLP heads (members nested in one model): over the parameter
+    limit, its Dense kernels are stored int8 (a quarter of float32) and it loads and answers as before, within
+    0.01 in P(helmet); under it, float16."""
+    from helmetlib.core.backend import keras
+    from helmetlib.core.specs import get_spec
+    from helmetlib.deploy import artifacts
+    from helmetlib.models.builders import HEAD_LAYER, average_of, build_head
+
+    keras.utils.set_random_seed(3)
+    members = [build_head(get_spec("vgg16_mlp"), (2, 2, 512)) for _ in range(2)]
+    ensemble = average_of(members, name=HEAD_LAYER)
+    features = np.random.default_rng(0).normal(0.5, 1.0, (64, 2, 2, 512)).clip(0).astype("float32")
+    expected = ensemble.predict(features, verbose=0).ravel()
+    assert members[0].count_params() < 1_000_000 < ensemble.count_params()
+    assert artifacts.archived_copy(members[0])[1] == "float16" and artifacts.archived_copy(ensemble)[1] == "int8"
+    archived, dtype = artifacts.archived_copy(ensemble)
+    path = tmp_path / "head.keras"
+    archived.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True, compile=False)
+    with zipfile.ZipFile(path) as archive, archive.open("model.weights.h5") as weights:
+        assert "int8" in _stored_dtypes(h5py.File(weights))
+    found = loaded.predict(features, verbose=0).ravel()
+    assert dtype == "int8" and np.ptp(expected) > 0.1 and np.abs(found - expected).max() < 0.01
+    assert np.abs(found - expected).max() > 0  # it really is another model: the kernels were rounded

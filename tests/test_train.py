@@ -139,8 +139,8 @@ def dead_cnn(calls):
     """A `simple_cnn` whose Dense(4, relu) bottleneck is dead for the first `calls[0]` builds: constant output."""
     from helmetlib.models import builders as models
 
-    def build(input_shape):
-        model = models.simple_cnn(input_shape)
+    def build(input_shape, **options):
+        model = models.simple_cnn(input_shape, **options)
         if calls[0] > 0:
             calls[0] -= 1
             bottleneck = model.get_layer("bottleneck")
@@ -195,3 +195,43 @@ def test_a_deterministic_model_is_fitted_once_per_split(demo_small, tmp_path):
     per_split = train_repeats("vgg16_multiscale", demo_small, [parts, other], repeats=2, **options)
     assert len(per_split) == 2
     np.testing.assert_array_equal(per_split[0].probabilities["validation"], once[0].probabilities["validation"])
+
+
+def test_the_cnn_trains_in_bfloat16_where_the_hardware_has_it_and_float32_when_faithful(demo_64, monkeypatch):
+    """Fast mode trains the CNN with Keras' mixed bfloat16 where backbone passes run in bfloat16 (the prediction
+    layer and the loss in float32) and keeps a float32 model of the same weights; `faithful` is the study's
+    float32. The record says which precision trained it."""
+    from helmetlib.training import trainers
+
+    monkeypatch.setattr(trainers, "backbone_precision", lambda: "bfloat16")
+    parts = split(demo_64.labels)
+    fast = train_model("cnn", demo_64, parts, epochs=2, batch_size=16, max_restarts=0)
+    assert fast.precision == "bfloat16" and {w.dtype for w in fast.model.weights} == {"float32"}
+    assert {layer.dtype_policy.name for layer in fast.model.layers} == {"float32"}  # the copy that is saved
+    faithful = train_model("cnn", demo_64, parts, epochs=2, batch_size=16, max_restarts=0, faithful=True)
+    assert faithful.precision == "float32"
+    for trained in (fast, faithful):
+        assert np.ptp(trained.probabilities["validation"]) > 0  # both learn something: the outputs spread
+    monkeypatch.setattr(trainers, "backbone_precision", lambda: "float32")  # a CPU without bfloat16
+    assert train_model("cnn", demo_64, parts, epochs=1, batch_size=16, max_restarts=0).precision == "float32"
+
+
+def test_timings_label_backbone_passes_inference_and_training_with_the_stage(demo_small, tmp_path, monkeypatch):
+    """What benchmarks/pipeline.py adds up: with HELMETLIB_TIMINGS set, each backbone pass, inference and training
+    call appends its seconds under the stage the runner named; nested calls count once; unset, nothing is written."""
+    import json
+
+    from helmetlib.core.env import STAGE_ENV, TIMINGS_ENV
+
+    parts = split(demo_small.labels)
+    options = {"weights": None, "epochs": 1, "batch_size": 8}
+    train_model("vgg16_linear", demo_small, parts, cache_dir=tmp_path / "a", **options)
+    assert not list(tmp_path.rglob("*.jsonl"))
+    timings = tmp_path / "timings.jsonl"
+    monkeypatch.setenv(TIMINGS_ENV, str(timings))
+    monkeypatch.setenv(STAGE_ENV, "10_model [vgg16_linear]")
+    train_model("vgg16_linear", demo_small, parts, cache_dir=tmp_path / "b", **options)
+    lines = [json.loads(line) for line in timings.read_text().splitlines()]
+    assert {line["stage"] for line in lines} == {"10_model [vgg16_linear]"}
+    assert [line["kind"] for line in lines].count("backbone") == 1  # one cold pass over the images
+    assert {"training", "inference"} <= {line["kind"] for line in lines} and all(line["seconds"] > 0 for line in lines)

@@ -10,6 +10,7 @@ once it is chosen, the other heads are kept for evaluation in float16 (half the 
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import replace
 from pathlib import Path
 
@@ -36,7 +37,13 @@ from helmetlib.evaluation.calibration import Calibration
 from helmetlib.evaluation.ensembles import ENSEMBLE_NAME
 from helmetlib.evaluation.metrics import Scores
 from helmetlib.evaluation.results import DeployThreshold, ExportedFile, ModelResult
-from helmetlib.models.builders import BACKBONE_LAYER, assemble, calibrated_average, frozen_backbone
+from helmetlib.models.builders import (
+    BACKBONE_LAYER,
+    assemble,
+    calibrated_average,
+    frozen_backbone,
+    with_weights_dtype,
+)
 from helmetlib.models.features import BACKBONES_FOLDER, register_cache_user, weights_fingerprint
 from helmetlib.run.config import now
 from helmetlib.run.folder import RunFolder
@@ -48,18 +55,6 @@ def inference_copy(model: keras.Model) -> keras.Model:
     """The same layers as a new, uncompiled model: saved without optimizer state (smaller, no load warnings)."""
     [inputs], [outputs] = model.inputs, model.outputs
     return keras.Model(inputs, outputs, name=model.name)
-
-
-def with_weights_dtype(model: keras.Model, dtype: str) -> keras.Model:
-    """A copy of `model` (nested models included) whose layers hold and compute in `dtype`, same weights cast."""
-
-    def clone(layer: keras.layers.Layer) -> keras.layers.Layer:
-        config = layer.get_config()
-        return layer.__class__.from_config({**config, "dtype": dtype} if "dtype" in config else config)
-
-    copy = keras.models.clone_model(model, clone_function=clone, recursive=True)
-    copy.set_weights([weights.astype(dtype) for weights in model.get_weights()])
-    return copy
 
 
 def _plain_backbone(backbone: keras.Model) -> keras.Model:
@@ -196,7 +191,7 @@ def load_model_file(path: Path, card: ModelCard) -> keras.Model:
     try:  # a float16 head makes TensorFlow log "oneDNN supports DT_HALF only on ... AVX-512" (E0000) on stderr
         with tensorflow_log_lines_dropped():
             model = keras.saving.load_model(path, safe_mode=True, compile=False)
-            if card.files[kind].weights_dtype != "float32":
+            if card.files[kind].weights_dtype == "float16":  # int8 kernels compute as stored (dequantised)
                 model = with_weights_dtype(model, "float32")
     except Exception as error:  # Keras raises many types for a file that is not a valid model
         raise ModelError(f"{path}: not a loadable Keras model ({type(error).__name__}: {error})") from None
@@ -317,11 +312,28 @@ def _feature_space(card: ModelCard) -> str:
     return f"{card.name}'s last convolution (average and max pooled)"
 
 
-def archive_unselected(folder: RunFolder, selected: str, names: list[str]) -> None:
-    """Store the heads of the models in `names` other than `selected` in float16, their cards updated.
+INT8_ARCHIVE_PARAMETERS = 1_000_000  # heads larger than this (the MLP heads: 4.7 M per member) are archived in int8
 
-    They stay loadable and scoreable (`helmet-evaluate` computes in float32 after loading; probabilities move by
-    about 1e-4) at half the size: the study's MLP head alone is 19 MB of float32 per repeat kept.
+
+def archived_copy(head: keras.Model) -> tuple[keras.Model, str]:
+    """(a smaller copy of `head`, its weights' dtype): float16 weights, or for a head over
+    `INT8_ARCHIVE_PARAMETERS` parameters int8 Dense kernels with a float32 scale per output (Keras' `quantize`;
+    probabilities move by about 1e-3, against 1e-4 in float16, at a quarter of float32's size)."""
+    if head.count_params() <= INT8_ARCHIVE_PARAMETERS:
+        return with_weights_dtype(head, "float16"), "float16"
+    copy = keras.models.clone_model(head)
+    copy.set_weights(head.get_weights())
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Layer .* does not have a `quantize` method")  # Dropout, Average
+        copy.quantize("int8")
+    return copy, "int8"
+
+
+def archive_unselected(folder: RunFolder, selected: str, names: list[str]) -> None:
+    """Store the heads of the models in `names` other than `selected` smaller (`archived_copy`), cards updated.
+
+    They stay loadable and scoreable by `helmet-evaluate` and `helmet-predict`: the study's MLP head alone is 19 MB
+    of float32 per repeat kept, and its seed ensemble three of them.
     """
     for name in names:
         path = folder.head_file(name)
@@ -329,14 +341,15 @@ def archive_unselected(folder: RunFolder, selected: str, names: list[str]) -> No
             continue
         card = read_card(path)
         check_file(path, card)  # the bytes the card describes, before rewriting them
-        if card.files["head"].weights_dtype == "float16":
+        if card.files["head"].weights_dtype != "float32":
             continue
         head = keras.saving.load_model(path, safe_mode=True, compile=False)
         partial = path.with_name(f".{path.name}.{os.getpid()}.partial.keras")
         with tensorflow_log_lines_dropped():  # float16 layers: TensorFlow's DT_HALF log line (E0000)
-            with_weights_dtype(head, "float16").save(partial)
+            archived, dtype = archived_copy(head)
+            archived.save(partial)
         partial.replace(path)
-        files = {**card.files, "head": file_ref(path, weights_dtype="float16")}
+        files = {**card.files, "head": file_ref(path, weights_dtype=dtype)}
         replace(card, files=files).write(folder.card_file(name))
 
 

@@ -70,7 +70,7 @@ class FileRef(Record):
 
     file: str
     sha256: str
-    weights_dtype: Literal["float32", "float16"] = "float32"
+    weights_dtype: Literal["float32", "float16", "int8"] = "float32"
 
 
 @record
@@ -202,6 +202,6 @@ def check_file(model_path: Path, card: ModelCard) -> str:
     return kind
 
 
-def file_ref(path: Path, *, weights_dtype: Literal["float32", "float16"] = "float32") -> FileRef:
+def file_ref(path: Path, *, weights_dtype: Literal["float32", "float16", "int8"] = "float32") -> FileRef:
     """A reference to `path` (name, SHA-256 and the dtype of its weights) for a card."""
     return FileRef(file=path.name, sha256=file_sha256(path), weights_dtype=weights_dtype)

@@ -24,6 +24,7 @@ import pandas as pd
 
 from helmetlib.core.preprocess import normalize
 from helmetlib.core.records import RecordError
+from helmetlib.core.timings import timed
 from helmetlib.data.annotations import AnnotatedPhoto, PhotoIndex
 from helmetlib.data.dataset import CLASS_NAMES, DatasetError, ImageArray, read_image_array
 from helmetlib.data.formats import read_annotations
@@ -391,12 +392,13 @@ def _predict_rows(
 
 def _predict_batch(model: LoadedModel, batch: list[tuple[Prediction, np.ndarray, int]], refuse_unlike: bool) -> None:
     x = normalize(np.stack([image for _, image, _ in batch]), model.card.input.normalization)
-    probabilities = model.predict_batch(x)
+    with timed("inference"):
+        probabilities = model.predict_batch(x)
+        features = model.features_batch(x) if model.card.crop_check and model.features_batch is not None else None
     if model.card.calibration is not None:
         probabilities = model.card.calibration.apply(probabilities)
     scores, reasons = [None] * len(batch), [None] * len(batch)
     if model.card.crop_check is not None:
-        features = model.features_batch(x) if model.features_batch is not None else None
         sides = [side for _, _, side in batch]
         scores, reasons = crop_scores(model.card.crop_check, model.check_arrays, features, sides)
     for (row, _, _), probability, score, reason in zip(batch, probabilities, scores, reasons, strict=True):

@@ -53,22 +53,39 @@ def compile_model(model: keras.Model, learning_rate: float) -> None:
     )
 
 
-def simple_cnn(input_shape: tuple[int, int, int] = INPUT_SHAPE) -> keras.Model:
-    """Model 1: Conv32 -> MaxPool 4 -> Conv64 -> MaxPool 2 -> Conv128 -> Flatten -> Dense 4 -> Dense 1."""
+def simple_cnn(input_shape: tuple[int, int, int] = INPUT_SHAPE, *, dtype_policy: str | None = None) -> keras.Model:
+    """Model 1: Conv32 -> MaxPool 4 -> Conv64 -> MaxPool 2 -> Conv128 -> Flatten -> Dense 4 -> Dense 1.
+
+    `dtype_policy` (e.g. `mixed_bfloat16`: float32 weights, bfloat16 arithmetic) applies to every layer but the
+    prediction layer, which stays float32 with the loss, as Keras' mixed precision advises; None: float32.
+    """
+    policy = {"dtype": dtype_policy} if dtype_policy else {}
     return keras.Sequential(
         [
             keras.Input(input_shape, name="image"),  # (200, 200, 3)
-            layers.Conv2D(32, 3, padding="same", activation="relu", name="conv32"),  # (200, 200, 32)
-            layers.MaxPooling2D(4, name="pool4"),  # (50, 50, 32)
-            layers.Conv2D(64, 3, padding="same", activation="relu", name="conv64"),  # (50, 50, 64)
-            layers.MaxPooling2D(2, name="pool2"),  # (25, 25, 64)
-            layers.Conv2D(128, 3, padding="same", activation="relu", name="conv128"),  # (25, 25, 128)
-            layers.Flatten(name="flatten"),  # (80000,)
-            layers.Dense(4, activation="relu", name="bottleneck"),
-            layers.Dense(1, activation="sigmoid", name="prediction"),
+            layers.Conv2D(32, 3, padding="same", activation="relu", name="conv32", **policy),  # (200, 200, 32)
+            layers.MaxPooling2D(4, name="pool4", **policy),  # (50, 50, 32)
+            layers.Conv2D(64, 3, padding="same", activation="relu", name="conv64", **policy),  # (50, 50, 64)
+            layers.MaxPooling2D(2, name="pool2", **policy),  # (25, 25, 64)
+            layers.Conv2D(128, 3, padding="same", activation="relu", name="conv128", **policy),  # (25, 25, 128)
+            layers.Flatten(name="flatten", **policy),  # (80000,)
+            layers.Dense(4, activation="relu", name="bottleneck", **policy),
+            layers.Dense(1, activation="sigmoid", name="prediction", dtype="float32"),
         ],
         name="cnn",
     )
+
+
+def with_weights_dtype(model: keras.Model, dtype: str) -> keras.Model:
+    """A copy of `model` (nested models included) whose layers hold and compute in `dtype`, same weights cast."""
+
+    def clone(layer: keras.layers.Layer) -> keras.layers.Layer:
+        config = layer.get_config()
+        return layer.__class__.from_config({**config, "dtype": dtype} if "dtype" in config else config)
+
+    copy = keras.models.clone_model(model, clone_function=clone, recursive=True)
+    copy.set_weights([weights.astype(dtype) for weights in model.get_weights()])
+    return copy
 
 
 def healthy_start(model: keras.Model, sample: np.ndarray) -> None:
@@ -86,6 +103,7 @@ def healthy_start(model: keras.Model, sample: np.ndarray) -> None:
     """
     layer = model.get_layer("bottleneck")
     inputs = keras.Model(model.inputs, layer.input).predict(sample, verbose=0).reshape(len(sample), -1)
+    inputs = inputs.astype(np.float32)  # a mixed-precision model's activations are bfloat16
     kernel, _ = layer.get_weights()
     mean = inputs.mean(axis=0)
     kernel = kernel - np.outer(mean, mean @ kernel) / max(float(mean @ mean), keras.config.epsilon())

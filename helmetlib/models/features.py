@@ -25,6 +25,7 @@ import numpy as np
 from helmetlib.core.backbones import BACKBONE
 from helmetlib.core.env import PRECISION_ENV
 from helmetlib.core.preprocess import Normalization, normalize
+from helmetlib.core.timings import timed
 from helmetlib.data.dataset import RowFile
 
 if TYPE_CHECKING:
@@ -140,19 +141,20 @@ def compute_features(
     Images are normalised (and augmented) batch by batch. Given `outputs` (arrays or memory maps of the right
     shapes) it fills them from row `start` on and calls `on_batch(rows_done)` after each batch.
     """
-    for row in range(start, len(images_rgb), batch_size):
-        batch = np.asarray(images_rgb[row : row + batch_size])
-        x = normalize(batch, normalization)
-        if augmenter is not None:
-            x = augmenter(x, training=True)
-        values = extractor(x, training=False)
-        values = values if isinstance(values, list | tuple) else [values]
-        if outputs is None:
-            outputs = [np.empty((len(images_rgb), *v.shape[1:]), np.float32) for v in values]
-        for target, value in zip(outputs, values, strict=True):
-            target[row : row + len(batch)] = np.asarray(value, dtype=np.float32)
-        if on_batch is not None:
-            on_batch(row + len(batch))
+    with timed("backbone"):
+        for row in range(start, len(images_rgb), batch_size):
+            batch = np.asarray(images_rgb[row : row + batch_size])
+            x = normalize(batch, normalization)
+            if augmenter is not None:
+                x = augmenter(x, training=True)
+            values = extractor(x, training=False)
+            values = values if isinstance(values, list | tuple) else [values]
+            if outputs is None:
+                outputs = [np.empty((len(images_rgb), *v.shape[1:]), np.float32) for v in values]
+            for target, value in zip(outputs, values, strict=True):
+                target[row : row + len(batch)] = np.asarray(value, dtype=np.float32)
+            if on_batch is not None:
+                on_batch(row + len(batch))
     return outputs
 
 

@@ -11,6 +11,7 @@ import numpy as np
 
 from helmetlib.core.backbones import BACKBONE
 from helmetlib.core.backend import keras, tf
+from helmetlib.core.timings import timed
 from helmetlib.evaluation.metrics import predict_labels
 from helmetlib.models.builders import BACKBONE_LAYER, HEAD_LAYER
 
@@ -48,12 +49,13 @@ def grad_cam(model: keras.Model, x: np.ndarray, *, threshold: float = 0.5) -> np
             return activations, hidden
 
     batch = tf.convert_to_tensor(x, dtype=tf.float32)
-    with _sigmoid_outputs_as_logits(model), tf.GradientTape() as tape:
-        activations, logits = forward(batch)
-        helmet = logits[:, 0]
-        # the predicted class's logit (P >= threshold is logit >= logit(threshold))
-        score = tf.where(helmet >= math.log(threshold / (1 - threshold)), helmet, -helmet)
-    gradients = tape.gradient(score, activations)
+    with timed("inference"):
+        with _sigmoid_outputs_as_logits(model), tf.GradientTape() as tape:
+            activations, logits = forward(batch)
+            helmet = logits[:, 0]
+            # the predicted class's logit (P >= threshold is logit >= logit(threshold))
+            score = tf.where(helmet >= math.log(threshold / (1 - threshold)), helmet, -helmet)
+        gradients = tape.gradient(score, activations)
     maps = tf.reduce_sum(tf.nn.relu(gradients) * activations, axis=-1).numpy()
     height, width = x.shape[1:3]
     resized = np.stack([cv2.resize(cam, (width, height), interpolation=cv2.INTER_LINEAR) for cam in maps])

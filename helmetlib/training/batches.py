@@ -11,6 +11,7 @@ import numpy as np
 from helmetlib.core.backend import keras
 from helmetlib.core.env import PROGRESS_ENV
 from helmetlib.core.preprocess import normalize
+from helmetlib.core.timings import timed
 from helmetlib.data.dataset import batches, select_rows
 
 DEAD_OUTPUT_SPAN = 1e-5  # probabilities of a training sample spanning less than this: the output is constant
@@ -143,7 +144,8 @@ def predict_proba(model: keras.Model, images_rgb: np.ndarray, *, normalization: 
 
 
 def predict_array(model: keras.Model, x: np.ndarray, batch_size: int = 32) -> np.ndarray:
-    return model.predict(x, batch_size=batch_size, verbose=0).ravel().astype(np.float64)
+    with timed("inference"):
+        return model.predict(x, batch_size=batch_size, verbose=0).ravel().astype(np.float64)
 
 
 def predict_rows(head: keras.Model, features: np.ndarray, indices: np.ndarray) -> np.ndarray:

@@ -21,6 +21,7 @@ import numpy as np
 from helmetlib.core.backend import keras
 from helmetlib.core.preprocess import normalize
 from helmetlib.core.specs import ModelSpec
+from helmetlib.core.timings import timed
 from helmetlib.core.weights import WeightsChoice
 from helmetlib.data.dataset import Dataset, batches, select_rows
 from helmetlib.data.splits import Split, indices_digest
@@ -35,6 +36,7 @@ from helmetlib.models.builders import (
     healthy_start,
     simple_cnn,
     vgg16_backbone,
+    with_weights_dtype,
 )
 from helmetlib.models.features import (
     FeatureCache,
@@ -185,25 +187,37 @@ class Trainer:
                 keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=2, min_lr=1e-6),
             ]
             class_weight = balanced_class_weights(self.labels["train"])
-        history = model.fit(
-            data,
-            validation_data=validation_data,
-            epochs=epochs,
-            callbacks=callbacks,
-            class_weight=class_weight,
-            verbose=verbose,
-        )
+        with timed("training"):
+            history = model.fit(
+                data,
+                validation_data=validation_data,
+                epochs=epochs,
+                callbacks=callbacks,
+                class_weight=class_weight,
+                verbose=verbose,
+            )
         return {key: [float(v) for v in values] for key, values in history.history.items()}, monitor.collapsed_at
 
 
 class CnnTrainer(Trainer):
-    """The study's CNN on images, end to end; fast mode starts it healthy (`models.healthy_start`)."""
+    """The study's CNN on images, end to end; fast mode starts it healthy (`models.healthy_start`) and trains it in
+    bfloat16 where the hardware computes in it (`backbone_precision`; Keras' mixed precision: float32 weights, the
+    prediction layer and the loss in float32), then keeps a float32 copy of the same weights (what is scored, saved
+    and exported). `faithful` trains as the study did, in float32."""
 
     family = "cnn"
 
+    def __init__(self, inputs: TrainingInputs):
+        super().__init__(inputs)
+        if not inputs.faithful:
+            self.precision = inputs.precision or ("bfloat16" if backbone_precision() == "bfloat16" else "float32")
+
     def fit(self, seed: int, epochs: int, label: str, verbose: int) -> Attempt:
         keras.utils.set_random_seed(seed)
-        model = simple_cnn(self.inputs.dataset.images.shape[1:])
+        mixed = self.precision != "float32"
+        model = simple_cnn(
+            self.inputs.dataset.images.shape[1:], dtype_policy=f"mixed_{self.precision}" if mixed else None
+        )
         if not self.inputs.faithful:
             images = self.inputs.dataset.images[self.split.train[:HEALTHY_START_SAMPLE_SIZE]]
             healthy_start(model, self._normalised(images))
@@ -212,7 +226,7 @@ class CnnTrainer(Trainer):
         history, collapsed_at = self._fit(
             model, data, self._image_batches("validation"), self._image_sample(), epochs, label, verbose
         )
-        return Attempt(model, None, history, collapsed_at)
+        return Attempt(with_weights_dtype(model, "float32") if mixed else model, None, history, collapsed_at)
 
     def details(self) -> TrainingDetails:
         return TrainingDetails(
@@ -392,7 +406,8 @@ class LogisticTrainer(FeatureHeadTrainer):
             max_iter=5000,
             use_legacy_attributes=False,
         )
-        fit.fit((self.train_features - mean) / scale, self.labels["train"])
+        with timed("training"):
+            fit.fit((self.train_features - mean) / scale, self.labels["train"])
         head.get_layer("prediction").set_weights([fit.coef_.T.astype(np.float32), fit.intercept_.astype(np.float32)])
         self.chosen.append(float(fit.C_))
         return Attempt(model, head, {}, None)
