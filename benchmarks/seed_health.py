@@ -24,7 +24,6 @@ from helmetlib.data.dataset import load_dataset, load_run_data
 from helmetlib.data.splits import split
 from helmetlib.evaluation.calibration import fit_calibration
 from helmetlib.evaluation.metrics import performance
-from helmetlib.evaluation.selection import threshold_by_rule
 from helmetlib.evaluation.uncertainty import choose_threshold
 from helmetlib.run.config import RunConfig
 from helmetlib.training.repeats import predict_proba, train_repeats
@@ -119,14 +118,7 @@ class Study:
         calibration = fit_calibration(validation_labels, validation_raw)
         calibrated = calibration.apply if calibration else np.asarray
         validation_calibrated = calibrated(validation_raw)
-        threshold = threshold_by_rule(
-            validation_labels,
-            validation_calibrated,
-            calibration,
-            rule=config.threshold_rule,
-            threshold=config.threshold,
-            target_bare_head_recall=config.target_bare_head_recall,
-        )
+        threshold = config.threshold_for(validation_labels, validation_calibrated, calibration)
         deployed_outside = predict_proba(deployed.model, outside.images)
         outside_calibrated = calibrated(deployed_outside)
         arrays.update(deployed_validation=validation_raw, deployed_outside=deployed_outside)

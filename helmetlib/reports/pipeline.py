@@ -18,7 +18,7 @@ from helmetlib.evaluation.ensembles import ENSEMBLE_NAME, cross_architecture
 from helmetlib.evaluation.metrics import Scores, performance
 from helmetlib.evaluation.results import Audit, DataInfo, DeployThreshold, ModelResult, Selection
 from helmetlib.reports.notebook import NotebookRun
-from helmetlib.run.config import RunConfig, package_versions
+from helmetlib.run.config import package_versions
 
 # ---------------------------------------------------------------------------------------------------------- the EDA
 
@@ -163,7 +163,7 @@ def train_and_save(run: NotebookRun, name: str, dataset: Dataset) -> ModelOutcom
     labels, validation = dataset.labels[parts.validation], deployed.probabilities["validation"]
     calibration = fit_calibration(labels, validation)
     answered = calibration.apply(validation) if calibration else validation
-    threshold = _run_threshold(config, labels, answered, calibration)
+    threshold = config.threshold_for(labels, answered, calibration)
     options = {"cache_dir": config.cache_dir, "versions": package_versions()}
     save_model_outputs(run.folder, result, deployed, repeats, threshold=threshold, calibration=calibration, **options)
     return ModelOutcome(repeats, deployed, result, parts, calibration=calibration, threshold=threshold)
@@ -186,20 +186,6 @@ class ModelComparison:
     test_probabilities: np.ndarray | None = None
     calibration: dict | None = None
     deployed_validation: np.ndarray | None = None  # the deployed model's validation output (n,)
-
-
-def _run_threshold(config: RunConfig, labels: np.ndarray, probabilities: np.ndarray, calibration):
-    """The threshold by the run's threshold rule, on validation `probabilities` (n,) calibrated by `calibration`."""
-    from helmetlib.evaluation.selection import threshold_by_rule
-
-    return threshold_by_rule(
-        labels,
-        probabilities,
-        calibration,
-        rule=config.threshold_rule,
-        threshold=config.threshold,
-        target_bare_head_recall=config.target_bare_head_recall,
-    )
 
 
 def compare_and_select(run: NotebookRun, dataset: Dataset) -> ModelComparison:
@@ -229,7 +215,7 @@ def compare_and_select(run: NotebookRun, dataset: Dataset) -> ModelComparison:
     cross = cross_architecture([selected, second], labels, validation, **cross_options) if second else None
     deployed = _selected_or_cross_ensemble(run, selected, cross, labels, validation)
     calibrated = deployed.calibration.apply if deployed.calibration else np.asarray
-    threshold = _run_threshold(config, labels, calibrated(deployed.validation), deployed.calibration)
+    threshold = config.threshold_for(labels, calibrated(deployed.validation), deployed.calibration)
     scored = _score_on_test(run, dataset, deployed.name, results[selected], parts, calibrated, threshold.value)
     export = _save_selected(run, dataset, deployed.name, list(results), parts, scored, threshold, deployed.calibration)
     comparison.selection = Selection(

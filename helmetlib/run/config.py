@@ -16,6 +16,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
+
 from helmetlib.core import specs
 from helmetlib.core.records import Record, record
 from helmetlib.core.settings import NOTEBOOK_ONLY, PARAMETER_TYPES, choices, default
@@ -199,6 +201,20 @@ class RunConfig(Record):
     def demo(self) -> bool:
         """True when the run uses the synthetic demo set."""
         return not self.data_dir
+
+    def threshold_for(self, validation_labels: np.ndarray, probabilities: np.ndarray, calibration=None):
+        """The `DeployThreshold` of this run's threshold rule on validation `probabilities` (n,) calibrated by
+        `calibration` (`evaluation.selection.threshold_by_rule` with the run's settings)."""
+        from helmetlib.evaluation.selection import threshold_by_rule
+
+        return threshold_by_rule(
+            validation_labels,
+            probabilities,
+            calibration,
+            rule=self.threshold_rule,
+            threshold=self.threshold,
+            target_bare_head_recall=self.target_bare_head_recall,
+        )
 
     @property
     def demo_note(self) -> str:
