@@ -1,9 +1,13 @@
 """The house's structure, checked: no import cycles among helmetlib's modules (function-level imports count;
 `if TYPE_CHECKING:` imports, never executed, do not; the floors' order: test_layer_order), no function over 60
-lines, no class over 200, no module over 500."""
+lines, no class over 200, no module over 500, and no module that git ignores (a clean clone would lack it)."""
 
 import ast
+import shutil
+import subprocess
 from pathlib import Path
+
+import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "helmetlib"
 SOURCES = sorted(PACKAGE.rglob("*.py"))
@@ -87,3 +91,14 @@ def test_no_class_over_200_lines_and_no_module_over_500():
             if isinstance(node, ast.ClassDef) and node.end_lineno - node.lineno >= 200:
                 long.append(f"{module_name(path)}:{node.name} ({node.end_lineno - node.lineno + 1} lines)")
     assert long == []
+
+
+def test_git_ignores_no_module_of_the_package():
+    """An ignore pattern such as `data/` also matches `helmetlib/data/`: the clean clone CI tests would miss it."""
+    root = PACKAGE.parent
+    if shutil.which("git") is None or not (root / ".git").exists():
+        pytest.skip("not a git checkout: nothing to compare")
+    listed = subprocess.run(
+        ["git", "check-ignore", "--no-index", *map(str, SOURCES)], cwd=root, capture_output=True, text=True
+    )
+    assert listed.stdout.split() == []

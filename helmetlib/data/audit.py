@@ -21,8 +21,8 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from helmetlib.data.dataset import batches
 from helmetlib.core.preprocess import to_grayscale
+from helmetlib.data.dataset import batches
 
 if TYPE_CHECKING:  # splits uses the near-duplicate search for grouped splits: no import back at run time
     from helmetlib.data.splits import Split

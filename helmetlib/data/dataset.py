@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from helmetlib.data.photos import CropRule
 from helmetlib.core.preprocess import to_rgb
 from helmetlib.core.records import RecordError, read_json
+from helmetlib.data.photos import CropRule
 
 IMAGES_FILE = "images_proj.npy"
 LABELS_FILE = "Labels_proj.csv"

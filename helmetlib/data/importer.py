@@ -23,7 +23,7 @@ from typing import Literal
 
 import numpy as np
 
-from helmetlib.core import cli
+from helmetlib.core.records import Record, output_folder_problem, record, write_json
 from helmetlib.data.annotations import (
     LINK_LEAVES,
     SIZE_DIFFERS,
@@ -31,13 +31,10 @@ from helmetlib.data.annotations import (
     Annotations,
     PhotoIndex,
     Problem,
-    parse_classes,
-
 )
-from helmetlib.data.formats import IMPORT_FORMATS, ImportFormat, read_annotations
 from helmetlib.data.dataset import IMAGES_FILE, LABEL_COLUMN, LABELS_FILE, MANIFEST_FILE, PROVENANCE_FILE
+from helmetlib.data.formats import ImportFormat, read_annotations
 from helmetlib.data.photos import MOSTLY_PADDING, CropRule, HeadBox, image_files, read_image_file
-from helmetlib.core.records import Record, output_folder_problem, record, write_json
 
 NPY_HEADER_BYTES = 128  # room for the header of any (N, size, size, 3) uint8 array, written when N is known
 PROVENANCE_COLUMNS = (
