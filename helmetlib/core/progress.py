@@ -9,7 +9,7 @@ import threading
 import time
 from pathlib import Path
 
-from helmetlib.core.env import PROGRESS_ENV, STAGE_ENV
+from helmetlib.core.env import PROGRESS_ENV
 
 
 class Progress:
@@ -29,7 +29,6 @@ class Progress:
             flush=True,
         )
         begin = time.perf_counter()
-        os.environ[STAGE_ENV] = label  # the kernel started for this stage labels its timings with it
         outcome = "failed"
         try:
             result = action()

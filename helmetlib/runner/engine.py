@@ -1,21 +1,34 @@
 """The notebook engine under `helmet-reports`: which notebooks a run executes (`plan_stages`), the kernel they run
-in (the `helmetlib` kernel, its output to the run's log), executing one with papermill into the run folder
-(`execute_notebook`, every failure a `NotebookFailed` with a one-line reason) and its two HTML pages (`to_html`).
+in (the `helmetlib` kernel, its output to the run's log, started ahead of its turn: `start_kernel`,
+`kernels_started_ahead`), executing one with papermill into the run folder (`execute_notebook`, every failure a
+`NotebookFailed` with a one-line reason) and its two HTML pages (`to_html`).
 
 The runner (`reports`) and the Dask fan-out (`fanout`) both stand on it; it imports neither.
 """
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from helmetlib.core.env import STAGE_ENV
 from helmetlib.run.config import COMPARISON, EDA, MODEL, ParameterError, RunConfig
 from helmetlib.run.folder import RunFolder
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parents[2] / "notebooks"
 KERNEL_START_TIMEOUT = 300  # seconds; a loaded machine (Dask workers, other jobs) can take minutes to start one
+PRELOADED_MODULES = (  # what the notebooks' first cells import (TensorFlow and Keras through `backend`): ~6 s
+    "IPython.display",
+    "helmetlib.core.backend",
+    "helmetlib.reports.narrative",
+    "helmetlib.reports.notebook",
+    "helmetlib.reports.pages",
+    "helmetlib.reports.pipeline",
+    "helmetlib.reports.plots",
+)
 
 
 class NotebookFailed(RuntimeError):
@@ -87,10 +100,12 @@ def plan_stages(config: RunConfig, work: RunFolder, notebooks: Path) -> list[Sta
 
 def _logging_kernel_manager(log_file: Path):
     """nbclient's kernel manager with the kernel process's own output (its start-up and shut-down messages)
-    written to `log_file` instead of the terminal."""
+    written to `log_file` instead of the terminal, and the clients made for it remembered, to be closed with it."""
     from jupyter_client.manager import AsyncKernelManager
 
     class LoggingKernelManager(AsyncKernelManager):
+        clients: list
+
         async def _async_launch_kernel(self, kernel_cmd, **kw):
             log = log_file.open("ab")
             try:
@@ -98,11 +113,61 @@ def _logging_kernel_manager(log_file: Path):
             finally:
                 log.close()  # the kernel keeps its own descriptor
 
+        def client(self, **kwargs):
+            made = super().client(**kwargs)
+            self.clients = [*getattr(self, "clients", []), made]
+            return made
+
     return LoggingKernelManager
 
 
-def execute_notebook(stage: Stage, work: RunFolder, *, kernel: str, timeout: int) -> None:
-    """Execute a jupytext `.py` notebook with papermill into the run folder, then write its two HTML versions.
+def start_kernel(stage: Stage, work: RunFolder, *, kernel: str):
+    """Launch the kernel that will run `stage` and return its manager without waiting for it to be ready.
+
+    The kernel runs in the run folder, labels its timings with the stage (`HELMETLIB_STAGE`) and imports
+    `PRELOADED_MODULES` while it starts (bound to no name: the notebook's namespace and execution counts are as
+    in a fresh kernel), so a kernel launched while the previous stage runs is ready, imports done, at its turn."""
+    from jupyter_core.utils import run_sync
+
+    manager = _logging_kernel_manager(work.log_file)(kernel_name=kernel)
+    preload = [f"--IPKernelApp.exec_lines=__import__({name!r});" for name in PRELOADED_MODULES]
+    run_sync(manager.start_kernel)(
+        cwd=str(work.path), env={**os.environ, STAGE_ENV: stage.label}, extra_arguments=preload
+    )
+    return manager
+
+
+def stop_kernel(manager) -> None:
+    """Close the clients of `manager` and end its kernel at once (nbclient's "immediate" shutdown): the notebook
+    has finished and every output is saved, and a graceful shutdown waits about 1.5 s per notebook."""
+    from jupyter_core.utils import run_sync
+
+    for client in getattr(manager, "clients", []):
+        client.stop_channels()
+    if manager.has_kernel:
+        run_sync(manager.shutdown_kernel)(now=True)
+
+
+def kernels_started_ahead(stages: list[Stage], work: RunFolder, *, kernel: str) -> Iterator[tuple[Stage, object]]:
+    """Each stage with its kernel's manager, the next stage's kernel launched before this one is handed out: it
+    starts and imports the library while this stage runs (about 8 s a notebook on 2 cores, off the critical path).
+    A kernel started for a stage never reached (the loop left early) is shut down when the iterator is closed."""
+    upcoming = None
+    try:
+        for index, stage in enumerate(stages):
+            current = upcoming or start_kernel(stage, work, kernel=kernel)
+            upcoming = None
+            if index + 1 < len(stages):
+                upcoming = start_kernel(stages[index + 1], work, kernel=kernel)
+            yield stage, current
+    finally:
+        if upcoming is not None:
+            stop_kernel(upcoming)
+
+
+def execute_notebook(stage: Stage, work: RunFolder, *, kernel: str, timeout: int, manager=None) -> None:
+    """Execute a jupytext `.py` notebook with papermill into the run folder, in the kernel of `manager` (one
+    `start_kernel` launched; by default one launched now), then shut the kernel down and write the two HTML pages.
 
     Raises `NotebookFailed` with a one-line reason for a raising cell, a cell past `timeout`, a dead kernel or
     any other failure of the execution.
@@ -115,6 +180,7 @@ def execute_notebook(stage: Stage, work: RunFolder, *, kernel: str, timeout: int
     source = jupytext.read(stage.source)
     source.metadata["kernelspec"] = {"name": kernel, "display_name": kernel, "language": "python"}
     try:
+        manager = manager or start_kernel(stage, work, kernel=kernel)
         papermill.execute_notebook(
             source,
             str(output),
@@ -124,7 +190,7 @@ def execute_notebook(stage: Stage, work: RunFolder, *, kernel: str, timeout: int
             progress_bar=False,
             execution_timeout=timeout,
             start_timeout=KERNEL_START_TIMEOUT,
-            kernel_manager_class=_logging_kernel_manager(work.log_file),
+            km=manager,
         )
     except papermill.PapermillExecutionError as error:
         raise NotebookFailed(f"{stage.stem}: {error.ename}: {error.evalue}".splitlines()[0]) from None
@@ -137,6 +203,8 @@ def execute_notebook(stage: Stage, work: RunFolder, *, kernel: str, timeout: int
             f"{stage.stem}: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
         ) from None
     finally:
+        if manager is not None:
+            stop_kernel(manager)
         if output.exists():
             shows = f"{stage.model} — helmet study model report" if stage.model else _heading(output)
             to_html(work, stage.stem, title=f"{shows} · run {work.path.name.removeprefix('.tmp-')}", heading=shows)

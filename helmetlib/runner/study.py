@@ -23,6 +23,7 @@ import subprocess
 import sys
 import traceback
 import warnings
+from contextlib import closing
 from dataclasses import replace
 from pathlib import Path
 
@@ -55,6 +56,7 @@ from helmetlib.runner.engine import (
     NotebookFailed,
     Stage,
     execute_notebook,
+    kernels_started_ahead,
     plan_stages,
     stale_pairing,
 )
@@ -305,31 +307,46 @@ def _stop_kernels() -> None:
 
 
 def _execute(args, stages: list[Stage], work: RunFolder, progress: Progress, kernel: str) -> list[str]:
-    """Run the stages; the comparison only when every earlier notebook succeeded. Returns the failures."""
+    """Run the stages; the comparison only when every earlier notebook succeeded. Returns the failures.
+
+    One after another, each stage's kernel is started while the stage before it runs (`kernels_started_ahead`);
+    with `--workers` / `--scheduler` the model notebooks run as Dask tasks, each starting its own."""
     failures: list[str] = []
 
-    def attempt(stage: Stage) -> None:
+    def attempt(stage: Stage, manager=None) -> None:
         try:
-            progress.run(stage.label, lambda: execute_notebook(stage, work, kernel=kernel, timeout=args.timeout))
+            progress.run(
+                stage.label,
+                lambda: execute_notebook(stage, work, kernel=kernel, timeout=args.timeout, manager=manager),
+            )
         except NotebookFailed as error:
             failures.append(str(error))
             print(f"FAILED {error}", file=sys.stderr, flush=True)
 
-    eda, models, comparison = stages[0], stages[1:-1], stages[-1]
-    attempt(eda)
-    if args.workers > 1 or args.scheduler:
+    comparison = stages[-1]
+    fan_out = args.workers > 1 or args.scheduler
+    in_order = stages[:1] if fan_out else stages
+    with closing(kernels_started_ahead(in_order, work, kernel=kernel)) as started:
+        for stage, manager in started:
+            if stage is comparison and failures:
+                break
+            attempt(stage, manager)
+    if fan_out:
         from helmetlib.runner.fanout import run_model_stages
 
         failures += run_model_stages(
-            models, work, progress, kernel=kernel, timeout=args.timeout, workers=args.workers, scheduler=args.scheduler
+            stages[1:-1],
+            work,
+            progress,
+            kernel=kernel,
+            timeout=args.timeout,
+            workers=args.workers,
+            scheduler=args.scheduler,
         )
-    else:
-        for stage in models:
-            attempt(stage)
+        if not failures:
+            attempt(comparison)
     if failures:
         print(f"skipping {COMPARISON}: earlier notebooks failed", flush=True)
-    else:
-        attempt(comparison)
     return failures
 
 

@@ -1,0 +1,72 @@
+"""The notebook engine's kernels: started one stage ahead with the library imported, in a namespace as fresh as a
+plain kernel's, labelled with their stage, and never left running."""
+
+import json
+
+import nbformat
+import psutil
+
+from helmetlib.run.folder import RunFolder
+from helmetlib.runner.engine import (
+    PRELOADED_MODULES,
+    Stage,
+    execute_notebook,
+    kernels_started_ahead,
+    start_kernel,
+    stop_kernel,
+)
+
+PROBE = """# %%
+import json
+import os
+import sys
+
+print(json.dumps({
+    "preloaded": [name for name in PRELOADED_MODULES if name in sys.modules],
+    "names": sorted(name for name in globals() if not name.startswith("_")),
+    "stage": os.environ.get("HELMETLIB_STAGE"),
+    "cwd": os.getcwd(),
+}))
+"""
+
+
+def probe_stage(tmp_path, label: str) -> Stage:
+    source = tmp_path / "probe.py"
+    source.write_text(PROBE.replace("PRELOADED_MODULES", repr(PRELOADED_MODULES)))
+    return Stage(label, source, "probe", {})
+
+
+def kernels() -> list[psutil.Process]:
+    return [child for child in psutil.Process().children(recursive=True) if "ipykernel" in " ".join(child.cmdline())]
+
+
+def test_a_kernel_started_ahead_has_the_library_imported_and_a_fresh_namespace(tmp_path, helmetlib_kernel):
+    work = RunFolder(tmp_path / "run")
+    work.path.mkdir()
+    stage = probe_stage(tmp_path, "notebook probe")
+    manager = start_kernel(stage, work, kernel=helmetlib_kernel)
+    execute_notebook(stage, work, kernel=helmetlib_kernel, timeout=120, manager=manager)
+
+    [cell] = nbformat.read(work.notebook("probe"), as_version=4).cells
+    seen = json.loads(cell.outputs[0]["text"])
+    assert seen["preloaded"] == list(PRELOADED_MODULES)
+    assert "helmetlib" not in seen["names"] and "tensorflow" not in seen["names"]  # imported, bound to no name
+    assert cell.execution_count == 1  # the preload counts no execution: notebooks diff as from a plain kernel
+    assert seen["stage"] == "notebook probe" and seen["cwd"] == str(work.path)
+    assert not manager.has_kernel and kernels() == []
+
+
+def test_the_next_kernel_starts_before_this_stage_runs_and_an_unreached_one_is_stopped(tmp_path, helmetlib_kernel):
+    work = RunFolder(tmp_path / "run")
+    work.path.mkdir()
+    stages = [probe_stage(tmp_path, f"notebook {name}") for name in ("a", "b", "c")]
+    started = kernels_started_ahead(stages, work, kernel=helmetlib_kernel)
+
+    stage, manager = next(started)
+    assert stage is stages[0] and len(kernels()) == 2  # a's kernel and b's, launched before a runs
+    stop_kernel(manager)
+    stage, manager = next(started)
+    assert stage is stages[1] and len(kernels()) == 2  # b's (started ahead) and c's
+    stop_kernel(manager)
+    started.close()  # the loop leaves before c: its kernel must not outlive the run
+    assert kernels() == []
