@@ -20,7 +20,7 @@ from helmetlib.deploy.cards import ModelError
 from helmetlib.evaluation.metrics import Scores, confusion, performance
 from helmetlib.evaluation.results import DataInfo
 from helmetlib.evaluation.uncertainty import Interval, bootstrap_intervals, brier_score, curves
-from helmetlib.models.features import PASSES, pass_extractor
+from helmetlib.models.features import PASSES, backbone_precision, pass_extractor
 from helmetlib.run.folder import RunFolder, RunRecord
 
 
@@ -73,7 +73,7 @@ class Dropped(Record):
 class Evaluation(Record):
     """Every model of a run scored on another dataset (`evaluation.json`); `dropped`: what annotated photos held
     that could not be scored (None for a data folder); `deployed`: the run's deployed model (the selected one, or
-    the cross-architecture ensemble)."""
+    the cross-architecture ensemble); `backbone_precision`: the precision of the shared backbone passes."""
 
     run: str
     data: DataInfo
@@ -81,6 +81,7 @@ class Evaluation(Record):
     models: dict[str, ModelEvaluation]
     dropped: Dropped | None = None
     deployed: str | None = None
+    backbone_precision: str = "float32"
 
     def verdict(self, run) -> str | None:
         """How the deployed model does on these images against its own test scores (`run`: its `RunRecord`), by the
@@ -118,9 +119,11 @@ class SharedBackbone:
     """The frozen backbone's features for a batch, computed in one pass per weights fingerprint and normalisation
     and reused by every model of a run that reads them: the three models on VGG16's block 5 (/255) share one pass,
     `vgg16_gap` and `vgg16_multiscale` (VGG16's own normalisation) another, each pass giving every feature kind of
-    its normalisation (`features.PASSES`)."""
+    its normalisation (`features.PASSES`), in `precision` (the faster one here by default: the heads of a fast run
+    were trained on features of that precision)."""
 
-    def __init__(self):
+    def __init__(self, precision: str | None = None):
+        self.precision = precision or backbone_precision()
         self.extractors: dict[tuple[str, str], object] = {}
         self.outputs: dict[tuple[str, str, str], dict[str, np.ndarray]] = {}
         self.passes = 0
@@ -157,7 +160,7 @@ class SharedBackbone:
             for layer in base.layers:
                 if layer.weights:
                     layer.set_weights(backbone.get_layer(layer.name).get_weights())
-            self.extractors[weights, normalization] = pass_extractor(base, normalization, "float32")
+            self.extractors[weights, normalization] = pass_extractor(base, normalization, self.precision)
         return self.extractors[weights, normalization]
 
 
@@ -169,7 +172,8 @@ def evaluate_run(
     progress: Callable[[str], None] | None = None,
 ) -> EvaluationResult:
     """Scores of every model of `run_dir` on the dataset in `data_dir`, at each model card's threshold, on the
-    probabilities `helmet-predict` gives (calibrated as each card says).
+    probabilities `helmet-predict` gives (calibrated as each card says), the backbone computed in the faster
+    precision here (`Evaluation.backbone_precision`; in bfloat16 a probability moves by a few thousandths).
 
     Models are loaded through their cards (the selected model's self-contained file, the others' heads over the
     backbone store, and the cross-architecture ensemble when it is deployed), so a card that does not match its
@@ -231,6 +235,7 @@ def _score_run(
         models=scores,
         dropped=dropped,
         deployed=run.selection.deployed if run.selection else None,
+        backbone_precision=shared.precision,
     )
     return EvaluationResult(evaluation=evaluation, labels=labels, probabilities=probabilities)
 

@@ -98,6 +98,12 @@ def backbone_precision() -> str:
     return precision_override() or ("bfloat16" if gpu_available() or cpu_supports_bfloat16() else "float32")
 
 
+def feature_precision(*, faithful: bool) -> str:
+    """The precision of a run's shared feature passes (the EDA's look-alike audit and the heads read the same
+    cached pass): the study's float32 when `faithful`, else the faster one here (`backbone_precision`)."""
+    return "float32" if faithful else backbone_precision()
+
+
 def weights_fingerprint(model: keras.Model) -> str:
     """Short sha256 of a model's weight values (changes whenever any weight does)."""
     digest = hashlib.sha256()

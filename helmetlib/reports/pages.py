@@ -411,7 +411,8 @@ def evaluation_page(result, run: RunRecord, run_page, out) -> str:
         f"<section class='hl hl-decision'><h2>Verdict</h2><p class='hl-answer'>{esc(verdict)}</p>"
         + config_banners(run.config, uses_backbone=uses_backbone)
         + f"<p>On {esc(data.path)} ({data.images:,} images, hash {data.content_hash}); each model at its card's "
-        f"threshold, on P(helmet) as helmet-predict answers; ★ deployed. <a href='{esc(link)}'>The run's page</a>.</p>"
+        f"threshold, on P(helmet) as helmet-predict answers (backbone in {evaluation.backbone_precision}); ★ deployed. "
+        f"<a href='{esc(link)}'>The run's page</a>.</p>"
         + (f"<p><b>Not scored:</b> {esc(evaluation.dropped.text())}.</p>" if evaluation.dropped else "")
         + "</section>"
         + f"<h2>Metrics (95 % bootstrap intervals)</h2><table><tr><th>model</th>{header}</tr>{rows}</table>"

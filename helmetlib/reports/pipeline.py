@@ -388,10 +388,11 @@ def look_alike_features(run: NotebookRun, dataset: Dataset) -> np.ndarray | None
     them, from the shared cache; None when no model of the run uses the backbone (its weights are not loaded: no
     look-alike audit)."""
     from helmetlib.models.builders import vgg16_backbone
-    from helmetlib.models.features import FeatureCache, cached_features
+    from helmetlib.models.features import FeatureCache, cached_features, feature_precision
 
     if run.config.weights.used == "unused":
         return None
     vgg16 = vgg16_backbone(run.config.weights, dataset.images.shape[1:])
     cache = FeatureCache(run.config.cache_dir)
-    return cached_features(dataset.images, dataset.content_hash, vgg16, cache, kind="block5")
+    precision = feature_precision(faithful=run.config.faithful)
+    return cached_features(dataset.images, dataset.content_hash, vgg16, cache, kind="block5", precision=precision)

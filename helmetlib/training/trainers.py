@@ -43,9 +43,9 @@ from helmetlib.models.features import (
     backbone_precision,
     cached_features,
     compute_features,
+    feature_precision,
     pass_extractor,
     pass_key,
-    precision_override,
 )
 from helmetlib.training.batches import (
     FEATURE_ROWS_PER_READ,
@@ -246,7 +246,7 @@ class FeatureHeadTrainer(Trainer):
         self.vgg16 = vgg16_backbone(inputs.weights, dataset.images.shape[1:])
         self.backbone = frozen_backbone(spec.features, self.vgg16)
         self.mode = "faithful" if inputs.faithful else "fast"
-        self.precision = "float32" if inputs.faithful else (inputs.precision or precision_override() or "float32")
+        self.precision = inputs.precision or feature_precision(faithful=inputs.faithful)
         self.features = None  # fast mode: every image's features (N, ...)
         self.train_features = None  # standardised heads: the training images' pooled features, in memory
         if inputs.faithful:
