@@ -20,6 +20,7 @@ from helmetlib.core.backbones import BACKBONE
 from helmetlib.core.backend import keras, tensorflow_log_lines_dropped
 from helmetlib.core.records import write_json
 from helmetlib.core.specs import get_spec
+from helmetlib.core.timings import timed
 from helmetlib.data.photos import CropRule
 from helmetlib.deploy.cards import (
     CARD_FORMAT,
@@ -284,9 +285,10 @@ def save_crop_check(
 
     def features(indices: np.ndarray) -> np.ndarray:
         rows = batches(select_rows(dataset.images, indices), 256)
-        return np.concatenate(
-            [extractor.predict(normalize(rows_, card.input.normalization), verbose=0) for rows_ in rows]
-        )
+        with timed("inference"):
+            return np.concatenate(
+                [extractor.predict(normalize(rows_, card.input.normalization), verbose=0) for rows_ in rows]
+            )
 
     path = folder.crop_check_file(name)
     check, arrays = fit_crop_check(

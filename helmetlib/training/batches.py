@@ -124,7 +124,8 @@ def relu_activations(model: keras.Model, inputs: np.ndarray) -> dict[str, np.nda
     ]
     if not layers:
         return {}
-    outputs = keras.Model(model.inputs, [layer.output for layer in layers]).predict(inputs, verbose=0)
+    with timed("inference"):
+        outputs = keras.Model(model.inputs, [layer.output for layer in layers]).predict(inputs, verbose=0)
     outputs = outputs if isinstance(outputs, list) else [outputs]
     return {layer.name: values for layer, values in zip(layers, outputs, strict=True)}
 
