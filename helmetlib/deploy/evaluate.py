@@ -173,7 +173,8 @@ def evaluate_run(
 ) -> EvaluationResult:
     """Scores of every model of `run_dir` on the dataset in `data_dir`, at each model card's threshold, on the
     probabilities `helmet-predict` gives (calibrated as each card says), the backbone computed in the faster
-    precision here (`Evaluation.backbone_precision`; in bfloat16 a probability moves by a few thousandths).
+    precision here (`Evaluation.backbone_precision`; in bfloat16 a probability moves by 0.002-0.004 on average, at
+    most 0.03, on the VOC sample's heads: docs/benchmarks.md).
 
     Models are loaded through their cards (the selected model's self-contained file, the others' heads over the
     backbone store, and the cross-architecture ensemble when it is deployed), so a card that does not match its

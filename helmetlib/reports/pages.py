@@ -373,6 +373,13 @@ def _trend_figure(records: list[RunRecord]) -> str | None:
     return _figure_tag(fig, fmt="svg")
 
 
+def _precision_note(precision: str) -> str:
+    """What the evaluation's backbone precision means for its numbers (nothing in float32, helmet-predict's own)."""
+    if precision == "float32":
+        return ""
+    return f" (the backbone computed in {precision} here: each P(helmet) within a few thousandths of it)"
+
+
 def evaluation_page(result, run: RunRecord, run_page, out) -> str:
     """`helmet-evaluate`'s page: the verdict first (the deployed model here against its own test scores), the
     weights banner and a link back to the run; then the metrics with intervals, what was not scored, ROC / PR curves
@@ -411,7 +418,8 @@ def evaluation_page(result, run: RunRecord, run_page, out) -> str:
         f"<section class='hl hl-decision'><h2>Verdict</h2><p class='hl-answer'>{esc(verdict)}</p>"
         + config_banners(run.config, uses_backbone=uses_backbone)
         + f"<p>On {esc(data.path)} ({data.images:,} images, hash {data.content_hash}); each model at its card's "
-        f"threshold, on P(helmet) as helmet-predict answers (backbone in {evaluation.backbone_precision}); ★ deployed. "
+        f"threshold, on P(helmet) as helmet-predict answers{_precision_note(evaluation.backbone_precision)}; "
+        "★ deployed. "
         f"<a href='{esc(link)}'>The run's page</a>.</p>"
         + (f"<p><b>Not scored:</b> {esc(evaluation.dropped.text())}.</p>" if evaluation.dropped else "")
         + "</section>"
