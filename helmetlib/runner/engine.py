@@ -104,7 +104,9 @@ def _logging_kernel_manager(log_file: Path):
     from jupyter_client.manager import AsyncKernelManager
 
     class LoggingKernelManager(AsyncKernelManager):
-        clients: list
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.clients = []
 
         async def _async_launch_kernel(self, kernel_cmd, **kw):
             log = log_file.open("ab")
@@ -115,7 +117,7 @@ def _logging_kernel_manager(log_file: Path):
 
         def client(self, **kwargs):
             made = super().client(**kwargs)
-            self.clients = [*getattr(self, "clients", []), made]
+            self.clients.append(made)
             return made
 
     return LoggingKernelManager
@@ -142,7 +144,7 @@ def stop_kernel(manager) -> None:
     has finished and every output is saved, and a graceful shutdown waits about 1.5 s per notebook."""
     from jupyter_core.utils import run_sync
 
-    for client in getattr(manager, "clients", []):
+    for client in manager.clients:
         client.stop_channels()
     if manager.has_kernel:
         run_sync(manager.shutdown_kernel)(now=True)
