@@ -85,9 +85,9 @@ def train_model(
     """Build `name`, train it on `split.train` with `split.validation` for validation, predict both parts.
 
     Fast mode (default) trains a VGG16 model's head on backbone features computed once (cached under
-    `cache_dir`), in float32 unless `precision` says otherwise; model 4 trains on `augmented_views` pre-drawn
-    augmented views per training image (drawn from `views_seed`, default `seed`), computed in the faster
-    `backbone_precision()`. `faithful=True` runs the study's computation instead. A collapse (constant output)
+    `cache_dir`), in the machine's faster precision (`feature_precision`) unless `precision` says otherwise; model 4
+    trains on `augmented_views` pre-drawn augmented views per training image (drawn from `views_seed`, default
+    `seed`), in the same precision. `faithful=True` runs the study's computation instead. A collapse (constant output)
     restarts training with seed `seed + k * 100003`, at most `max_restarts` times; `collapsed` says whether the
     final model's validation predictions are (nearly) one class.
     """
