@@ -1,17 +1,25 @@
-"""The notebook engine's kernels: started one stage ahead with the library imported, in a namespace as fresh as a
-plain kernel's, labelled with their stage, and never left running."""
+"""The notebook engine's kernels: started one stage ahead with the library imported (TensorFlow only where the stage
+uses it), in a namespace as fresh as a plain kernel's, labelled with their stage, and never left running; the
+runner's own imports skip jsonschema's grammar compilation."""
 
+import importlib.util
 import json
+import subprocess
+import sys
 
 import nbformat
 import psutil
+from conftest import NOTEBOOKS
 
+from helmetlib.run.config import RunConfig
 from helmetlib.run.folder import RunFolder
 from helmetlib.runner.engine import (
+    BACKEND_MODULE,
     PRELOADED_MODULES,
     Stage,
     execute_notebook,
     kernels_started_ahead,
+    plan_stages,
     start_kernel,
     stop_kernel,
 )
@@ -70,3 +78,28 @@ def test_the_next_kernel_starts_before_this_stage_runs_and_an_unreached_one_is_s
     stop_kernel(manager)
     started.close()  # the loop leaves before c: its kernel must not outlive the run
     assert kernels() == []
+
+
+def test_only_an_eda_that_uses_the_backbone_or_trains_a_reference_model_preloads_tensorflow(tmp_path):
+    work = RunFolder(tmp_path / "run")
+    groups = tmp_path / "groups.csv"
+
+    def preloads(**parameters) -> list[tuple[str, ...]]:
+        config = RunConfig.from_parameters(run_id="x", origin="notebook", **parameters)
+        return [stage.preload for stage in plan_stages(config, work, NOTEBOOKS)]
+
+    eda, model, comparison = preloads(MODELS="cnn", WEIGHTS="none")  # no backbone, no groups: no TensorFlow
+    assert BACKEND_MODULE not in eda and set(eda) == set(PRELOADED_MODULES) - {BACKEND_MODULE}
+    assert model == comparison == PRELOADED_MODULES
+    groups.write_text("path\n" + "a.png\n" * 160)
+    assert preloads(MODELS="cnn", WEIGHTS="none", GROUPS_CSV=str(groups))[0] == PRELOADED_MODULES  # reference model
+    assert preloads(MODELS="cnn,vgg16_linear", WEIGHTS="none")[0] == PRELOADED_MODULES  # look-alike features
+
+
+def test_the_runner_imports_papermill_without_compiling_rfc3987_grammars():
+    """jsonschema imports `rfc3987_syntax` when installed, which compiles 39 grammars with lark (about 3 s of every
+    runner process and Dask task): the engine marks it absent before papermill, jupytext and nbconvert load."""
+    code = "import helmetlib.runner.engine, jupytext, nbconvert, papermill, sys; print('lark' in sys.modules)"
+    found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert found.stdout.strip() == "False"
+    assert importlib.util.find_spec("rfc3987_syntax") is not None  # installed here: jsonschema would import it

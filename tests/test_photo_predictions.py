@@ -37,7 +37,7 @@ def site(tmp_path_factory):
     source = write_voc(root / "voc", photos)
     data = root / "data"
     assert import_main([str(source), str(data), "--format", "voc", "--classes", "helmet=1,head=0", *RULE_OPTIONS]) == 0
-    options = ["--models", "cnn", "--weights", "none", "--epochs", "10", "--batch-size", "8"]  # real data: 3 repeats
+    options = ["--models", "cnn", "--weights", "none", "--epochs", "10", "--batch-size", "32"]  # real data: 3 repeats
     result = runner(["--out", str(root / "reports"), "--run-id", "site", "--data", str(data), *options, "--no-export"])
     assert result.returncode == 0, result.stderr[-3000:]
     return photos, source, data, root / "reports" / "site"
@@ -49,10 +49,10 @@ def model(site):
 
 
 def test_a_run_on_real_data_records_its_defaults_health_and_seed_ensemble(site):
-    """Given --data, the runner's real-data defaults hold (3 repeats, batch 128 unless given, here 8), every
+    """Given --data, the runner's real-data defaults hold (3 repeats, batch 128 unless given, here 32), every
     repeat's health is recorded, and the deployed model is the seed ensemble of the healthy repeats."""
     record = RunRecord.read(site[3] / "run.json")
-    assert (record.config.repeats, record.config.batch_size, record.config.data_dir) == (3, 8, str(site[2]))
+    assert (record.config.repeats, record.config.batch_size, record.config.data_dir) == (3, 32, str(site[2]))
     given = RunConfig.from_parameters(run_id="x", origin="notebook", DATA_DIR=str(site[2]), WEIGHTS="none")
     assert given.batch_size == 128 and given.repeats == 3
     result = record.models["cnn"]

@@ -33,6 +33,12 @@ HEIGHT, WIDTH = 180, 240
 VOC_SAMPLE = SHARED / "data" / "helmet-voc-sample"
 
 
+COLOURS = {  # helmets and heads of several colours, as on a site
+    "helmet": [(250, 210, 20), (240, 240, 240), (220, 40, 30), (30, 90, 200)],
+    "head": [(200, 150, 110), (140, 100, 70), (230, 190, 160)],
+}
+
+
 def synthetic_photos(count: int = 12, seed: int = 0) -> dict[str, tuple[np.ndarray, list[HeadBox]]]:
     """`count` noise photos (RGB, 180x240), each with 2-3 heads (a filled disc inside an integer box, helmet or bare
     head by turns) whose crop windows lie inside the photo, and one `person` box."""
@@ -45,7 +51,7 @@ def synthetic_photos(count: int = 12, seed: int = 0) -> dict[str, tuple[np.ndarr
             side = int(rng.integers(8, 14)) * 2  # even sides: window corners are whole pixels
             x1, y1 = 20 + 75 * slot + int(rng.integers(0, 10)), 40 + int(rng.integers(0, 40))
             class_name = ("helmet", "head")[(number + slot) % 2]
-            colour = (250, 210, 20) if class_name == "helmet" else (200, 150, 110)
+            colour = COLOURS[class_name][int(rng.integers(0, len(COLOURS[class_name])))]
             cv2.circle(image, (x1 + side // 2, y1 + side // 2), side // 2, colour, -1)
             boxes.append(HeadBox(x1, y1, x1 + side, y1 + side, class_name=class_name, label=CLASSES[class_name]))
         boxes.append(HeadBox(5, 5, 60, 170, class_name="person"))

@@ -387,11 +387,11 @@ def look_alike_features(run: NotebookRun, dataset: Dataset) -> np.ndarray | None
     """The frozen VGG16's features of every image (N, 6, 6, 512) as vgg16_linear, vgg16_mlp and vgg16_mlp_aug see
     them, from the shared cache; None when no model of the run uses the backbone (its weights are not loaded: no
     look-alike audit)."""
+    if run.config.weights.used == "unused":
+        return None  # before the imports: an EDA without the backbone never loads TensorFlow
     from helmetlib.models.builders import vgg16_backbone
     from helmetlib.models.features import FeatureCache, cached_features, feature_precision
 
-    if run.config.weights.used == "unused":
-        return None
     vgg16 = vgg16_backbone(run.config.weights, dataset.images.shape[1:])
     cache = FeatureCache(run.config.cache_dir)
     precision = feature_precision(faithful=run.config.faithful)

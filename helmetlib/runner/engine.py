@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,11 +19,18 @@ from helmetlib.core.env import STAGE_ENV
 from helmetlib.run.config import COMPARISON, EDA, MODEL, ParameterError, RunConfig
 from helmetlib.run.folder import RunFolder
 
+# jsonschema, under nbformat (papermill, jupytext, nbconvert), imports the optional `rfc3987_syntax` when it is
+# installed (JupyterLab's jupyter-events brings it), and that compiles 39 grammars at import: about 3 s of every
+# runner process and Dask task, before the first kernel starts, for the `iri` format checks that no notebook schema
+# uses (python-jsonschema/jsonschema#1392). Marked absent, it is not imported and jsonschema skips those checks.
+sys.modules.setdefault("rfc3987_syntax", None)
+
 NOTEBOOKS_DIR = Path(__file__).resolve().parents[2] / "notebooks"
 KERNEL_START_TIMEOUT = 300  # seconds; a loaded machine (Dask workers, other jobs) can take minutes to start one
-PRELOADED_MODULES = (  # what the notebooks' first cells import (TensorFlow and Keras through `backend`): ~6 s
+BACKEND_MODULE = "helmetlib.core.backend"  # TensorFlow and Keras: ~3 s of a kernel's start on 2 cores
+PRELOADED_MODULES = (  # what the notebooks' first cells import: ~6 s
     "IPython.display",
-    "helmetlib.core.backend",
+    BACKEND_MODULE,
     "helmetlib.reports.narrative",
     "helmetlib.reports.notebook",
     "helmetlib.reports.pages",
@@ -73,6 +81,7 @@ class Stage:
     stem: str
     parameters: dict
     model: str | None = None
+    preload: tuple[str, ...] = PRELOADED_MODULES  # what its kernel imports as it starts
 
 
 def plan_stages(config: RunConfig, work: RunFolder, notebooks: Path) -> list[Stage]:
@@ -83,7 +92,10 @@ def plan_stages(config: RunConfig, work: RunFolder, notebooks: Path) -> list[Sta
         names = notebook_parameter_names(notebooks / f"{stem}.py")
         return {name: ({**values, **extra})[name] for name in names}
 
-    stages = [Stage(f"notebook {EDA}", notebooks / f"{EDA}.py", EDA, parameters(EDA))]
+    # an EDA that computes no backbone features and trains no reference model (no groups) never uses TensorFlow
+    eda_uses_backend = config.weights.used != "unused" or bool(config.groups_csv)
+    eda_preload = tuple(name for name in PRELOADED_MODULES if eda_uses_backend or name != BACKEND_MODULE)
+    stages = [Stage(f"notebook {EDA}", notebooks / f"{EDA}.py", EDA, parameters(EDA), preload=eda_preload)]
     for name in config.models:
         stages.append(
             Stage(
@@ -126,13 +138,13 @@ def _logging_kernel_manager(log_file: Path):
 def start_kernel(stage: Stage, work: RunFolder, *, kernel: str):
     """Launch the kernel that will run `stage` and return its manager without waiting for it to be ready.
 
-    The kernel runs in the run folder, labels its timings with the stage (`HELMETLIB_STAGE`) and imports
-    `PRELOADED_MODULES` while it starts (bound to no name: the notebook's namespace and execution counts are as
+    The kernel runs in the run folder, labels its timings with the stage (`HELMETLIB_STAGE`) and imports the
+    stage's `preload` while it starts (bound to no name: the notebook's namespace and execution counts are as
     in a fresh kernel), so a kernel launched while the previous stage runs is ready, imports done, at its turn."""
     from jupyter_core.utils import run_sync
 
     manager = _logging_kernel_manager(work.log_file)(kernel_name=kernel)
-    preload = [f"--IPKernelApp.exec_lines=__import__({name!r});" for name in PRELOADED_MODULES]
+    preload = [f"--IPKernelApp.exec_lines=__import__({name!r});" for name in stage.preload]
     run_sync(manager.start_kernel)(
         cwd=str(work.path), env={**os.environ, STAGE_ENV: stage.label}, extra_arguments=preload
     )
@@ -174,15 +186,18 @@ def execute_notebook(stage: Stage, work: RunFolder, *, kernel: str, timeout: int
     Raises `NotebookFailed` with a one-line reason for a raising cell, a cell past `timeout`, a dead kernel or
     any other failure of the execution.
     """
+    output = work.notebook(stage.stem)
+    try:
+        manager = manager or start_kernel(stage, work, kernel=kernel)  # it boots while papermill is imported
+    except Exception as error:
+        raise NotebookFailed(f"{stage.stem}: the kernel did not start ({type(error).__name__}: {error})") from None
     import jupytext
     import papermill
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
-    output = work.notebook(stage.stem)
-    source = jupytext.read(stage.source)
-    source.metadata["kernelspec"] = {"name": kernel, "display_name": kernel, "language": "python"}
     try:
-        manager = manager or start_kernel(stage, work, kernel=kernel)
+        source = jupytext.read(stage.source)
+        source.metadata["kernelspec"] = {"name": kernel, "display_name": kernel, "language": "python"}
         papermill.execute_notebook(
             source,
             str(output),
@@ -205,8 +220,7 @@ def execute_notebook(stage: Stage, work: RunFolder, *, kernel: str, timeout: int
             f"{stage.stem}: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
         ) from None
     finally:
-        if manager is not None:
-            stop_kernel(manager)
+        stop_kernel(manager)
         if output.exists():
             shows = f"{stage.model} — helmet study model report" if stage.model else _heading(output)
             to_html(work, stage.stem, title=f"{shows} · run {work.path.name.removeprefix('.tmp-')}", heading=shows)

@@ -59,6 +59,7 @@ from helmetlib.runner.engine import (
     kernels_started_ahead,
     plan_stages,
     stale_pairing,
+    stop_kernel,
 )
 from helmetlib.runner.kernel import ensure_kernel
 
@@ -310,7 +311,8 @@ def _execute(args, stages: list[Stage], work: RunFolder, progress: Progress, ker
     """Run the stages; the comparison only when every earlier notebook succeeded. Returns the failures.
 
     One after another, each stage's kernel is started while the stage before it runs (`kernels_started_ahead`);
-    with `--workers` / `--scheduler` the model notebooks run as Dask tasks, each starting its own."""
+    with `--workers` / `--scheduler` the model notebooks run as Dask tasks, each starting its own, while the
+    comparison's kernel, started during the EDA, waits for them."""
     failures: list[str] = []
 
     def attempt(stage: Stage, manager=None) -> None:
@@ -325,29 +327,33 @@ def _execute(args, stages: list[Stage], work: RunFolder, progress: Progress, ker
 
     comparison = stages[-1]
     fan_out = args.workers > 1 or args.scheduler
-    in_order = stages[:1] if fan_out else stages
+    in_order = [stages[0], comparison] if fan_out else stages
     with closing(kernels_started_ahead(in_order, work, kernel=kernel)) as started:
         for stage, manager in started:
+            if stage is comparison and fan_out and not failures:
+                failures += _fanned_out(args, stages[1:-1], work, progress, kernel)
             if stage is comparison and failures:
+                stop_kernel(manager)  # started for a comparison that will not run
                 break
             attempt(stage, manager)
-    if fan_out:
-        from helmetlib.runner.fanout import run_model_stages
-
-        failures += run_model_stages(
-            stages[1:-1],
-            work,
-            progress,
-            kernel=kernel,
-            timeout=args.timeout,
-            workers=args.workers,
-            scheduler=args.scheduler,
-        )
-        if not failures:
-            attempt(comparison)
     if failures:
         print(f"skipping {COMPARISON}: earlier notebooks failed", flush=True)
     return failures
+
+
+def _fanned_out(args, stages: list[Stage], work: RunFolder, progress: Progress, kernel: str) -> list[str]:
+    """The model `stages` as Dask tasks (`--workers` / `--scheduler`); returns their failures."""
+    from helmetlib.runner.fanout import run_model_stages
+
+    return run_model_stages(
+        stages,
+        work,
+        progress,
+        kernel=kernel,
+        timeout=args.timeout,
+        workers=args.workers,
+        scheduler=args.scheduler,
+    )
 
 
 def _finish(out, work, record, status, failures, stage_now, progress) -> RunRecord:
