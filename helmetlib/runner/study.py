@@ -296,15 +296,30 @@ def _current_stage(progress: Progress, stages: list[Stage]) -> str | None:
 
 
 def _stop_kernels() -> None:
-    """End every process this run started (kernels left behind by an interruption)."""
+    """End every process this run started (kernels left behind by an interruption), except multiprocessing's
+    resource tracker (Dask's LocalCluster starts it): it ignores SIGTERM by design, ends with this process, and
+    waiting for it cost every `--workers` run 5 s."""
     import psutil
 
-    children = psutil.Process().children(recursive=True)
+    children = [
+        child
+        for child in psutil.Process().children(recursive=True)
+        if "multiprocessing.resource_tracker" not in " ".join(_command_line(child))
+    ]
     for child in children:
         child.terminate()
     _, alive = psutil.wait_procs(children, timeout=5)
     for child in alive:
         child.kill()
+
+
+def _command_line(process) -> list[str]:
+    import psutil
+
+    try:
+        return process.cmdline()
+    except psutil.Error:  # ended meanwhile, or not ours to read
+        return []
 
 
 def _execute(args, stages: list[Stage], work: RunFolder, progress: Progress, kernel: str) -> list[str]:
