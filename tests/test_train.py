@@ -154,7 +154,7 @@ def dead_cnn(calls):
 def test_a_collapsed_training_is_detected_and_restarted(demo_64, monkeypatch):
     parts = split(demo_64.labels)
     monkeypatch.setattr("helmetlib.training.trainers.simple_cnn", dead_cnn([1]))
-    trained = train_model("cnn", demo_64, parts, epochs=15, batch_size=16, max_restarts=3)
+    trained = train_model("cnn", demo_64, parts, epochs=10, batch_size=8, max_restarts=3)
     first = trained.restarts[0]  # the planted collapse; another seed may die naturally too (as on helmet-dev)
     assert first.epoch == 1 and first.seed == 812 and "constant output" in first.reason
     assert trained.seed_used == 812 + len(trained.restarts) * 100_003 and not trained.collapsed
