@@ -278,6 +278,8 @@ def test_a_dead_kernel_is_a_failed_record(tmp_path):
     record = RunRecord.read(out / "dead.failed" / "run.json")
     assert record.status == "failed" and "00_eda" in record.reason and "kernel died" in record.reason
     assert (out / "dead.failed" / "00_eda.html").is_file()  # the partial notebook, rendered
+    assert "skipping 10_model_cnn, 20_comparison: earlier notebooks failed" in result.stdout  # the run stops there
+    assert not (out / "dead.failed" / "10_model_cnn.ipynb").exists()
 
 
 def test_a_failing_model_notebook_under_two_workers_after_ok_runs(nightly, tmp_path):

@@ -38,7 +38,6 @@ from helmetlib.models.features import register_cache_user
 from helmetlib.reports.pages import run_page, runs_index
 from helmetlib.run.config import (
     CODE_PAGE_SUFFIX,
-    COMPARISON,
     COMPLETED,
     NOTEBOOKS,
     NOTHING_DEPLOYED,
@@ -323,7 +322,7 @@ def _command_line(process) -> list[str]:
 
 
 def _execute(args, stages: list[Stage], work: RunFolder, progress: Progress, kernel: str) -> list[str]:
-    """Run the stages; the comparison only when every earlier notebook succeeded. Returns the failures.
+    """Run the stages until one fails (the notebooks after it are skipped and said). Returns the failures.
 
     One after another, each stage's kernel is started while the stage before it runs (`kernels_started_ahead`);
     with `--workers` / `--scheduler` the model notebooks run as Dask tasks, each starting its own, while the
@@ -347,12 +346,12 @@ def _execute(args, stages: list[Stage], work: RunFolder, progress: Progress, ker
         for stage, manager in started:
             if stage is comparison and fan_out and not failures:
                 failures += _fanned_out(args, stages[1:-1], work, progress, kernel)
-            if stage is comparison and failures:
-                stop_kernel(manager)  # started for a comparison that will not run
+            if failures:  # a failed notebook ends the run, as a failed Dask task cancels the others
+                stop_kernel(manager)  # started for a notebook that will not run
+                skipped = in_order[in_order.index(stage) :]
+                print(f"skipping {', '.join(s.stem for s in skipped)}: earlier notebooks failed", flush=True)
                 break
             attempt(stage, manager)
-    if failures:
-        print(f"skipping {COMPARISON}: earlier notebooks failed", flush=True)
     return failures
 
 
