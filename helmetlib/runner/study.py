@@ -348,8 +348,8 @@ def _execute(args, stages: list[Stage], work: RunFolder, progress: Progress, ker
                 failures += _fanned_out(args, stages[1:-1], work, progress, kernel)
             if failures:  # a failed notebook ends the run, as a failed Dask task cancels the others
                 stop_kernel(manager)  # started for a notebook that will not run
-                skipped = in_order[in_order.index(stage) :]
-                print(f"skipping {', '.join(s.stem for s in skipped)}: earlier notebooks failed", flush=True)
+                never_started = [other.stem for other in stages if not work.notebook(other.stem).exists()]
+                print(f"skipping {', '.join(never_started)}: earlier notebooks failed", flush=True)
                 break
             attempt(stage, manager)
     return failures
