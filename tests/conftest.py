@@ -1,7 +1,9 @@
 """Shared fixtures: small synthetic sets, tiny report runs, the optional real photos and stand-in weights."""
 
+import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -9,6 +11,7 @@ from pathlib import Path
 
 import matplotlib
 import pytest
+from filelock import FileLock
 
 matplotlib.use("Agg")
 
@@ -117,13 +120,38 @@ def close_figures():
 
 
 @pytest.fixture(scope="session")
-def finished_run(tmp_path_factory):
+def shared_tmp(tmp_path_factory, worker_id) -> Path:
+    """A temporary folder every pytest-xdist worker of this test run shares (.ci/run runs the suite on `-n auto`
+    workers); without xdist, the run's own."""
+    base = tmp_path_factory.getbasetemp()
+    return base if worker_id == "master" else base.parent
+
+
+def build_once(folder: Path, build) -> dict:
+    """`build(folder)` (a JSON-able record) by the first worker of this test run that asks; the others wait on a lock
+    and read the record it left beside the folder. Tests of several files share such a build, and xdist hands files
+    to different workers."""
+    record = folder.with_name(folder.name + ".json")
+    with FileLock(f"{folder}.lock"):
+        if not record.exists():
+            shutil.rmtree(folder, ignore_errors=True)  # what a failed build left
+            folder.mkdir()
+            record.write_text(json.dumps(build(folder)))
+    return json.loads(record.read_text())
+
+
+@pytest.fixture(scope="session")
+def finished_run(shared_tmp):
     """(exit status, output folder, stderr) of one tiny helmet-reports run of every model, shared by the tests."""
-    out = tmp_path_factory.mktemp("reports")
-    groups = tmp_path_factory.mktemp("groups") / "groups.csv"
-    groups.write_text("path\n" + "".join(f"photo{row // 2}.png\n" for row in range(160)))  # two crops per photo
-    result = runner(["--out", str(out), "--run-id", "tiny", "--groups", str(groups), *TINY])
-    return result.returncode, out, result.stderr
+
+    def run(folder: Path) -> dict:
+        groups = folder / "groups.csv"
+        groups.write_text("path\n" + "".join(f"photo{row // 2}.png\n" for row in range(160)))  # two crops per photo
+        result = runner(["--out", str(folder / "reports"), "--run-id", "tiny", "--groups", str(groups), *TINY])
+        return {"returncode": result.returncode, "stderr": result.stderr}
+
+    built = build_once(shared_tmp / "finished_run", run)
+    return built["returncode"], shared_tmp / "finished_run" / "reports", built["stderr"]
 
 
 def runner(arguments: list[str], **options) -> subprocess.CompletedProcess:

@@ -3,6 +3,8 @@ through nbclient, `helmet-reports`, the Jupyter server under JupyterLab)."""
 
 import asyncio
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -96,3 +98,32 @@ def test_python_m_helmetlib_kernel_installs_the_kernelspec_it_names():
     assert result.stdout.strip() == f"installed the Jupyter kernel {KERNEL_NAME!r} in {folder}"
     spec = json.loads((Path(folder) / "kernel.json").read_text())
     assert spec["argv"][0] == sys.executable and spec["metadata"]["kernel_provisioner"]["provisioner_name"]
+
+
+def test_only_the_interrupt_button_signals_an_idle_kernel_not_its_shutdown(helmetlib_kernel, monkeypatch):
+    """jupyter_client interrupts every kernel it shuts down; a kernel still finishing a message then printed
+    "KeyboardInterrupt caught in kernel." under a papermill run that had succeeded. The provisioner leaves that
+    interrupt out; interrupting a running cell still works."""
+    from jupyter_client.manager import KernelManager
+
+    sent = []
+    send = os.killpg
+    monkeypatch.setattr(os, "killpg", lambda group, signum: (sent.append(signum), send(group, signum)))
+    manager = KernelManager(kernel_name=helmetlib_kernel)
+    manager.start_kernel()
+    client = manager.client()
+    client.start_channels()
+    try:
+        client.wait_for_ready(timeout=60)
+        started = time.monotonic()
+        request = client.execute("import time; time.sleep(60)")
+        time.sleep(1)
+        manager.interrupt_kernel()
+        reply = client.get_shell_msg(timeout=30)
+        assert reply["parent_header"]["msg_id"] == request
+        assert reply["content"]["ename"] == "KeyboardInterrupt" and time.monotonic() - started < 30
+        assert sent == [signal.SIGINT]
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel()
+    assert sent == [signal.SIGINT] and not manager.is_alive()

@@ -11,6 +11,7 @@ installs it alone, for plain papermill or JupyterLab before any run.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import tempfile
 import uuid
@@ -37,6 +38,24 @@ class LocalSocketsProvisioner(LocalProvisioner):
             manager.transport = "ipc"
             manager.ip = os.path.join(tempfile.gettempdir(), f"helmetlib-kernel-{uuid.uuid4().hex[:16]}")
         return await super().pre_launch(**kwargs)
+
+    async def send_signal(self, signum: int) -> None:
+        """Send `signum` to the kernel's process group, except the interrupt jupyter_client sends every kernel it
+        shuts down while that kernel is not known to be busy.
+
+        Papermill shuts the kernel down after its last cell; on a loaded machine that interrupt could land while the
+        kernel was still finishing a message, and ipykernel printed "[IPKernelApp] ERROR | KeyboardInterrupt caught
+        in kernel." under a run that had succeeded. A server that tracks the kernel's state (JupyterLab's) still
+        interrupts a busy kernel before shutting it down; the interrupt button is not a shutdown and always signals."""
+        manager = self.parent
+        shutting_down_idle = (
+            manager is not None
+            and getattr(manager, "shutting_down", False)
+            and getattr(manager, "execution_state", "idle") != "busy"
+        )
+        if signum == signal.SIGINT and shutting_down_idle:
+            return
+        await super().send_signal(signum)
 
 
 def ensure_kernel() -> str:
