@@ -280,6 +280,8 @@ def test_a_dead_kernel_is_a_failed_record(tmp_path):
     assert (out / "dead.failed" / "00_eda.html").is_file()  # the partial notebook, rendered
     assert "skipping 10_model_cnn, 20_comparison: earlier notebooks failed" in result.stdout  # the run stops there
     assert not (out / "dead.failed" / "10_model_cnn.ipynb").exists()
+    page = (out / "dead.failed" / "index.html").read_text()
+    assert "Not run (the run ended at 00_eda): Model cnn, Comparison and selection." in page  # said there too
 
 
 def test_a_failing_model_notebook_under_two_workers_after_ok_runs(nightly, tmp_path):

@@ -186,8 +186,9 @@ def run_page(record: RunRecord, folder: RunFolder) -> str:
             decision_html(config, record.models, record.selection, record.audit, record.comparison_with_previous)
         )
     parts.append(_comparison_html(record.comparison_with_previous))
+    reports = _reports_in_run_order(record)
     parts.append("<h2>Reports</h2><ul>")
-    for stem, label in _reports_in_run_order(record, folder):
+    for stem, label in [(stem, label) for stem, label in reports if folder.html(stem).is_file()]:
         reader, with_code, notebook = (
             esc(path.name) for path in (folder.html(stem), folder.code_html(stem), folder.notebook(stem))
         )
@@ -196,6 +197,11 @@ def run_page(record: RunRecord, folder: RunFolder) -> str:
             f"<a href='{notebook}'>notebook</a>)</small></li>"
         )
     parts.append("</ul>")
+    never_run = [label for stem, label in reports if not folder.html(stem).is_file()]
+    if never_run and status not in COMPLETED:
+        parts.append(
+            f"<p class='muted'>Not run (the run ended at {esc(record.stage or '?')}): {esc(', '.join(never_run))}.</p>"
+        )
     if record.models:
         parts.append(_models_table(record))
     parts.append(
@@ -205,13 +211,14 @@ def run_page(record: RunRecord, folder: RunFolder) -> str:
     return page(f"Helmet study run {record.run_id}", "".join(parts))
 
 
-def _reports_in_run_order(record: RunRecord, folder: RunFolder) -> list[tuple[str, str]]:
+def _reports_in_run_order(record: RunRecord) -> list[tuple[str, str]]:
+    """(notebook stem, title) of every report the run's settings ask for, in the order the run writes them."""
     from helmetlib.run.config import COMPARISON, EDA
 
     stems = [(EDA, "Data exploration and leakage audit")]
     stems += [(RunFolder.model_stem(name), f"Model {name}") for name in record.config.models]
     stems.append((COMPARISON, "Comparison and selection"))
-    return [(stem, label) for stem, label in stems if folder.html(stem).is_file()]
+    return stems
 
 
 def _models_table(record: RunRecord) -> str:
