@@ -187,8 +187,9 @@ def run_page(record: RunRecord, folder: RunFolder) -> str:
         )
     parts.append(_comparison_html(record.comparison_with_previous))
     reports = _reports_in_run_order(record)
+    written = [(stem, label) for stem, label in reports if folder.html(stem).is_file()]
     parts.append("<h2>Reports</h2><ul>")
-    for stem, label in [(stem, label) for stem, label in reports if folder.html(stem).is_file()]:
+    for stem, label in written:
         reader, with_code, notebook = (
             esc(path.name) for path in (folder.html(stem), folder.code_html(stem), folder.notebook(stem))
         )
@@ -197,7 +198,7 @@ def run_page(record: RunRecord, folder: RunFolder) -> str:
             f"<a href='{notebook}'>notebook</a>)</small></li>"
         )
     parts.append("</ul>")
-    never_run = [label for stem, label in reports if not folder.html(stem).is_file()]
+    never_run = [label for report, label in reports if (report, label) not in written]
     if never_run and status not in COMPLETED:
         parts.append(
             f"<p class='muted'>Not run (the run ended at {esc(record.stage or '?')}): {esc(', '.join(never_run))}.</p>"
