@@ -119,6 +119,14 @@ def close_figures():
     plt.close("all")
 
 
+def pytest_xdist_auto_num_workers(config) -> int:
+    """Workers for `-n auto`: the CPUs this process may run on (a container's or taskset's; xdist's default counts
+    the host's cores), at most 4: each worker starts runner processes and kernels of its own, and past a few the
+    longest test file bounds the suite."""
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return min(usable or 1, 4)
+
+
 @pytest.fixture(scope="session")
 def shared_tmp(tmp_path_factory, worker_id) -> Path:
     """A temporary folder every pytest-xdist worker of this test run shares (.ci/run runs the suite on `-n auto`
