@@ -198,7 +198,7 @@ def run_page(record: RunRecord, folder: RunFolder) -> str:
             f"<a href='{notebook}'>notebook</a>)</small></li>"
         )
     parts.append("</ul>")
-    never_run = [label for report, label in reports if (report, label) not in written]
+    never_run = [label for stem, label in reports if not folder.started(stem)]
     if never_run and status not in COMPLETED:
         parts.append(
             f"<p class='muted'>Not run (the run ended at {esc(record.stage or '?')}): {esc(', '.join(never_run))}.</p>"

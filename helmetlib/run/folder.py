@@ -95,6 +95,10 @@ class RunFolder:
     def notebook(self, stem: str) -> Path:
         return self.path / f"{stem}.ipynb"
 
+    def started(self, stem: str) -> bool:
+        """Whether the notebook `stem` began to run here (papermill writes its output before the first cell)."""
+        return self.notebook(stem).exists()
+
     def html(self, stem: str) -> Path:
         return self.path / f"{stem}.html"
 

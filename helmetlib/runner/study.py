@@ -348,7 +348,7 @@ def _execute(args, stages: list[Stage], work: RunFolder, progress: Progress, ker
                 failures += _fanned_out(args, stages[1:-1], work, progress, kernel)
             if failures:  # a failed notebook ends the run, as a failed Dask task cancels the others
                 stop_kernel(manager)  # started for a notebook that will not run
-                never_started = [other.stem for other in stages if not work.notebook(other.stem).exists()]
+                never_started = [other.stem for other in stages if not work.started(other.stem)]
                 print(f"skipping {', '.join(never_started)}: earlier notebooks failed", flush=True)
                 break
             attempt(stage, manager)
