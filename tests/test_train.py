@@ -6,16 +6,18 @@ import pytest
 from conftest import STAND_IN_WEIGHTS
 
 from helmetlib import MODEL_NAMES, make_demo_dataset, performance, split, train_model, train_repeats
+from helmetlib.core.backend import keras
+from helmetlib.core.preprocess import normalize
 from helmetlib.core.weights import resolve_weights
 from helmetlib.data.dataset import RowFile
-from helmetlib.models.builders import vgg16_backbone
+from helmetlib.models.builders import compile_model, vgg16_backbone
 from helmetlib.models.features import (
     backbone_precision,
     cpu_supports_bfloat16,
     gpu_available,
     precision_override,
 )
-from helmetlib.training.batches import balanced_class_weights
+from helmetlib.training.batches import BATCH_READERS, ImageBatches, balanced_class_weights
 
 TOLERANCE = 1e-4
 
@@ -235,3 +237,35 @@ def test_timings_label_backbone_passes_inference_and_training_with_the_stage(dem
     assert {line["stage"] for line in lines} == {"10_model [vgg16_linear]"}
     assert [line["kind"] for line in lines].count("backbone") == 1  # one cold pass over the images
     assert {"training", "inference"} <= {line["kind"] for line in lines} and all(line["seconds"] > 0 for line in lines)
+
+
+def test_batches_read_ahead_by_threads_train_the_same_weights_as_batches_read_in_turn(demo_small):
+    """`ImageBatches` reads an epoch's batches with `BATCH_READERS` threads (Keras' enqueuer): in the same order,
+    reshuffled at the same epoch ends, so Adam (sensitive to the order) ends on bit-identical weights."""
+    parts = split(demo_small.labels)
+    images = normalize(np.asarray(demo_small.images[parts.train]), "unit")
+    labels = demo_small.labels[parts.train].astype("float32")
+    weights = {}
+    for readers in (1, BATCH_READERS):
+        keras.utils.set_random_seed(2)
+        model = keras.Sequential(
+            [keras.Input(images.shape[1:]), keras.layers.Flatten(), keras.layers.Dense(1, activation="sigmoid")]
+        )
+        compile_model(model, 1e-2)
+        batches = ImageBatches(images, np.arange(len(images)), labels, 4, seed=6, readers=readers)
+        assert (batches.workers, len(batches)) == (readers, -(-len(images) // 4))
+        model.fit(batches, epochs=3, verbose=0)
+        weights[readers] = model.get_weights()
+    assert BATCH_READERS > 1
+    for ahead, in_turn in zip(weights[BATCH_READERS], weights[1], strict=True):
+        np.testing.assert_array_equal(ahead, in_turn)
+
+
+def test_faithful_augmentation_is_reproducible_from_its_seed(demo_small):
+    """The faithful model 4 augments every batch as it is read; its draws follow the reading order, so its batches
+    are read in turn (`faithful_readers`) and one seed gives one training."""
+    parts = split(demo_small.labels)
+    options = {"weights": None, "epochs": 2, "batch_size": 4, "seed": 5, "faithful": True, "precision": "float32"}
+    first, second = (train_model("vgg16_mlp_aug", demo_small, parts, **options) for _ in range(2))
+    assert np.ptp(first.probabilities["validation"]) > 0
+    np.testing.assert_array_equal(first.probabilities["validation"], second.probabilities["validation"])

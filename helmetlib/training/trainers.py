@@ -48,6 +48,7 @@ from helmetlib.models.features import (
     pass_key,
 )
 from helmetlib.training.batches import (
+    BATCH_READERS,
     FEATURE_ROWS_PER_READ,
     CollapseMonitor,
     ImageBatches,
@@ -161,7 +162,7 @@ class Trainer:
     def _normalised(self, images: np.ndarray) -> np.ndarray:
         return normalize(np.asarray(images), self.spec.normalization)
 
-    def _image_batches(self, part: str, *, seed: int | None = None, transform=None) -> ImageBatches:
+    def _image_batches(self, part: str, *, seed: int | None = None, transform=None, readers=BATCH_READERS):
         return ImageBatches(
             self.inputs.dataset.images,
             getattr(self.split, part),
@@ -169,6 +170,7 @@ class Trainer:
             self.inputs.batch_size,
             seed=seed,
             transform=transform or self._normalised,
+            readers=readers,
         )
 
     def _image_sample(self) -> np.ndarray:
@@ -239,6 +241,7 @@ class FeatureHeadTrainer(Trainer):
     (a cached `RowFile`, read batch by batch); with `faithful` through the backbone on every batch."""
 
     family = "feature_head"
+    faithful_readers = BATCH_READERS  # threads reading the faithful training batches (images through the backbone)
 
     def __init__(self, inputs: TrainingInputs):
         super().__init__(inputs)
@@ -266,7 +269,8 @@ class FeatureHeadTrainer(Trainer):
         head, model = self._build()
         if self.inputs.faithful:
             compile_model(model, self.spec.learning_rate)
-            data = self._image_batches("train", seed=seed, transform=self._faithful_transform(seed))
+            transform = self._faithful_transform(seed)
+            data = self._image_batches("train", seed=seed, transform=transform, readers=self.faithful_readers)
             history, collapsed_at = self._fit(
                 model, data, self._image_batches("validation"), self._image_sample(), epochs, label, verbose
             )
@@ -331,6 +335,7 @@ class AugmentedViewsTrainer(FeatureHeadTrainer):
     `faithful`, every batch is augmented on the fly."""
 
     family = "augmented_views"
+    faithful_readers = 1  # the faithful augmentation draws in the order batches are read
 
     def __init__(self, inputs: TrainingInputs):
         super().__init__(inputs)

@@ -1,0 +1,94 @@
+"""Benchmark: how an epoch's batches reach Keras. The study's CNN trained as `CnnTrainer` trains it (healthy start,
+the machine's precision, batch 128, validation and the collapse monitor every epoch), its batches read in the
+training thread (`readers=1`: Keras' tf.data generator) or by `BATCH_READERS` threads (Keras' enqueuer, the
+default), alternately, each `--rounds` times. Prints per epoch (the first, which traces, left out) the seconds and
+the wait for the epoch's first batch, and whether the trained weights are bit-identical.
+
+    python benchmarks/epoch_feed.py --data ../shared/data/helmet-dev
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+from helmetlib import load_dataset, split
+from helmetlib.core.backend import keras
+from helmetlib.core.preprocess import normalize
+from helmetlib.models.builders import compile_model, healthy_start, simple_cnn
+from helmetlib.models.features import backbone_precision
+from helmetlib.training.batches import BATCH_READERS, CollapseMonitor, ImageBatches
+
+
+class EpochClock(keras.callbacks.Callback):
+    """Seconds of each epoch and of its wait for the first batch."""
+
+    def __init__(self):
+        super().__init__()
+        self.epochs: list[tuple[float, float]] = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started, self.first_batch = time.perf_counter(), None
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if batch == 0:
+            self.first_batch = time.perf_counter() - self.started
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epochs.append((time.perf_counter() - self.started, self.first_batch))
+
+
+def train(dataset, parts, *, readers: int, epochs: int, policy: str | None):
+    def unit(images):
+        return normalize(np.asarray(images), "unit")
+
+    def batches(part, seed=None):
+        rows = getattr(parts, part)
+        return ImageBatches(dataset.images, rows, dataset.labels[rows], 128, seed=seed, transform=unit, readers=readers)
+
+    sample = unit(dataset.images[parts.train[:64]])
+    keras.utils.set_random_seed(812)
+    model = simple_cnn(dataset.images.shape[1:], dtype_policy=policy)
+    healthy_start(model, sample)
+    compile_model(model, 1e-3)
+    clock = EpochClock()
+    model.fit(
+        batches("train", seed=812),
+        validation_data=batches("validation"),
+        epochs=epochs,
+        verbose=0,
+        callbacks=[clock, CollapseMonitor(sample)],
+    )
+    return model.get_weights(), np.array(clock.epochs[1:])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--epochs", type=int, default=9)
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+    dataset = load_dataset(args.data)
+    parts = split(dataset.labels)
+    precision = backbone_precision()
+    policy = None if precision == "float32" else f"mixed_{precision}"
+    timings, weights = {1: [], BATCH_READERS: []}, {}
+    for _ in range(args.rounds):
+        for readers in timings:
+            weights[readers], epochs = train(dataset, parts, readers=readers, epochs=args.epochs, policy=policy)
+            timings[readers].append(epochs)
+    print(f"the CNN on {len(parts.train)} training images, {precision}, {args.rounds} x {args.epochs - 1} epochs each")
+    for readers, rounds in timings.items():
+        epochs = np.concatenate(rounds)
+        print(
+            f"readers {readers}: epoch {epochs[:, 0].mean():.2f} s (median {np.median(epochs[:, 0]):.2f}), "
+            f"first batch waited {epochs[:, 1].mean():.2f} s (max {epochs[:, 1].max():.2f})"
+        )
+    identical = all(np.array_equal(a, b) for a, b in zip(weights[1], weights[BATCH_READERS], strict=True))
+    print(f"trained weights bit-identical: {identical}")
+
+
+if __name__ == "__main__":
+    main()
