@@ -263,7 +263,7 @@ def test_batches_read_ahead_by_threads_train_the_same_weights_as_batches_read_in
 
 def test_faithful_augmentation_is_reproducible_from_its_seed(demo_small):
     """The faithful model 4 augments every batch as it is read; its draws follow the reading order, so its batches
-    are read in turn (`faithful_readers`) and one seed gives one training."""
+    are read in turn (one reader, `ImageBatches`' default) and one seed gives one training."""
     parts = split(demo_small.labels)
     options = {"weights": None, "epochs": 2, "batch_size": 4, "seed": 5, "faithful": True, "precision": "float32"}
     first, second = (train_model("vgg16_mlp_aug", demo_small, parts, **options) for _ in range(2))

@@ -16,7 +16,7 @@ from helmetlib.data.dataset import batches, select_rows
 
 DEAD_OUTPUT_SPAN = 1e-5  # probabilities of a training sample spanning less than this: the output is constant
 FEATURE_ROWS_PER_READ = 1024  # rows of cached features read at once for predictions
-BATCH_READERS = 2  # threads reading the next batches while the model trains (Keras' own PyDataset workers)
+BATCH_READERS = 2  # threads reading the CNN's next image batches while it trains (Keras' PyDataset workers)
 
 
 class ImageBatches(keras.utils.PyDataset):
@@ -25,14 +25,16 @@ class ImageBatches(keras.utils.PyDataset):
     With `seed` the order is reshuffled every epoch from that seed (the same order for images and features, so
     fast and faithful training see identical batches); without it the order is `indices` as given.
 
-    `readers` threads read an epoch's batches ahead, in order (Keras' enqueuer; the trained weights are
-    bit-identical to reading in the training thread). With one reader Keras feeds them through a tf.data generator
-    started afresh every epoch, and each CNN epoch on helmet-dev waited 0.35-0.67 s for its first batch (a fifth of
-    the epoch); with the readers, 0.01 s (benchmarks/epoch_feed.py). A `transform` that draws random numbers needs
-    `readers=1`: its draws follow the order it is called in.
+    With `readers` > 1, that many threads read an epoch's batches ahead, in order (Keras' enqueuer; the trained
+    weights are bit-identical to reading in turn). It pays where a batch is slow to read, and costs where epochs are
+    short: CNN epochs on helmet-dev (batches of 128 images normalised) took 1.91-1.97 s instead of 2.09-2.14 (each
+    waited 0.01 s for its first batch instead of 0.36-0.39, Keras' tf.data generator being started afresh every
+    epoch), while a linear head's 20 epochs over cached features took 5.8-6.0 s instead of 2.6-2.7 (the enqueuer's
+    threads start and stop every epoch; benchmarks/epoch_feed.py, two runs). A `transform` that draws random
+    numbers needs one reader: its draws follow the order it is called in.
     """
 
-    def __init__(self, source, indices, labels, batch_size, *, seed=None, transform=None, readers=BATCH_READERS):
+    def __init__(self, source, indices, labels, batch_size, *, seed=None, transform=None, readers=1):
         super().__init__(workers=readers, max_queue_size=readers)
         self.source, self.indices, self.labels = source, np.asarray(indices), labels
         self.batch_size, self.transform = batch_size, transform

@@ -162,7 +162,7 @@ class Trainer:
     def _normalised(self, images: np.ndarray) -> np.ndarray:
         return normalize(np.asarray(images), self.spec.normalization)
 
-    def _image_batches(self, part: str, *, seed: int | None = None, transform=None, readers=BATCH_READERS):
+    def _image_batches(self, part: str, *, seed: int | None = None, transform=None, readers: int = 1):
         return ImageBatches(
             self.inputs.dataset.images,
             getattr(self.split, part),
@@ -224,10 +224,9 @@ class CnnTrainer(Trainer):
             images = self.inputs.dataset.images[self.split.train[:HEALTHY_START_SAMPLE_SIZE]]
             healthy_start(model, self._normalised(images))
         compile_model(model, self.spec.learning_rate)
-        data = self._image_batches("train", seed=seed)
-        history, collapsed_at = self._fit(
-            model, data, self._image_batches("validation"), self._image_sample(), epochs, label, verbose
-        )
+        data = self._image_batches("train", seed=seed, readers=BATCH_READERS)
+        validation = self._image_batches("validation", readers=BATCH_READERS)
+        history, collapsed_at = self._fit(model, data, validation, self._image_sample(), epochs, label, verbose)
         return Attempt(with_weights_dtype(model, "float32") if mixed else model, None, history, collapsed_at)
 
     def details(self) -> TrainingDetails:
@@ -241,7 +240,6 @@ class FeatureHeadTrainer(Trainer):
     (a cached `RowFile`, read batch by batch); with `faithful` through the backbone on every batch."""
 
     family = "feature_head"
-    faithful_readers = BATCH_READERS  # threads reading the faithful training batches (images through the backbone)
 
     def __init__(self, inputs: TrainingInputs):
         super().__init__(inputs)
@@ -269,8 +267,7 @@ class FeatureHeadTrainer(Trainer):
         head, model = self._build()
         if self.inputs.faithful:
             compile_model(model, self.spec.learning_rate)
-            transform = self._faithful_transform(seed)
-            data = self._image_batches("train", seed=seed, transform=transform, readers=self.faithful_readers)
+            data = self._image_batches("train", seed=seed, transform=self._faithful_transform(seed))
             history, collapsed_at = self._fit(
                 model, data, self._image_batches("validation"), self._image_sample(), epochs, label, verbose
             )
@@ -335,7 +332,6 @@ class AugmentedViewsTrainer(FeatureHeadTrainer):
     `faithful`, every batch is augmented on the fly."""
 
     family = "augmented_views"
-    faithful_readers = 1  # the faithful augmentation draws in the order batches are read
 
     def __init__(self, inputs: TrainingInputs):
         super().__init__(inputs)
