@@ -162,7 +162,7 @@ class Trainer:
     def _normalised(self, images: np.ndarray) -> np.ndarray:
         return normalize(np.asarray(images), self.spec.normalization)
 
-    def _image_batches(self, part: str, *, seed: int | None = None, transform=None, readers: int = 1):
+    def _image_batches(self, part: str, *, seed: int | None = None, transform=None, readers: int = 1) -> ImageBatches:
         return ImageBatches(
             self.inputs.dataset.images,
             getattr(self.split, part),
