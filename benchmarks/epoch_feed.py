@@ -1,10 +1,10 @@
 """Benchmark: how an epoch's batches reach Keras. The study's CNN trained as `CnnTrainer` trains it (healthy start,
 the machine's precision, batch 128, validation and the collapse monitor every epoch), its batches read in the
-training thread (`readers=1`: Keras' tf.data generator) or by `BATCH_READERS` threads (Keras' enqueuer, the
-default), alternately, each `--rounds` times. Prints per epoch (the first, which traces, left out) the seconds and
-the wait for the epoch's first batch, and whether the trained weights are bit-identical. Then the other side: a
-linear head's 20 epochs over 420 rows of block5-sized features (6 x 6 x 512, random), with one reader and with
-`BATCH_READERS` (short epochs, where the readers' start and stop cost more than they save).
+training thread (`readers=1`: Keras' tf.data generator, the heads' way) or by `BATCH_READERS` threads (Keras'
+enqueuer, the CNN's way), alternately, each `--rounds` times. Prints per epoch (the first, which traces, left
+out) the seconds and the wait for the epoch's first batch, and whether the trained weights are bit-identical. Then
+the other side: a linear head's 20 epochs over 420 rows of block5-sized features (6 x 6 x 512, random), with one
+reader and with `BATCH_READERS` (short epochs, where the readers' start and stop cost more than they save).
 
     python benchmarks/epoch_feed.py --data ../shared/data/helmet-dev
 """
