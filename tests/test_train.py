@@ -17,6 +17,7 @@ from helmetlib.models.features import (
     gpu_available,
     precision_override,
 )
+from helmetlib.training import batches as training_batches
 from helmetlib.training.batches import BATCH_READERS, ImageBatches, balanced_class_weights
 
 TOLERANCE = 1e-4
@@ -105,8 +106,9 @@ def test_augmented_views_are_computed_once_and_shared_by_repeats(demo_small, tmp
 
 @pytest.mark.parametrize("name", ["vgg16_mlp", "vgg16_mlp_aug"])
 def test_heads_read_cached_features_a_batch_at_a_time(demo_small, tmp_path, monkeypatch, name):
-    """Sets larger than memory: a head's training and predictions never hold a part's features (or views) whole.
-    Every read of a stored file (`RowFile`: gathered rows or a slice) is counted."""
+    """Sets larger than memory (here: than a memory budget of 0 bytes): a head's training and predictions never hold
+    a part's features (or views) whole. Every read of a stored file (`RowFile`: gathered rows or a slice) is
+    counted."""
     reads = []
     gather, read_slice = RowFile._read, RowFile._read_file_rows
     monkeypatch.setattr(
@@ -118,6 +120,7 @@ def test_heads_read_cached_features_a_batch_at_a_time(demo_small, tmp_path, monk
         lambda rows, start, stop: reads.append(stop - start) or read_slice(rows, start, stop),
     )
     monkeypatch.setattr("helmetlib.training.trainers.COLLAPSE_SAMPLE_SIZE", 8)
+    monkeypatch.setattr("helmetlib.training.batches.FEATURES_IN_MEMORY_BYTES", 0)
     for module in ("trainers", "batches"):  # health and predictions read rows alike
         monkeypatch.setattr(f"helmetlib.training.{module}.FEATURE_ROWS_PER_READ", 8)
     parts = split(demo_small.labels)
@@ -125,6 +128,31 @@ def test_heads_read_cached_features_a_batch_at_a_time(demo_small, tmp_path, monk
     assert len(parts.train) == 32 and trained.epochs_run == 2
     assert len(trained.probabilities["train"]) == 32 and len(trained.probabilities["validation"]) == 8
     assert len(reads) > 2 * 4 and max(reads) == 8  # 4 batches of 8 per epoch; never more rows at once
+
+
+@pytest.mark.parametrize("name", ["vgg16_linear", "vgg16_mlp_aug"])
+def test_heads_train_alike_from_memory_and_batch_by_batch(demo_small, tmp_path, monkeypatch, name):
+    """A head's training features held in memory (gathered inside TensorFlow) and read batch by batch
+    (`EpochBatches`) are the same batches in the same order, views included: bitwise identical trainings."""
+    parts = split(demo_small.labels)
+    options = {"weights": None, "epochs": 3, "batch_size": 8, "seed": 4, "augmented_views": 2, "cache_dir": tmp_path}
+    held = []
+    gather = training_batches.batches_in_memory
+
+    def counted(sources, *args, **kwargs):
+        held.append(len(sources))
+        return gather(sources, *args, **kwargs)
+
+    monkeypatch.setattr(training_batches, "batches_in_memory", counted)
+    from_memory = train_model(name, demo_small, parts, **options)
+    monkeypatch.setattr(training_batches, "FEATURES_IN_MEMORY_BYTES", 0)
+    batch_by_batch = train_model(name, demo_small, parts, **options)
+    assert held == [2 if name == "vgg16_mlp_aug" else 1]  # the first training only, from memory
+    assert from_memory.epochs_run == batch_by_batch.epochs_run == 3
+    assert from_memory.history == batch_by_batch.history
+    for part in ("train", "validation"):
+        assert np.ptp(from_memory.probabilities[part]) > 0
+        np.testing.assert_array_equal(from_memory.probabilities[part], batch_by_batch.probabilities[part])
 
 
 @pytest.mark.shared_fallback

@@ -4,11 +4,12 @@ predictions read batch by batch."""
 
 from __future__ import annotations
 
+import math
 import os
 
 import numpy as np
 
-from helmetlib.core.backend import keras
+from helmetlib.core.backend import keras, tf
 from helmetlib.core.env import PROGRESS_ENV
 from helmetlib.core.preprocess import normalize
 from helmetlib.core.timings import timed
@@ -16,14 +17,17 @@ from helmetlib.data.dataset import batches, select_rows
 
 DEAD_OUTPUT_SPAN = 1e-5  # probabilities of a training sample spanning less than this: the output is constant
 FEATURE_ROWS_PER_READ = 1024  # rows of cached features read at once for predictions
+FEATURES_IN_MEMORY_BYTES = 512 * 2**20  # a head trains from memory on features (or views) up to this size
 BATCH_READERS = 2  # threads reading the CNN's next image batches while it trains (Keras' PyDataset workers)
 
 
 class ImageBatches(keras.utils.PyDataset):
-    """(normalised images, labels) batches read from a (memory-mapped) RGB array at `indices`.
+    """(normalised images, labels) batches read from a (memory-mapped) RGB array at `indices`: the CNN's training
+    batches, and validation batches read batch by batch.
 
-    With `seed` the order is reshuffled every epoch from that seed (the same order for images and features, so
-    fast and faithful training see identical batches); without it the order is `indices` as given.
+    With `seed` the order is reshuffled from that seed at every epoch end (Keras also shuffles the batches' order,
+    from its global seed); without it the order is `indices` as given. The heads' training batches are drawn by
+    epoch instead (`training_batches`).
 
     With `readers` > 1, that many threads read an epoch's batches ahead, in order (Keras' enqueuer; the trained
     weights are bit-identical to reading in turn). It pays where a batch is slow to read, and costs where epochs are
@@ -56,28 +60,87 @@ class ImageBatches(keras.utils.PyDataset):
             self.order = self.rng.permutation(len(self.indices))
 
 
-class ViewBatches(ImageBatches):
-    """Batches over K pre-computed augmented views (each (N, ...), a `RowFile`): each epoch picks one view per
-    image and reshuffles."""
+def epoch_draw(seed: int, epoch: int, n: int, views: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """(order (n,), view (n,)) of epoch `epoch` (from 0) of a head's training on `n` inputs: the order they are
+    read in and the augmented view each input is read from, drawn from (seed, epoch) alone, so that every way of
+    reading a training's batches (from memory, batch by batch, through the backbone) reads the same ones."""
+    rng = np.random.default_rng((seed, epoch))
+    return rng.permutation(n), rng.integers(views, size=n)
 
-    def __init__(self, views, labels, batch_size, *, seed):
-        self.views = views
-        self.choice = np.zeros(len(labels), dtype=int)
-        super().__init__(views[0], np.arange(len(labels)), labels, batch_size, seed=seed)
+
+class EpochBatches(keras.utils.PyDataset):
+    """A head's training batches, read batch by batch: (inputs, labels) of the rows `indices` of `sources[view]`
+    (one source, or K augmented views (N, ...) each), passed through `transform` (e.g. normalisation).
+
+    Batch i is batch `i % steps` of epoch `i // steps`, in the order `epoch_draw` gives, so the batches do not
+    depend on when Keras calls its epoch hooks; the set is endless: fit with `steps_per_epoch=batches.steps`.
+    Read by one thread: a `transform` that draws random numbers draws them in reading order.
+    """
+
+    def __init__(self, sources, indices, labels, batch_size, *, seed, transform=None):
+        super().__init__()
+        self.sources, self.indices, self.labels = list(sources), np.asarray(indices), labels
+        self.batch_size, self.seed, self.transform = batch_size, seed, transform
+        self.steps = -(-len(self.indices) // batch_size)
+        self._epoch, self._draw = None, None
+
+    @property
+    def num_batches(self) -> None:
+        return None
 
     def __getitem__(self, index: int):
-        rows = self.order[index * self.batch_size : (index + 1) * self.batch_size]
-        choice = self.choice[rows]
-        batch = np.empty((len(rows), *self.views[0].shape[1:]), np.float32)
-        for view_index, view in enumerate(self.views):  # one read per view of the rows that picked it
-            picked = choice == view_index
-            if picked.any():
-                batch[picked] = view[rows[picked]]
-        return batch, self.labels[rows]
+        epoch, step = divmod(index, self.steps)
+        if epoch != self._epoch:
+            self._epoch = epoch
+            self._draw = epoch_draw(self.seed, epoch, len(self.indices), len(self.sources))
+        order, view = self._draw
+        rows = order[step * self.batch_size : (step + 1) * self.batch_size]
+        if len(self.sources) == 1:
+            x = np.asarray(self.sources[0][self.indices[rows]])
+        else:
+            x = np.empty((len(rows), *self.sources[0].shape[1:]), self.sources[0].dtype)
+            for number, source in enumerate(self.sources):  # one read per view of the rows that picked it
+                picked = view[rows] == number
+                if picked.any():
+                    x[picked] = source[self.indices[rows[picked]]]
+        return (self.transform(x) if self.transform is not None else x), self.labels[rows]
 
-    def on_epoch_end(self) -> None:
-        super().on_epoch_end()
-        self.choice = self.rng.integers(len(self.views), size=len(self.labels))
+
+def batches_in_memory(sources: list[np.ndarray], labels: np.ndarray, batch_size: int, *, seed: int, epochs: int):
+    """The `epochs` epochs of batches `EpochBatches(sources, range(n), labels, ...)` reads, gathered inside
+    TensorFlow from `sources` (K arrays (n, ...)) held in memory: a `tf.data.Dataset` of (inputs, labels) that
+    Keras iterates without calling Python per batch (a linear head's 20 epochs on helmet-dev: 0.8-1.0 s against
+    2.3-2.7 s batch by batch). Fit with `steps_per_epoch` = batches per epoch."""
+    n = len(labels)
+    draws = (epoch_draw(seed, epoch, n, len(sources)) for epoch in range(epochs))
+    rows = np.stack([view[order] * n + order for order, view in draws])  # (epochs, n) rows of the stacked sources
+    inputs, targets = tf.constant(np.concatenate(sources)), tf.constant(labels)
+    epoch_rows = tf.data.Dataset.from_tensor_slices(rows)
+    batch_rows = epoch_rows.flat_map(lambda epoch: tf.data.Dataset.from_tensor_slices(epoch).batch(batch_size))
+    return batch_rows.map(lambda batch: (tf.gather(inputs, batch), tf.gather(targets, batch % n))).prefetch(1)
+
+
+def training_batches(sources, indices, labels, batch_size, *, seed, epochs, transform=None):
+    """(batches, steps per epoch) of a head's training on the rows `indices` of `sources` (see `EpochBatches`):
+    gathered from memory (`batches_in_memory`) when the inputs need no `transform` and their rows take at most
+    `FEATURES_IN_MEMORY_BYTES`, else read batch by batch; the same batches either way."""
+    indices = np.asarray(indices)
+    steps = -(-len(indices) // batch_size)
+    row_bytes = math.prod(sources[0].shape[1:]) * np.dtype(sources[0].dtype).itemsize
+    if transform is None and len(sources) * len(indices) * row_bytes <= FEATURES_IN_MEMORY_BYTES:
+        held = [np.asarray(select_rows(source, indices)) for source in sources]
+        return batches_in_memory(held, labels, batch_size, seed=seed, epochs=epochs), steps
+    return EpochBatches(sources, indices, labels, batch_size, seed=seed, transform=transform), steps
+
+
+def validation_batches(source, indices, labels, batch_size):
+    """The validation part's (inputs, labels) batches, in order: from memory when its rows take at most
+    `FEATURES_IN_MEMORY_BYTES`, else read batch by batch."""
+    row_bytes = math.prod(source.shape[1:]) * np.dtype(source.dtype).itemsize
+    if len(indices) * row_bytes <= FEATURES_IN_MEMORY_BYTES:
+        held = np.asarray(select_rows(source, indices))
+        return tf.data.Dataset.from_tensor_slices((held, labels)).batch(batch_size)
+    return ImageBatches(source, indices, labels, batch_size)
 
 
 class CollapseMonitor(keras.callbacks.Callback):

@@ -53,11 +53,12 @@ from helmetlib.training.batches import (
     CollapseMonitor,
     ImageBatches,
     ProgressLog,
-    ViewBatches,
     balanced_class_weights,
     predict_proba,
     predict_rows,
     relu_activations,
+    training_batches,
+    validation_batches,
 )
 
 LOGISTIC_CS = (0.001, 0.01, 0.1, 1.0, 10.0)
@@ -176,8 +177,11 @@ class Trainer:
     def _image_sample(self) -> np.ndarray:
         return self._normalised(self.inputs.dataset.images[self.split.train[:COLLAPSE_SAMPLE_SIZE]])
 
-    def _fit(self, model, data, validation_data, sample, epochs, label, verbose) -> tuple[dict, int | None]:
-        """Keras' fit with the collapse monitor and progress lines (and, for the GAP head, early stopping)."""
+    def _fit(
+        self, model, data, validation_data, sample, epochs, label, verbose, steps_per_epoch=None
+    ) -> tuple[dict, int | None]:
+        """Keras' fit with the collapse monitor and progress lines (and, for the GAP head, early stopping);
+        `steps_per_epoch` for endless `data` (a head's `training_batches`)."""
         monitor = CollapseMonitor(sample)
         callbacks = [monitor, ProgressLog(label, epochs)]
         class_weight = None
@@ -194,6 +198,8 @@ class Trainer:
                 data,
                 validation_data=validation_data,
                 epochs=epochs,
+                steps_per_epoch=steps_per_epoch,
+                shuffle=steps_per_epoch is None,  # the heads' batches come drawn (epoch_draw); the CNN's Keras shuffles
                 callbacks=callbacks,
                 class_weight=class_weight,
                 verbose=verbose,
@@ -267,19 +273,25 @@ class FeatureHeadTrainer(Trainer):
         head, model = self._build()
         if self.inputs.faithful:
             compile_model(model, self.spec.learning_rate)
-            data = self._image_batches("train", seed=seed, transform=self._faithful_transform(seed))
-            history, collapsed_at = self._fit(
-                model, data, self._image_batches("validation"), self._image_sample(), epochs, label, verbose
+            data, steps = training_batches(
+                [self.inputs.dataset.images],
+                self.split.train,
+                self.labels["train"],
+                self.inputs.batch_size,
+                seed=seed,
+                epochs=epochs,
+                transform=self._faithful_transform(seed),
             )
+            validation, sample = self._image_batches("validation"), self._image_sample()
         else:
             compile_model(head, self.spec.learning_rate)
-            validation = ImageBatches(
+            data, steps = self._feature_batches(seed, epochs)
+            validation = validation_batches(
                 self.features, self.split.validation, self.labels["validation"], self.inputs.batch_size
             )
             sample = np.asarray(self.features[self.split.train[:COLLAPSE_SAMPLE_SIZE]])
-            history, collapsed_at = self._fit(
-                head, self._feature_batches(seed), validation, sample, epochs, label, verbose
-            )
+        fitted = model if self.inputs.faithful else head
+        history, collapsed_at = self._fit(fitted, data, validation, sample, epochs, label, verbose, steps)
         return Attempt(model, head, history, collapsed_at)
 
     def details(self) -> TrainingDetails:
@@ -306,8 +318,11 @@ class FeatureHeadTrainer(Trainer):
         head = build_head(self.spec, self.backbone.output_shape[1:], mean=mean, variance=variance)
         return head, assemble(self.spec.name, self.backbone, head)
 
-    def _feature_batches(self, seed: int) -> ImageBatches:
-        return ImageBatches(self.features, self.split.train, self.labels["train"], self.inputs.batch_size, seed=seed)
+    def _feature_batches(self, seed: int, epochs: int):
+        """(batches, steps per epoch) of the training part's cached features."""
+        return training_batches(
+            [self.features], self.split.train, self.labels["train"], self.inputs.batch_size, seed=seed, epochs=epochs
+        )
 
     def _faithful_transform(self, seed: int):
         return self._normalised
@@ -345,8 +360,12 @@ class AugmentedViewsTrainer(FeatureHeadTrainer):
             return details
         return replace(details, augmented_views=self.inputs.augmented_views, views_seed=self.inputs.views_seed)
 
-    def _feature_batches(self, seed: int) -> ImageBatches:
-        return ViewBatches(self.views, self.labels["train"], self.inputs.batch_size, seed=seed)
+    def _feature_batches(self, seed: int, epochs: int):
+        """(batches, steps per epoch) of the augmented views' features, one view per image and epoch."""
+        rows = np.arange(len(self.split.train))
+        return training_batches(
+            self.views, rows, self.labels["train"], self.inputs.batch_size, seed=seed, epochs=epochs
+        )
 
     def _faithful_transform(self, seed: int):
         augmenter = augmentation(seed)
