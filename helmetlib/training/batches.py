@@ -109,8 +109,8 @@ class EpochBatches(keras.utils.PyDataset):
 def batches_in_memory(sources: list[np.ndarray], labels: np.ndarray, batch_size: int, *, seed: int, epochs: int):
     """The `epochs` epochs of batches `EpochBatches(sources, range(n), labels, ...)` reads, gathered inside
     TensorFlow from `sources` (K arrays (n, ...)) held in memory: a `tf.data.Dataset` of (inputs, labels) that
-    Keras iterates without calling Python per batch (a linear head's 20 epochs on helmet-dev: 0.8-1.0 s against
-    2.3-2.7 s batch by batch). Fit with `steps_per_epoch` = batches per epoch."""
+    Keras iterates without calling Python per batch (a linear head's 20 epochs: 1.3-2.6 s against 3.2-3.4 s
+    batch by batch, `benchmarks/epoch_feed.py`). Fit with `steps_per_epoch` = batches per epoch."""
     n = len(labels)
     draws = (epoch_draw(seed, epoch, n, len(sources)) for epoch in range(epochs))
     rows = np.stack([view[order] * n + order for order, view in draws])  # (epochs, n) rows of the stacked sources
