@@ -6,11 +6,15 @@ seconds and passes, the seconds inside backbone passes and model inference, insi
 (the overhead: kernels, imports, model builds, pages), each timed in the same run (`helmetlib.core.timings`); then
 peak memory (RSS summed over the runner, its kernels and Dask workers), the run folder's size and the decisions.
 Options it does not know go to helmet-reports (e.g. --workers 2). With --faithful and --epochs below 20 it also
-extrapolates the 20-epoch cost from the per-epoch backbone cost.
+extrapolates the 20-epoch cost from the per-epoch backbone cost. With --profile every stage's kernel is profiled
+(cProfile, `HELMETLIB_PROFILE`; its seconds then run slower) and, per stage, the library functions with the most
+cumulative seconds and the functions with the most seconds of their own are printed; the statistics stay in
+`<out>/profiles/<stage>.prof` for `python -m pstats`.
 
     python benchmarks/pipeline.py --data ../shared/data/helmet-dev \
         --weights ../shared/weights/vgg16-hed-notop.weights.h5
     python benchmarks/pipeline.py --data ... --weights ... --faithful --epochs 1
+    python benchmarks/pipeline.py --data ... --weights ... --profile
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import argparse
 import json
 import os
 import platform
+import pstats
 import subprocess
 import sys
 import tempfile
@@ -28,7 +33,7 @@ from pathlib import Path
 
 import psutil
 
-from helmetlib.core.env import TIMINGS_ENV
+from helmetlib.core.env import PROFILE_ENV, TIMINGS_ENV
 from helmetlib.core.specs import MODEL_NAMES
 from helmetlib.core.weights import resolve_weights
 from helmetlib.data.dataset import load_run_data
@@ -105,6 +110,22 @@ def print_stage_table(stage_seconds: dict[str, float], timings: Path, one_pass: 
     )
 
 
+def print_profiles(folder: Path, *, top: int = 10) -> None:
+    """Per stage profiled: the helmetlib functions with the most cumulative seconds and the functions (any) with
+    the most seconds of their own."""
+    for path in sorted(folder.glob("*.prof")):
+        entries = pstats.Stats(str(path)).stats  # {(file, line, function): (calls, primitive, own, cumulative, ...)}
+        named = [
+            (file, f"{Path(file).name}:{line}({function})", row[2], row[3])
+            for (file, line, function), row in entries.items()
+        ]
+        library = sorted((row[1:] for row in named if "/helmetlib/" in row[0]), key=lambda row: -row[2])
+        own = sorted((row[1:] for row in named), key=lambda row: -row[1])
+        print(f"profile {path.stem}")
+        print("  helmetlib, cumulative s: " + "; ".join(f"{name} {total:.1f}" for name, _, total in library[:top]))
+        print("  any, own s: " + "; ".join(f"{name} {seconds:.1f}" for name, seconds, _ in own[:top]))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True)
@@ -113,6 +134,7 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=STUDY_EPOCHS)
     parser.add_argument("--models", default=",".join(MODEL_NAMES), help="default: all, as helmet-reports")
     parser.add_argument("--out", help="report folder (default: a temporary one)")
+    parser.add_argument("--profile", action="store_true", help="profile every stage's kernel (slower)")
     args, passthrough = parser.parse_known_args()
 
     dataset = load_run_data(args.data)
@@ -151,6 +173,8 @@ def main() -> int:
     ]
     timings = out / "timings.jsonl"
     environment = {**os.environ, TIMINGS_ENV: str(timings)}
+    if args.profile:
+        environment[PROFILE_ENV] = str(out / "profiles")
     started = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=environment)
     memory = PeakMemory(process.pid)
@@ -195,6 +219,8 @@ def main() -> int:
     size = sum(path.stat().st_size for path in (out / "bench").rglob("*") if path.is_file())
     print(f"run folder size: {size / 1e6:.1f} MB ({size / 2**20:.1f} MiB)")
     print(f"helmet-reports stderr: {len(errors.splitlines())} line(s), in {out / 'helmet-reports.stderr'}")
+    if args.profile:
+        print_profiles(out / "profiles")
     return 0
 
 

@@ -267,6 +267,36 @@ def test_timings_label_backbone_passes_inference_and_training_with_the_stage(dem
     assert {"training", "inference"} <= {line["kind"] for line in lines} and all(line["seconds"] > 0 for line in lines)
 
 
+def test_profiled_cells_write_their_stage_statistics(tmp_path, monkeypatch):
+    """`benchmarks/pipeline.py --profile`: with HELMETLIB_PROFILE naming a folder, a notebook's cells (IPython's
+    shell, as in a kernel) are profiled from `start` on and each cell's end writes `<folder>/<stage>.prof`;
+    without it nothing is profiled."""
+    import pstats
+
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from helmetlib.core.env import PROFILE_ENV, STAGE_ENV
+    from helmetlib.core.timings import profile_cells
+
+    shell = InteractiveShell.instance()
+    try:
+        monkeypatch.setenv(STAGE_ENV, "10_model [cnn]")
+        assert shell.run_cell("from helmetlib.core.timings import profile_cells; profile_cells()").result is None
+        monkeypatch.setenv(PROFILE_ENV, str(tmp_path / "profiles"))
+        shell.run_cell("profiler = profile_cells()")
+        shell.run_cell("import numpy as np; np.linalg.svd(np.ones((60, 60)))")
+        functions = {
+            function for _, _, function in pstats.Stats(str(tmp_path / "profiles" / "10_model_cnn.prof")).stats
+        }
+        assert "svd" in functions
+    finally:
+        profiler = shell.user_ns.get("profiler")
+        if profiler is not None:
+            profiler.disable()
+        InteractiveShell.clear_instance()
+    assert profile_cells() is None  # outside a kernel
+
+
 def test_batches_read_ahead_by_threads_train_the_same_weights_as_batches_read_in_turn(demo_small):
     """`ImageBatches` reads an epoch's batches with `BATCH_READERS` threads (Keras' enqueuer): in the same order,
     reshuffled at the same epoch ends, so Adam (sensitive to the order) ends on bit-identical weights."""

@@ -18,6 +18,7 @@ import pandas as pd
 
 from helmetlib.core.settings import PARAMETER_TYPES
 from helmetlib.core.specs import MODEL_NAMES
+from helmetlib.core.timings import profile_cells
 from helmetlib.data.dataset import Dataset, load_run_data
 from helmetlib.data.splits import Split
 from helmetlib.reports.plots import show_figures_described
@@ -55,6 +56,7 @@ def start(namespace: dict[str, Any]) -> NotebookRun:
     Relative paths resolve against the repository, not the working directory. Raises `ParameterError` with one
     line naming the parameter for a value that cannot be used.
     """
+    profile_cells()
     parameter_errors_in_one_line()
     given = {name: namespace[name] for name in PARAMETER_TYPES if name in namespace}
     folder = RunFolder(
