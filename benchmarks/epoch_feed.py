@@ -26,8 +26,8 @@ from helmetlib.training.batches import (
     BATCH_READERS,
     CollapseMonitor,
     ImageBatches,
+    batches_in_order,
     training_batches,
-    validation_batches,
 )
 
 
@@ -113,7 +113,7 @@ def linear_head_seconds(readers: int | None) -> float:
     started = time.perf_counter()
     if readers is None:
         data, steps = training_batches([features], train, labels[train], 128, seed=812, epochs=20)
-        checked = validation_batches(features, validation, labels[validation], 128)
+        checked = batches_in_order(features, validation, labels[validation], 128)
         head.fit(data, steps_per_epoch=steps, validation_data=checked, epochs=20, shuffle=False, verbose=0)
     else:
         head.fit(

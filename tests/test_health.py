@@ -181,15 +181,20 @@ def test_a_half_dead_repeat_is_left_out_of_the_seed_ensemble_and_named_on_the_pa
     assert danger.startswith("cnn: no repeat is healthy; the deployed repeat with seed 813 gives one identical")
 
 
-def test_a_training_that_ends_half_dead_is_restarted_in_fast_mode_only(demo_64):
-    """Seed 813 of the CNN on the demo set ends with one identical output for every helmet: fast mode restarts it
-    (at most twice) with the next restart seeds; --faithful keeps the study's training."""
+def test_a_training_half_dead_at_its_health_check_is_restarted_then_in_fast_mode_only(demo_64):
+    """Seed 813 of the CNN on the demo set gives one identical output to every helmet from early on and to its last
+    epoch: fast mode checks its health three quarters through (epoch 11 of 15), stops it there and restarts it (at
+    most twice) with the next restart seeds; a training that cannot be restarted runs all its epochs; --faithful
+    keeps the study's training."""
     parts = split(demo_64.labels)
     options = {"weights": None, "epochs": 15, "batch_size": 16}
     faithful = train_repeats("cnn", demo_64, parts, seed=813, faithful=True, max_restarts=0, **options)[0]
-    fast = train_repeats("cnn", demo_64, parts, seed=813, **options)[0]
+    assert faithful.epochs_run == 15 and "identical output" in faithful.health.problem  # half-dead at its end
     assert not any(restart.reason.startswith("half-dead") for restart in faithful.restarts)
+    last_chance = train_repeats("cnn", demo_64, parts, seed=813, max_restarts=0, **options)[0]
+    assert last_chance.epochs_run == 15 and not last_chance.restarts  # no restart can follow: no check
+    fast = train_repeats("cnn", demo_64, parts, seed=813, **options)[0]
     health_restarts = [restart for restart in fast.restarts if restart.reason.startswith("half-dead")]
-    assert health_restarts and health_restarts[0].seed == 813 and health_restarts[0].epoch == 15
+    assert health_restarts and health_restarts[0].seed == 813 and health_restarts[0].epoch == 11
     assert "identical output" in health_restarts[0].reason and len(health_restarts) <= 2
     assert fast.seed_used == 813 + len(fast.restarts) * 100_003

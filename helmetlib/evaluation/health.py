@@ -4,8 +4,8 @@ The study's CNN ends in Dense(4, relu) -> Dense(1, sigmoid): when the four units
 output is sigmoid(bias), the same number for every such image. A model can be "half-dead" (dead for most images of
 one class) and still score well on 90 validation images, yet it cannot rank those images at all. `output_health`
 and `layer_health` measure this on training inputs (`train` computes the activations); `Health.problem` says when a
-model is unhealthy: a training whose outputs turn that way is restarted early (fast mode), and a repeat that stays
-unhealthy is left out of its seed ensemble.
+model is unhealthy: a training whose outputs are that way three quarters through its epochs or at its end is restarted
+(fast mode), and a repeat that stays unhealthy is left out of its seed ensemble.
 
 The thresholds come from the seeds study (docs/seeds.md): over the CNN's 12 repeat seeds behind seeds 0-9 on
 helmet-dev, the identical-output share on training images is bimodal, at most 4 % (7 % of one class) for healthy

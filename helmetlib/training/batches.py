@@ -14,6 +14,7 @@ from helmetlib.core.env import PROGRESS_ENV
 from helmetlib.core.preprocess import normalize
 from helmetlib.core.timings import timed
 from helmetlib.data.dataset import batches, select_rows
+from helmetlib.evaluation.health import Health, output_health
 
 DEAD_OUTPUT_SPAN = 1e-5  # probabilities of a training sample spanning less than this: the output is constant
 FEATURE_ROWS_PER_READ = 1024  # rows of cached features read at once for predictions
@@ -133,8 +134,9 @@ def training_batches(sources, indices, labels, batch_size, *, seed, epochs, tran
     return EpochBatches(sources, indices, labels, batch_size, seed=seed, transform=transform), steps
 
 
-def validation_batches(source, indices, labels, batch_size):
-    """The validation part's (inputs, labels) batches, in order: from memory when its rows take at most
+def batches_in_order(source, indices, labels, batch_size):
+    """(inputs, labels) batches of the rows `indices` of `source`, in order (the validation part; the training
+    part scored): from memory when its rows take at most
     `FEATURES_IN_MEMORY_BYTES`, else read batch by batch."""
     row_bytes = math.prod(source.shape[1:]) * np.dtype(source.dtype).itemsize
     if len(indices) * row_bytes <= FEATURES_IN_MEMORY_BYTES:
@@ -161,6 +163,30 @@ class CollapseMonitor(keras.callbacks.Callback):
         probabilities = np.asarray(self.model.predict_on_batch(self.sample)).ravel()
         if probabilities.max() - probabilities.min() < DEAD_OUTPUT_SPAN:
             self.collapsed_at = epoch + 1
+            self.model.stop_training = True
+
+
+class HealthCheck(keras.callbacks.Callback):
+    """Stops training at the end of epoch `epoch` (from 1) when the model is unhealthy on its training inputs
+    (`Health.problem`: one identical output for a quarter of them or half of one class's), so that it is restarted
+    then instead of after its last epoch; the `Health` measured is kept in `unhealthy`.
+
+    `inputs` are the training part's batches in order (`batches_in_order`, or `ImageBatches` without a seed) and
+    `labels` their labels: every training input is scored, as the health of the finished training is."""
+
+    def __init__(self, inputs, labels: np.ndarray, epoch: int):
+        super().__init__()
+        self.inputs, self.labels, self.epoch = inputs, labels, epoch
+        self.unhealthy: Health | None = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 != self.epoch:
+            return
+        with timed("inference"):
+            probabilities = np.asarray(self.model.predict(self.inputs, verbose=0)).ravel()
+        health = output_health(self.labels, probabilities)
+        if health.problem:
+            self.unhealthy = health
             self.model.stop_training = True
 
 

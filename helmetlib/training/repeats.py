@@ -4,7 +4,8 @@
 trainer (`trainers`), sharing the backbone features and augmented views between repeats and restarts. A model whose
 output stops depending on its input (the CNN's Dense(4, relu) bottleneck can die) is caught at the end of the
 epoch it happens in and trained again with another seed, up to `max_restarts` times; in fast mode a training that
-ends unhealthy (`Health.problem`) is restarted too, at most `HEALTH_RESTARTS` times. Every restart is recorded.
+is unhealthy (`Health.problem`) three quarters through its epochs stops and is restarted then, and one that ends
+unhealthy is restarted too, at most `HEALTH_RESTARTS` times in all. Every restart is recorded.
 Models whose validation predictions are (nearly) one class are flagged `collapsed`. `model_result` turns the repeats
 and the model kept of them are chosen and recorded by `seed_ensemble`.
 """
@@ -33,8 +34,9 @@ from helmetlib.training.trainers import Trainer, TrainingInputs, make_trainer
 __all__ = ["TrainedModel", "predict_proba", "train_model", "train_repeats"]
 
 RESTART_SEED_STEP = 100_003  # restart k of seed s uses s + k * step: never another repeat's seed
-HEALTH_RESTARTS = 2  # fast mode: a training that ends unhealthy is restarted at most this often (docs/seeds.md)
+HEALTH_RESTARTS = 2  # fast mode: an unhealthy training is restarted at most this often (docs/seeds.md)
 UNHEALTHY = "half-dead"  # the reason a health restart starts with
+HEALTH_CHECK_AT = 0.75  # of the epochs: a training unhealthy then stops and restarts at once (docs/seeds.md)
 
 
 @dataclass
@@ -174,29 +176,35 @@ def train_repeats(
 
 
 def _train_with_restarts(trainer, seed, epochs, max_restarts, threshold, label, verbose, started) -> TrainedModel:
-    """Train until an attempt neither collapses nor (fast mode, at most `HEALTH_RESTARTS` times) ends unhealthy;
-    each abandoned attempt is a `Restart` with its reason, the next one uses the next restart seed."""
+    """Train until an attempt neither collapses nor (fast mode, at most `HEALTH_RESTARTS` times) is unhealthy,
+    at its health check (`HEALTH_CHECK_AT`, when a restart can follow; the attempt stops there) or at its end;
+    each abandoned attempt is a `Restart` with its reason and epoch, the next one uses the next restart seed."""
     restarts: list[Restart] = []
     for number in range(max_restarts + 1):
         seed_used = seed + number * RESTART_SEED_STEP
-        attempt = trainer.fit(seed_used, epochs, label, verbose)
-        probabilities = trainer.predict(attempt)
-        health = trainer.health(attempt, probabilities["train"], restarts=len(restarts))
-        collapsed_at = attempt.collapsed_at
         health_restarts = sum(restart.reason.startswith(UNHEALTHY) for restart in restarts)
-        if collapsed_at is not None:
-            restart = Restart(seed=seed_used, epoch=collapsed_at, reason="constant output (dead units)")
-        elif health.problem and trainer.restarts_unhealthy and health_restarts < HEALTH_RESTARTS:
-            what = health.problem.split(": it cannot")[0]
-            epoch = len(attempt.history.get("loss", []))
-            restart = Restart(seed=seed_used, epoch=epoch, reason=f"{UNHEALTHY}: {what}")
+        restarts_unhealthy = trainer.restarts_unhealthy and health_restarts < HEALTH_RESTARTS
+        check_at = None  # the epoch whose end checks the training's health, when a restart can follow
+        if restarts_unhealthy and number < max_restarts:
+            check_at = int(epochs * HEALTH_CHECK_AT) or None  # none in a one-epoch training
+        attempt = trainer.fit(seed_used, epochs, label, verbose, check_health_at=check_at)
+        epoch = len(attempt.history.get("loss", []))
+        if attempt.unhealthy is not None:  # stopped by its health check, which runs only when a restart follows
+            restart = Restart(seed=seed_used, epoch=epoch, reason=_unhealthy(attempt.unhealthy))
         else:
-            break
-        if number == max_restarts:
-            break
+            probabilities = trainer.predict(attempt)
+            health = trainer.health(attempt, probabilities["train"], restarts=len(restarts))
+            if attempt.collapsed_at is not None:
+                restart = Restart(seed=seed_used, epoch=attempt.collapsed_at, reason="constant output (dead units)")
+            elif health.problem and restarts_unhealthy:
+                restart = Restart(seed=seed_used, epoch=epoch, reason=_unhealthy(health))
+            else:
+                break
+            if number == max_restarts:
+                break
         restarts.append(restart)
         progress_line(f"{label}: {restart.reason} at epoch {restart.epoch} (seed {seed_used}), restarting")
-    collapsed = collapsed_at is not None or is_collapsed(
+    collapsed = attempt.collapsed_at is not None or is_collapsed(
         trainer.labels["validation"], probabilities["validation"], threshold=threshold
     )
     return TrainedModel(
@@ -218,3 +226,8 @@ def _train_with_restarts(trainer, seed, epochs, max_restarts, threshold, label, 
         details=trainer.details(),
         split=trainer.split,
     )
+
+
+def _unhealthy(health: Health) -> str:
+    """The reason of a health restart."""
+    return f"{UNHEALTHY}: {health.problem.split(': it cannot')[0]}"

@@ -51,14 +51,15 @@ from helmetlib.training.batches import (
     BATCH_READERS,
     FEATURE_ROWS_PER_READ,
     CollapseMonitor,
+    HealthCheck,
     ImageBatches,
     ProgressLog,
     balanced_class_weights,
+    batches_in_order,
     predict_proba,
     predict_rows,
     relu_activations,
     training_batches,
-    validation_batches,
 )
 
 LOGISTIC_CS = (0.001, 0.01, 0.1, 1.0, 10.0)
@@ -89,13 +90,15 @@ class TrainingInputs:
 
 @dataclass
 class Attempt:
-    """One training attempt: the full image model, its head (None for the CNN), the per-epoch history and the
-    epoch the output went constant (None when it did not)."""
+    """One training attempt: the full image model, its head (None for the CNN), the per-epoch history, the
+    epoch the output went constant (None when it did not) and, for a training stopped by its health check, the
+    health measured then."""
 
     model: keras.Model
     head: keras.Model | None
     history: dict[str, list[float]]
     collapsed_at: int | None
+    unhealthy: Health | None = None
 
 
 def make_trainer(inputs: TrainingInputs) -> Trainer:
@@ -121,10 +124,13 @@ class Trainer:
 
     @property
     def restarts_unhealthy(self) -> bool:
-        """Whether a training that ends unhealthy is restarted: in fast mode, for a model the seed changes."""
+        """Whether an unhealthy training (at its health check or its end) is restarted: in fast mode, for a model
+        the seed changes."""
         return not self.inputs.faithful and not self.spec.deterministic
 
-    def fit(self, seed: int, epochs: int, label: str, verbose: int) -> Attempt:
+    def fit(self, seed: int, epochs: int, label: str, verbose: int, *, check_health_at: int | None = None) -> Attempt:
+        """One attempt; with `check_health_at`, a training unhealthy at the end of that epoch stops there
+        (`HealthCheck`)."""
         raise NotImplementedError
 
     def details(self) -> TrainingDetails:
@@ -174,16 +180,21 @@ class Trainer:
             readers=readers,
         )
 
+    def _health_check(self, training_inputs, epoch: int | None) -> HealthCheck | None:
+        """The `HealthCheck` at the end of `epoch` on `training_inputs()` (the training part in order), or None."""
+        return HealthCheck(training_inputs(), self.labels["train"], epoch) if epoch else None
+
     def _image_sample(self) -> np.ndarray:
         return self._normalised(self.inputs.dataset.images[self.split.train[:COLLAPSE_SAMPLE_SIZE]])
 
     def _fit(
-        self, model, data, validation_data, sample, epochs, label, verbose, steps_per_epoch=None
-    ) -> tuple[dict, int | None]:
-        """Keras' fit with the collapse monitor and progress lines (and, for the GAP head, early stopping);
-        `steps_per_epoch` for endless `data` (a head's `training_batches`)."""
+        self, model, data, validation_data, sample, epochs, label, verbose, steps_per_epoch=None, health_check=None
+    ) -> Attempt:
+        """Keras' fit with the collapse monitor, progress lines and an optional `HealthCheck` (and, for the GAP
+        head, early stopping); `steps_per_epoch` for endless `data` (a head's `training_batches`). The attempt's
+        models are filled in by the caller."""
         monitor = CollapseMonitor(sample)
-        callbacks = [monitor, ProgressLog(label, epochs)]
+        callbacks = [monitor, ProgressLog(label, epochs), *([health_check] if health_check else [])]
         class_weight = None
         if self.spec.early_stopping:
             callbacks += [
@@ -204,7 +215,13 @@ class Trainer:
                 class_weight=class_weight,
                 verbose=verbose,
             )
-        return {key: [float(v) for v in values] for key, values in history.history.items()}, monitor.collapsed_at
+        return Attempt(
+            model=None,
+            head=None,
+            history={key: [float(v) for v in values] for key, values in history.history.items()},
+            collapsed_at=monitor.collapsed_at,
+            unhealthy=health_check.unhealthy if health_check else None,
+        )
 
 
 class CnnTrainer(Trainer):
@@ -220,7 +237,7 @@ class CnnTrainer(Trainer):
         if not inputs.faithful:
             self.precision = inputs.precision or ("bfloat16" if backbone_precision() == "bfloat16" else "float32")
 
-    def fit(self, seed: int, epochs: int, label: str, verbose: int) -> Attempt:
+    def fit(self, seed: int, epochs: int, label: str, verbose: int, *, check_health_at: int | None = None) -> Attempt:
         keras.utils.set_random_seed(seed)
         mixed = self.precision != "float32"
         model = simple_cnn(
@@ -232,8 +249,9 @@ class CnnTrainer(Trainer):
         compile_model(model, self.spec.learning_rate)
         data = self._image_batches("train", seed=seed, readers=BATCH_READERS)
         validation = self._image_batches("validation", readers=BATCH_READERS)
-        history, collapsed_at = self._fit(model, data, validation, self._image_sample(), epochs, label, verbose)
-        return Attempt(with_weights_dtype(model, "float32") if mixed else model, None, history, collapsed_at)
+        check = self._health_check(lambda: self._image_batches("train"), check_health_at)
+        attempt = self._fit(model, data, validation, self._image_sample(), epochs, label, verbose, None, check)
+        return replace(attempt, model=with_weights_dtype(model, "float32") if mixed else model)
 
     def details(self) -> TrainingDetails:
         return TrainingDetails(
@@ -268,7 +286,7 @@ class FeatureHeadTrainer(Trainer):
         if spec.standardised:
             self.train_features = np.asarray(self.features[self.split.train])  # pooled: at most 2,560 per image
 
-    def fit(self, seed: int, epochs: int, label: str, verbose: int) -> Attempt:
+    def fit(self, seed: int, epochs: int, label: str, verbose: int, *, check_health_at: int | None = None) -> Attempt:
         keras.utils.set_random_seed(seed)  # after the features: training never depends on the cache's state
         head, model = self._build()
         if self.inputs.faithful:
@@ -282,17 +300,21 @@ class FeatureHeadTrainer(Trainer):
                 epochs=epochs,
                 transform=self._faithful_transform(seed),
             )
-            validation, sample = self._image_batches("validation"), self._image_sample()
+            validation, sample, check = self._image_batches("validation"), self._image_sample(), None
         else:
             compile_model(head, self.spec.learning_rate)
             data, steps = self._feature_batches(seed, epochs)
-            validation = validation_batches(
+            validation = batches_in_order(
                 self.features, self.split.validation, self.labels["validation"], self.inputs.batch_size
             )
             sample = np.asarray(self.features[self.split.train[:COLLAPSE_SAMPLE_SIZE]])
+            check = self._health_check(
+                lambda: batches_in_order(self.features, self.split.train, self.labels["train"], self.inputs.batch_size),
+                check_health_at,
+            )
         fitted = model if self.inputs.faithful else head
-        history, collapsed_at = self._fit(fitted, data, validation, sample, epochs, label, verbose, steps)
-        return Attempt(model, head, history, collapsed_at)
+        attempt = self._fit(fitted, data, validation, sample, epochs, label, verbose, steps, check)
+        return replace(attempt, model=model, head=head)
 
     def details(self) -> TrainingDetails:
         cache = self.inputs.cache
@@ -411,7 +433,7 @@ class LogisticTrainer(FeatureHeadTrainer):
         super().__init__(inputs)
         self.chosen: list[float] = []
 
-    def fit(self, seed: int, epochs: int, label: str, verbose: int) -> Attempt:
+    def fit(self, seed: int, epochs: int, label: str, verbose: int, *, check_health_at: int | None = None) -> Attempt:
         from sklearn.linear_model import LogisticRegressionCV
         from sklearn.model_selection import StratifiedKFold
 
