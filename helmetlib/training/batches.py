@@ -127,8 +127,7 @@ def training_batches(sources, indices, labels, batch_size, *, seed, epochs, tran
     `FEATURES_IN_MEMORY_BYTES`, else read batch by batch; the same batches either way."""
     indices = np.asarray(indices)
     steps = -(-len(indices) // batch_size)
-    row_bytes = math.prod(sources[0].shape[1:]) * np.dtype(sources[0].dtype).itemsize
-    if transform is None and len(sources) * len(indices) * row_bytes <= FEATURES_IN_MEMORY_BYTES:
+    if transform is None and _fit_in_memory(sources, indices):
         held = [np.asarray(select_rows(source, indices)) for source in sources]
         return batches_in_memory(held, labels, batch_size, seed=seed, epochs=epochs), steps
     return EpochBatches(sources, indices, labels, batch_size, seed=seed, transform=transform), steps
@@ -136,13 +135,17 @@ def training_batches(sources, indices, labels, batch_size, *, seed, epochs, tran
 
 def batches_in_order(source, indices, labels, batch_size):
     """(inputs, labels) batches of the rows `indices` of `source`, in order (the validation part; the training
-    part scored): from memory when its rows take at most
-    `FEATURES_IN_MEMORY_BYTES`, else read batch by batch."""
-    row_bytes = math.prod(source.shape[1:]) * np.dtype(source.dtype).itemsize
-    if len(indices) * row_bytes <= FEATURES_IN_MEMORY_BYTES:
+    part scored): from memory when its rows take at most `FEATURES_IN_MEMORY_BYTES`, else read batch by batch."""
+    if _fit_in_memory([source], indices):
         held = np.asarray(select_rows(source, indices))
         return tf.data.Dataset.from_tensor_slices((held, labels)).batch(batch_size)
     return ImageBatches(source, indices, labels, batch_size)
+
+
+def _fit_in_memory(sources, indices) -> bool:
+    """Whether the rows `indices` of every one of `sources` take at most `FEATURES_IN_MEMORY_BYTES` together."""
+    row_bytes = math.prod(sources[0].shape[1:]) * np.dtype(sources[0].dtype).itemsize
+    return len(sources) * len(indices) * row_bytes <= FEATURES_IN_MEMORY_BYTES
 
 
 class CollapseMonitor(keras.callbacks.Callback):
