@@ -186,6 +186,10 @@ def test_a_training_half_dead_at_its_health_check_is_restarted_then_in_fast_mode
     epoch: fast mode checks its health three quarters through (epoch 11 of 15), stops it there and restarts it (at
     most twice) with the next restart seeds; a training that cannot be restarted runs all its epochs; --faithful
     keeps the study's training."""
+    from helmetlib.evaluation.results import DataInfo
+    from helmetlib.reports.narrative import model_conclusion
+    from helmetlib.training.seed_ensemble import model_result
+
     parts = split(demo_64.labels)
     options = {"weights": None, "epochs": 15, "batch_size": 16}
     faithful = train_repeats("cnn", demo_64, parts, seed=813, faithful=True, max_restarts=0, **options)[0]
@@ -197,4 +201,9 @@ def test_a_training_half_dead_at_its_health_check_is_restarted_then_in_fast_mode
     health_restarts = [restart for restart in fast.restarts if restart.reason.startswith("half-dead")]
     assert health_restarts and health_restarts[0].seed == 813 and health_restarts[0].epoch == 11
     assert "identical output" in health_restarts[0].reason and len(health_restarts) <= 2
+    deployed = choose_seed_ensemble([fast], demo_64, n_resamples=200)
+    result = model_result([fast], deployed, demo_64, DataInfo.of(demo_64, ""), threshold=0.5)
+    assert "its training with seed 813 was stopped after epoch 11 (half-dead: gives one identical" in (
+        model_conclusion(result)
+    )
     assert fast.seed_used == 813 + len(fast.restarts) * 100_003
