@@ -189,10 +189,10 @@ class Trainer:
 
     def _fit(
         self, model, data, validation_data, sample, epochs, label, verbose, steps_per_epoch=None, health_check=None
-    ) -> Attempt:
+    ) -> tuple[dict, int | None, Health | None]:
         """Keras' fit with the collapse monitor, progress lines and an optional `HealthCheck` (and, for the GAP
-        head, early stopping); `steps_per_epoch` for endless `data` (a head's `training_batches`). The attempt's
-        models are filled in by the caller."""
+        head, early stopping); `steps_per_epoch` for endless `data` (a head's `training_batches`). Returns the
+        history, the epoch the output went constant and the health that stopped the training (Nones when not)."""
         monitor = CollapseMonitor(sample)
         callbacks = [monitor, ProgressLog(label, epochs), *([health_check] if health_check else [])]
         class_weight = None
@@ -215,13 +215,8 @@ class Trainer:
                 class_weight=class_weight,
                 verbose=verbose,
             )
-        return Attempt(
-            model=None,
-            head=None,
-            history={key: [float(v) for v in values] for key, values in history.history.items()},
-            collapsed_at=monitor.collapsed_at,
-            unhealthy=health_check.unhealthy if health_check else None,
-        )
+        history = {key: [float(v) for v in values] for key, values in history.history.items()}
+        return history, monitor.collapsed_at, health_check.unhealthy if health_check else None
 
 
 class CnnTrainer(Trainer):
@@ -250,8 +245,8 @@ class CnnTrainer(Trainer):
         data = self._image_batches("train", seed=seed, readers=BATCH_READERS)
         validation = self._image_batches("validation", readers=BATCH_READERS)
         check = self._health_check(lambda: self._image_batches("train"), check_health_at)
-        attempt = self._fit(model, data, validation, self._image_sample(), epochs, label, verbose, None, check)
-        return replace(attempt, model=with_weights_dtype(model, "float32") if mixed else model)
+        fitted = self._fit(model, data, validation, self._image_sample(), epochs, label, verbose, None, check)
+        return Attempt(with_weights_dtype(model, "float32") if mixed else model, None, *fitted)
 
     def details(self) -> TrainingDetails:
         return TrainingDetails(
@@ -313,8 +308,7 @@ class FeatureHeadTrainer(Trainer):
                 check_health_at,
             )
         fitted = model if self.inputs.faithful else head
-        attempt = self._fit(fitted, data, validation, sample, epochs, label, verbose, steps, check)
-        return replace(attempt, model=model, head=head)
+        return Attempt(model, head, *self._fit(fitted, data, validation, sample, epochs, label, verbose, steps, check))
 
     def details(self) -> TrainingDetails:
         cache = self.inputs.cache
