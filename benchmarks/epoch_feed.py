@@ -1,11 +1,12 @@
 """Benchmark: how an epoch's batches reach Keras. The study's CNN trained as `CnnTrainer` trains it (healthy start,
-the machine's precision, batch 128, validation and the collapse monitor every epoch), its batches read in the
-training thread (`readers=1`: Keras' tf.data generator, the heads' way) or by `BATCH_READERS` threads (Keras'
-enqueuer, the CNN's way), alternately, each `--rounds` times. Prints per epoch (the first, which traces, left
-out) the seconds and the wait for the epoch's first batch, and whether the trained weights are bit-identical. Then
-the other side: a linear head's 20 epochs over 420 rows of block5-sized features (6 x 6 x 512, random), with one
-reader and with `BATCH_READERS` (short epochs, where the readers' start and stop cost more than they save), and
-from memory as the heads now train (`training_batches`: gathered inside TensorFlow, no Python call per batch).
+the machine's precision, batch 128, validation and the collapse monitor every epoch), its batches read the way it
+trains now (`ShuffledImageBatches`: one endless iterator over every epoch, read ahead by tf.data's prefetch; the
+validation part held in memory) or the earlier way (a finite `PyDataset` Keras shuffles, read by two threads of
+Keras' enqueuer, started every epoch and drained at its end, the validation part read the same way), alternately,
+each `--rounds` times. Prints per epoch (the first, which traces, left out) the seconds and the wait for the
+epoch's first batch, and whether the two ways trained bit-identical weights. Then the heads' side: a linear head's
+20 epochs over 420 rows of block5-sized features (6 x 6 x 512, random), read batch by batch (`EpochBatches`) and
+from memory as the heads train (`training_batches`: gathered inside TensorFlow, no Python call per batch).
 
     python benchmarks/epoch_feed.py --data ../shared/data/helmet-dev
 """
@@ -23,12 +24,37 @@ from helmetlib.core.preprocess import normalize
 from helmetlib.models.builders import compile_model, healthy_start, simple_cnn
 from helmetlib.models.features import backbone_precision
 from helmetlib.training.batches import (
-    BATCH_READERS,
     CollapseMonitor,
-    ImageBatches,
+    EpochBatches,
+    ShuffledImageBatches,
     batches_in_order,
     training_batches,
 )
+
+READER_THREADS = 2  # the earlier way's enqueuer threads
+
+
+class EnqueuedBatches(keras.utils.PyDataset):
+    """The earlier way: a finite set of (normalised images, labels) batches whose row order is drawn from
+    `default_rng(seed)` at its start and every epoch end (in order without a seed), read by Keras' enqueuer."""
+
+    def __init__(self, images, rows, labels, batch_size, seed=None):
+        super().__init__(workers=READER_THREADS, max_queue_size=READER_THREADS)
+        self.images, self.rows, self.labels, self.batch_size = images, rows, labels, batch_size
+        self.rng = None if seed is None else np.random.default_rng(seed)
+        self.order = np.arange(len(rows))
+        self.on_epoch_end()
+
+    def __len__(self):
+        return -(-len(self.rows) // self.batch_size)
+
+    def __getitem__(self, index):
+        order = self.order[index * self.batch_size : (index + 1) * self.batch_size]
+        return normalize(np.asarray(self.images[self.rows[order]]), "unit"), self.labels[order]
+
+    def on_epoch_end(self):
+        if self.rng is not None:
+            self.order = self.rng.permutation(len(self.rows))
 
 
 class EpochClock(keras.callbacks.Callback):
@@ -49,27 +75,27 @@ class EpochClock(keras.callbacks.Callback):
         self.epochs.append((time.perf_counter() - self.started, self.first_batch))
 
 
-def train(dataset, parts, *, readers: int, epochs: int, policy: str | None):
+def train(dataset, parts, *, way: str, epochs: int, policy: str | None):
     def unit(images):
         return normalize(np.asarray(images), "unit")
 
-    def batches(part, seed=None):
-        rows = getattr(parts, part)
-        return ImageBatches(dataset.images, rows, dataset.labels[rows], 128, seed=seed, transform=unit, readers=readers)
-
-    sample = unit(dataset.images[parts.train[:64]])
+    train_rows, validation_rows = parts.train, parts.validation
+    train_labels, validation_labels = dataset.labels[train_rows], dataset.labels[validation_rows]
+    sample = unit(dataset.images[train_rows[:64]])
     keras.utils.set_random_seed(812)
     model = simple_cnn(dataset.images.shape[1:], dtype_policy=policy)
     healthy_start(model, sample)
     compile_model(model, 1e-3)
     clock = EpochClock()
-    model.fit(
-        batches("train", seed=812),
-        validation_data=batches("validation"),
-        epochs=epochs,
-        verbose=0,
-        callbacks=[clock, CollapseMonitor(sample)],
-    )
+    if way == "now":
+        data = ShuffledImageBatches(dataset.images, train_rows, train_labels, 128, seed=812, transform=unit)
+        checked = batches_in_order(dataset.images, validation_rows, validation_labels, 128, transform=unit)
+        fit_options = {"steps_per_epoch": data.steps, "shuffle": False}
+    else:
+        data = EnqueuedBatches(dataset.images, train_rows, train_labels, 128, seed=812)
+        checked, fit_options = EnqueuedBatches(dataset.images, validation_rows, validation_labels, 128), {}
+    callbacks = [clock, CollapseMonitor(sample)]
+    model.fit(data, validation_data=checked, epochs=epochs, verbose=0, callbacks=callbacks, **fit_options)
     return model.get_weights(), np.array(clock.epochs[1:])
 
 
@@ -83,45 +109,42 @@ def main() -> None:
     parts = split(dataset.labels)
     precision = backbone_precision()
     policy = None if precision == "float32" else f"mixed_{precision}"
-    timings, weights = {1: [], BATCH_READERS: []}, {}
+    timings, weights = {"now": [], "earlier": []}, {}
     for _ in range(args.rounds):
-        for readers in timings:
-            weights[readers], epochs = train(dataset, parts, readers=readers, epochs=args.epochs, policy=policy)
-            timings[readers].append(epochs)
+        for way in timings:
+            weights[way], epochs = train(dataset, parts, way=way, epochs=args.epochs, policy=policy)
+            timings[way].append(epochs)
     print(f"the CNN on {len(parts.train)} training images, {precision}, {args.rounds} x {args.epochs - 1} epochs each")
-    for readers, rounds in timings.items():
+    for way, rounds in timings.items():
         epochs = np.concatenate(rounds)
         print(
-            f"readers {readers}: epoch {epochs[:, 0].mean():.2f} s (median {np.median(epochs[:, 0]):.2f}), "
+            f"{way}: epoch {epochs[:, 0].mean():.2f} s (median {np.median(epochs[:, 0]):.2f}), "
             f"first batch waited {epochs[:, 1].mean():.2f} s (max {epochs[:, 1].max():.2f})"
         )
-    identical = all(np.array_equal(a, b) for a, b in zip(weights[1], weights[BATCH_READERS], strict=True))
+    identical = all(np.array_equal(a, b) for a, b in zip(weights["now"], weights["earlier"], strict=True))
     print(f"trained weights bit-identical: {identical}")
     for _ in range(args.rounds):
-        seconds = {f"readers {readers}": linear_head_seconds(readers) for readers in timings}
-        seconds["from memory"] = linear_head_seconds(None)
+        seconds = {
+            way: linear_head_seconds(from_memory=way == "from memory") for way in ("batch by batch", "from memory")
+        }
         print("a linear head, 20 epochs: " + ", ".join(f"{way}: {s:.2f} s" for way, s in seconds.items()))
 
 
-def linear_head_seconds(readers: int | None) -> float:
-    """Seconds of a linear head's 20 epochs, its batches read by `readers` threads, or from memory (None)."""
+def linear_head_seconds(*, from_memory: bool) -> float:
+    """Seconds of a linear head's 20 epochs, its batches read batch by batch or gathered from memory."""
     rng = np.random.default_rng(0)
     features, labels = rng.random((510, 6 * 6 * 512), dtype=np.float32), (np.arange(510) % 2).astype("float32")
     head = keras.Sequential([keras.Input(features.shape[1:]), keras.layers.Dense(1, activation="sigmoid")])
     compile_model(head, 1e-4)
     train, validation = np.arange(420), np.arange(420, 510)
     started = time.perf_counter()
-    if readers is None:
+    if from_memory:
         data, steps = training_batches([features], train, labels[train], 128, seed=812, epochs=20)
-        checked = batches_in_order(features, validation, labels[validation], 128)
-        head.fit(data, steps_per_epoch=steps, validation_data=checked, epochs=20, shuffle=False, verbose=0)
     else:
-        head.fit(
-            ImageBatches(features, train, labels[train], 128, seed=812, readers=readers),
-            validation_data=ImageBatches(features, validation, labels[validation], 128, readers=readers),
-            epochs=20,
-            verbose=0,
-        )
+        data = EpochBatches([features], train, labels[train], 128, seed=812)
+        steps = data.steps
+    checked = batches_in_order(features, validation, labels[validation], 128)
+    head.fit(data, steps_per_epoch=steps, validation_data=checked, epochs=20, shuffle=False, verbose=0)
     return time.perf_counter() - started
 
 

@@ -18,7 +18,7 @@ from helmetlib.models.features import (
     precision_override,
 )
 from helmetlib.training import batches as training_batches
-from helmetlib.training.batches import BATCH_READERS, ImageBatches, balanced_class_weights
+from helmetlib.training.batches import ShuffledImageBatches, balanced_class_weights
 
 TOLERANCE = 1e-4
 
@@ -297,31 +297,67 @@ def test_profiled_cells_write_their_stage_statistics(tmp_path, monkeypatch):
     assert profile_cells() is None  # outside a kernel
 
 
-def test_batches_read_ahead_by_threads_train_the_same_weights_as_batches_read_in_turn(demo_small):
-    """`ImageBatches` reads an epoch's batches with `BATCH_READERS` threads (Keras' enqueuer): in the same order,
-    reshuffled at the same epoch ends, so Adam (sensitive to the order) ends on bit-identical weights."""
+class KerasShuffledBatches(keras.utils.PyDataset):
+    """The CNN's earlier training batches: a finite set whose row order is drawn from `default_rng(seed)` at its
+    start and at every epoch end, its batches' order shuffled by Keras (fit's `shuffle=True`)."""
+
+    def __init__(self, x, y, batch_size, seed):
+        super().__init__()
+        self.x, self.y, self.batch_size, self.rng = x, y, batch_size, np.random.default_rng(seed)
+        self.on_epoch_end()
+
+    def __len__(self):
+        return -(-len(self.x) // self.batch_size)
+
+    def __getitem__(self, index):
+        rows = self.order[index * self.batch_size : (index + 1) * self.batch_size]
+        return self.x[rows], self.y[rows]
+
+    def on_epoch_end(self):
+        self.order = self.rng.permutation(len(self.x))
+
+
+def test_shuffled_image_batches_train_the_weights_keras_own_shuffling_trained(demo_small):
+    """The CNN's endless `ShuffledImageBatches` (one iterator over every epoch) read the batches Keras read when it
+    shuffled the earlier finite set itself, in the same order, so Adam (sensitive to the order) ends on
+    bit-identical weights; every epoch reads every training image once."""
     parts = split(demo_small.labels)
     images = normalize(np.asarray(demo_small.images[parts.train]), "unit")
     labels = demo_small.labels[parts.train].astype("float32")
+    rows = np.arange(len(images))
+    endless = ShuffledImageBatches(images, rows, labels, 4, seed=6)
+    assert endless.steps == -(-len(images) // 4) and endless.num_batches is None
     weights = {}
-    for readers in (1, BATCH_READERS):
+    for way in ("keras shuffles", "endless"):
         keras.utils.set_random_seed(2)
         model = keras.Sequential(
             [keras.Input(images.shape[1:]), keras.layers.Flatten(), keras.layers.Dense(1, activation="sigmoid")]
         )
         compile_model(model, 1e-2)
-        batches = ImageBatches(images, np.arange(len(images)), labels, 4, seed=6, readers=readers)
-        assert (batches.workers, len(batches)) == (readers, -(-len(images) // 4))
-        model.fit(batches, epochs=3, verbose=0)
-        weights[readers] = model.get_weights()
-    assert BATCH_READERS > 1
-    for ahead, in_turn in zip(weights[BATCH_READERS], weights[1], strict=True):
-        np.testing.assert_array_equal(ahead, in_turn)
+        if way == "endless":
+            model.fit(
+                ShuffledImageBatches(images, rows, labels, 4, seed=6),
+                steps_per_epoch=endless.steps,
+                epochs=3,
+                shuffle=False,
+                verbose=0,
+            )
+        else:
+            model.fit(KerasShuffledBatches(images, labels, 4, seed=6), epochs=3, verbose=0)
+        weights[way] = model.get_weights()
+    for endless_weights, earlier_weights in zip(weights["endless"], weights["keras shuffles"], strict=True):
+        np.testing.assert_array_equal(endless_weights, earlier_weights)
+    numbered = ShuffledImageBatches(images, rows, rows, 4, seed=6)  # labelled with their row numbers
+    for epoch in range(3):
+        read = [numbered[epoch * endless.steps + step] for step in range(endless.steps)]
+        row_numbers = np.concatenate([numbers for _, numbers in read])
+        np.testing.assert_array_equal(np.sort(row_numbers), rows)
+        np.testing.assert_array_equal(np.concatenate([x for x, _ in read]), images[row_numbers])
 
 
 def test_faithful_augmentation_is_reproducible_from_its_seed(demo_small):
     """The faithful model 4 augments every batch as it is read; its draws follow the reading order, so its batches
-    are read in turn (one reader, `ImageBatches`' default) and one seed gives one training."""
+    are read in turn (one reader) and one seed gives one training."""
     parts = split(demo_small.labels)
     options = {"weights": None, "epochs": 2, "batch_size": 4, "seed": 5, "faithful": True, "precision": "float32"}
     first, second = (train_model("vgg16_mlp_aug", demo_small, parts, **options) for _ in range(2))

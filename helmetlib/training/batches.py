@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import os
+import random
 
 import numpy as np
 
@@ -19,46 +20,65 @@ from helmetlib.evaluation.health import Health, output_health
 DEAD_OUTPUT_SPAN = 1e-5  # probabilities of a training sample spanning less than this: the output is constant
 FEATURE_ROWS_PER_READ = 1024  # rows of cached features read at once for predictions
 FEATURES_IN_MEMORY_BYTES = 512 * 2**20  # a head trains from memory on features (or views) up to this size
-BATCH_READERS = 2  # threads reading the CNN's next image batches while it trains (Keras' PyDataset workers)
 
 
 class ImageBatches(keras.utils.PyDataset):
-    """(normalised images, labels) batches read from a (memory-mapped) RGB array at `indices`: the CNN's training
-    batches, and validation batches read batch by batch.
+    """(normalised images, labels) batches read in order from a (memory-mapped) RGB array at `indices`, batch by
+    batch: what is scored of a part too large to hold in memory (`batches_in_order`), and the CNN's training part
+    at its health check."""
 
-    With `seed` the order is reshuffled from that seed at every epoch end (Keras also shuffles the batches' order,
-    from its global seed); without it the order is `indices` as given. The heads' training batches are drawn by
-    epoch instead (`training_batches`).
-
-    With `readers` > 1, that many threads read an epoch's batches ahead, in order (Keras' enqueuer; the trained
-    weights are bit-identical to reading in turn). It pays where a batch is slow to read, and costs where epochs are
-    short: CNN epochs on helmet-dev (batches of 128 images normalised) took 1.91-1.97 s instead of 2.09-2.14 (each
-    waited 0.01 s for its first batch instead of 0.36-0.39, Keras' tf.data generator being started afresh every
-    epoch), while a linear head's 20 epochs over cached features took 5.8-6.0 s instead of 2.6-2.7 (the enqueuer's
-    threads start and stop every epoch; benchmarks/epoch_feed.py, two runs). A `transform` that draws random
-    numbers needs one reader: its draws follow the order it is called in.
-    """
-
-    def __init__(self, source, indices, labels, batch_size, *, seed=None, transform=None, readers=1):
-        super().__init__(workers=readers, max_queue_size=readers)
+    def __init__(self, source, indices, labels, batch_size, *, transform=None):
+        super().__init__()
         self.source, self.indices, self.labels = source, np.asarray(indices), labels
         self.batch_size, self.transform = batch_size, transform
-        self.rng = None if seed is None else np.random.default_rng(seed)
-        self.order = np.arange(len(self.indices))
-        self.on_epoch_end()
 
     def __len__(self) -> int:
         return -(-len(self.indices) // self.batch_size)
 
     def __getitem__(self, index: int):
-        rows = self.order[index * self.batch_size : (index + 1) * self.batch_size]
+        rows = slice(index * self.batch_size, (index + 1) * self.batch_size)
         x = self.source[self.indices[rows]]
         x = self.transform(x) if self.transform is not None else np.asarray(x)
         return x, self.labels[rows]
 
-    def on_epoch_end(self) -> None:
-        if self.rng is not None:
-            self.order = self.rng.permutation(len(self.indices))
+
+class ShuffledImageBatches(keras.utils.PyDataset):
+    """The CNN's training batches: (normalised images, labels) of the rows `indices` of a (memory-mapped) RGB
+    array, endless (batch i is batch i % steps of epoch i // steps: fit with `steps_per_epoch=steps`), so that one
+    iterator, read ahead by tf.data's prefetch, serves every epoch.
+
+    Each epoch cuts the rows, in an order drawn from numpy's `default_rng(seed)` (one permutation per epoch, in
+    turn, after a first one drawn and left), into batches read in an order Python's `random` shuffles (seeded by
+    `keras.utils.set_random_seed`): the batches of the earlier finite `PyDataset`, drawn at its start and again at
+    every epoch end (Keras calling that hook once before the first epoch), whose batches Keras shuffled each epoch.
+    So trainings are unchanged (tests/test_train.py) without the reader threads Keras started every epoch and
+    drained at its end (0.1 s per epoch at least, for the training and the validation part each;
+    benchmarks/epoch_feed.py).
+    """
+
+    def __init__(self, source, indices, labels, batch_size, *, seed: int, transform=None):
+        super().__init__()
+        self.source, self.indices, self.labels = source, np.asarray(indices), labels
+        self.batch_size, self.transform = batch_size, transform
+        self.steps = -(-len(self.indices) // batch_size)
+        self._rng, self._epoch = np.random.default_rng(seed), -1
+        self._order, self._batch_order = self._rng.permutation(len(self.indices)), list(range(self.steps))
+
+    @property
+    def num_batches(self) -> None:
+        return None
+
+    def __getitem__(self, index: int):
+        epoch, step = divmod(index, self.steps)
+        while self._epoch < epoch:  # epochs are read in turn, each drawn after the one before
+            self._epoch += 1
+            self._order = self._rng.permutation(len(self.indices))
+            self._batch_order = list(range(self.steps))
+            random.shuffle(self._batch_order)
+        start = self._batch_order[step] * self.batch_size
+        rows = self._order[start : start + self.batch_size]
+        x = self.source[self.indices[rows]]
+        return (self.transform(x) if self.transform is not None else np.asarray(x)), self.labels[rows]
 
 
 def epoch_draw(seed: int, epoch: int, n: int, views: int = 1) -> tuple[np.ndarray, np.ndarray]:
@@ -133,19 +153,22 @@ def training_batches(sources, indices, labels, batch_size, *, seed, epochs, tran
     return EpochBatches(sources, indices, labels, batch_size, seed=seed, transform=transform), steps
 
 
-def batches_in_order(source, indices, labels, batch_size):
-    """(inputs, labels) batches of the rows `indices` of `source`, in order (the validation part; the training
-    part scored): from memory when its rows take at most `FEATURES_IN_MEMORY_BYTES`, else read batch by batch."""
-    if _fit_in_memory([source], indices):
+def batches_in_order(source, indices, labels, batch_size, *, transform=None):
+    """(inputs, labels) batches of the rows `indices` of `source`, in order, passed through `transform` (e.g. the
+    CNN's normalisation): the validation part, the training part scored. Held in memory when its rows take at most
+    `FEATURES_IN_MEMORY_BYTES` (float32 ones, with a `transform`), else read batch by batch (`ImageBatches`)."""
+    if _fit_in_memory([source], indices, transformed=transform is not None):
         held = np.asarray(select_rows(source, indices))
+        held = transform(held) if transform is not None else held
         return tf.data.Dataset.from_tensor_slices((held, labels)).batch(batch_size)
-    return ImageBatches(source, indices, labels, batch_size)
+    return ImageBatches(source, indices, labels, batch_size, transform=transform)
 
 
-def _fit_in_memory(sources, indices) -> bool:
-    """Whether the rows `indices` of every one of `sources` take at most `FEATURES_IN_MEMORY_BYTES` together."""
-    row_bytes = math.prod(sources[0].shape[1:]) * np.dtype(sources[0].dtype).itemsize
-    return len(sources) * len(indices) * row_bytes <= FEATURES_IN_MEMORY_BYTES
+def _fit_in_memory(sources, indices, *, transformed: bool = False) -> bool:
+    """Whether the rows `indices` of every one of `sources` take at most `FEATURES_IN_MEMORY_BYTES` together (as
+    float32 when `transformed`)."""
+    itemsize = 4 if transformed else np.dtype(sources[0].dtype).itemsize
+    return len(sources) * len(indices) * math.prod(sources[0].shape[1:]) * itemsize <= FEATURES_IN_MEMORY_BYTES
 
 
 class CollapseMonitor(keras.callbacks.Callback):

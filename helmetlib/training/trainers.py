@@ -48,12 +48,12 @@ from helmetlib.models.features import (
     pass_key,
 )
 from helmetlib.training.batches import (
-    BATCH_READERS,
     FEATURE_ROWS_PER_READ,
     CollapseMonitor,
     HealthCheck,
     ImageBatches,
     ProgressLog,
+    ShuffledImageBatches,
     balanced_class_weights,
     batches_in_order,
     predict_proba,
@@ -169,16 +169,10 @@ class Trainer:
     def _normalised(self, images: np.ndarray) -> np.ndarray:
         return normalize(np.asarray(images), self.spec.normalization)
 
-    def _image_batches(self, part: str, *, seed: int | None = None, transform=None, readers: int = 1) -> ImageBatches:
-        return ImageBatches(
-            self.inputs.dataset.images,
-            getattr(self.split, part),
-            self.labels[part],
-            self.inputs.batch_size,
-            seed=seed,
-            transform=transform or self._normalised,
-            readers=readers,
-        )
+    def _images_in_order(self, part: str):
+        """The normalised images of `part` and their labels, in batches, in order (`batches_in_order`)."""
+        images, rows = self.inputs.dataset.images, getattr(self.split, part)
+        return batches_in_order(images, rows, self.labels[part], self.inputs.batch_size, transform=self._normalised)
 
     def _health_check(self, training_inputs, epoch: int | None) -> HealthCheck | None:
         """The `HealthCheck` at the end of `epoch` on `training_inputs()` (the training part in order), or None."""
@@ -188,10 +182,11 @@ class Trainer:
         return self._normalised(self.inputs.dataset.images[self.split.train[:COLLAPSE_SAMPLE_SIZE]])
 
     def _fit(
-        self, model, data, validation_data, sample, epochs, label, verbose, steps_per_epoch=None, health_check=None
+        self, model, data, validation_data, sample, epochs, label, verbose, steps_per_epoch, health_check=None
     ) -> tuple[dict, int | None, Health | None]:
         """Keras' fit with the collapse monitor, progress lines and an optional `HealthCheck` (and, for the GAP
-        head, early stopping); `steps_per_epoch` for endless `data` (a head's `training_batches`). Returns the
+        head, early stopping) on endless `data` that comes shuffled (a head's `training_batches`, the CNN's
+        `ShuffledImageBatches`), `steps_per_epoch` batches an epoch. Returns the
         history, the epoch the output went constant and the health that stopped the training (Nones when not)."""
         monitor = CollapseMonitor(sample)
         callbacks = [monitor, ProgressLog(label, epochs), *([health_check] if health_check else [])]
@@ -210,7 +205,7 @@ class Trainer:
                 validation_data=validation_data,
                 epochs=epochs,
                 steps_per_epoch=steps_per_epoch,
-                shuffle=steps_per_epoch is None,  # the heads' batches come drawn (epoch_draw); the CNN's Keras shuffles
+                shuffle=False,
                 callbacks=callbacks,
                 class_weight=class_weight,
                 verbose=verbose,
@@ -242,10 +237,11 @@ class CnnTrainer(Trainer):
             images = self.inputs.dataset.images[self.split.train[:HEALTHY_START_SAMPLE_SIZE]]
             healthy_start(model, self._normalised(images))
         compile_model(model, self.spec.learning_rate)
-        data = self._image_batches("train", seed=seed, readers=BATCH_READERS)
-        validation = self._image_batches("validation", readers=BATCH_READERS)
-        check = self._health_check(lambda: self._image_batches("train"), check_health_at)
-        fitted = self._fit(model, data, validation, self._image_sample(), epochs, label, verbose, None, check)
+        batches_of = (self.inputs.dataset.images, self.split.train, self.labels["train"], self.inputs.batch_size)
+        data = ShuffledImageBatches(*batches_of, seed=seed, transform=self._normalised)
+        check = self._health_check(lambda: ImageBatches(*batches_of, transform=self._normalised), check_health_at)
+        validation, sample = self._images_in_order("validation"), self._image_sample()
+        fitted = self._fit(model, data, validation, sample, epochs, label, verbose, data.steps, check)
         return Attempt(with_weights_dtype(model, "float32") if mixed else model, None, *fitted)
 
     def details(self) -> TrainingDetails:
@@ -295,7 +291,7 @@ class FeatureHeadTrainer(Trainer):
                 epochs=epochs,
                 transform=self._faithful_transform(seed),
             )
-            validation, sample, check = self._image_batches("validation"), self._image_sample(), None
+            validation, sample, check = self._images_in_order("validation"), self._image_sample(), None
         else:
             compile_model(head, self.spec.learning_rate)
             data, steps = self._feature_batches(seed, epochs)
