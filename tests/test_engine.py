@@ -1,18 +1,26 @@
 """The notebook engine's kernels: started one stage ahead with the library imported (TensorFlow only where the stage
-uses it), in a namespace as fresh as a plain kernel's, labelled with their stage, and never left running; the
-runner's own imports skip jsonschema's grammar compilation."""
+uses it), in a namespace as fresh as a plain kernel's, labelled with their stage, and never left running; a
+notebook's pages written while the next one runs; the runner's own imports skip jsonschema's grammar compilation."""
 
+import argparse
+import contextlib
 import importlib.util
+import io
 import json
 import subprocess
 import sys
+import time
+from datetime import datetime
 
 import nbformat
 import psutil
+import pytest
 from conftest import NOTEBOOKS
 
+from helmetlib.core.progress import Progress
 from helmetlib.run.config import RunConfig
 from helmetlib.run.folder import RunFolder
+from helmetlib.runner import engine, study
 from helmetlib.runner.engine import (
     BACKEND_MODULE,
     PRELOADED_MODULES,
@@ -103,3 +111,36 @@ def test_the_runner_imports_papermill_without_compiling_rfc3987_grammars():
     found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert found.stdout.strip() == "False"
     assert importlib.util.find_spec("rfc3987_syntax") is not None  # installed here: jsonschema would import it
+
+
+def test_a_notebooks_pages_are_written_while_the_next_one_runs_and_one_not_written_fails_the_run(
+    tmp_path, helmetlib_kernel, monkeypatch
+):
+    """The runner hands a finished notebook's HTML pages to a thread and runs the next notebook meanwhile; every
+    page is written when `_execute` returns, and a page that cannot be written raises there (the run fails)."""
+    work = RunFolder(tmp_path / "run")
+    work.path.mkdir()
+    source = probe_stage(tmp_path, "probe").source
+    stages = [Stage(f"notebook {stem}", source, stem, {}) for stem in ("a", "b")]
+    args = argparse.Namespace(timeout=120, workers=1, scheduler=None)
+    written_at, real_to_html = {}, engine.to_html
+
+    def slow_to_html(work, stem, **options):
+        time.sleep(2)
+        real_to_html(work, stem, **options)
+        written_at[stem] = time.time()
+
+    monkeypatch.setattr(engine, "to_html", slow_to_html)
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert study._execute(args, stages, work, Progress(2, {}), helmetlib_kernel) == []
+    b_started = nbformat.read(work.notebook("b"), as_version=4).metadata.papermill.start_time
+    assert datetime.fromisoformat(b_started).timestamp() < written_at["a"]  # b ran while a's pages were written
+    assert all(page.is_file() for stem in ("a", "b") for page in (work.html(stem), work.code_html(stem)))
+
+    def full_disk(work, stem, **options):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(engine, "to_html", full_disk)
+    with contextlib.redirect_stdout(io.StringIO()), pytest.raises(OSError, match="No space left"):
+        study._execute(args, stages, work, Progress(2, {}), helmetlib_kernel)
+    assert kernels() == []

@@ -23,6 +23,7 @@ import subprocess
 import sys
 import traceback
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import replace
 from pathlib import Path
@@ -324,16 +325,24 @@ def _command_line(process) -> list[str]:
 def _execute(args, stages: list[Stage], work: RunFolder, progress: Progress, kernel: str) -> list[str]:
     """Run the stages until one fails (the notebooks after it are skipped and said). Returns the failures.
 
-    One after another, each stage's kernel is started while the stage before it runs (`kernels_started_ahead`);
-    with `--workers` / `--scheduler` the model notebooks run as Dask tasks, each starting its own, while the
-    comparison's kernel, started during the EDA, waits for them."""
+    One after another, each stage's kernel is started while the stage before it runs (`kernels_started_ahead`),
+    and a stage's HTML pages are written by a thread while the next one runs (all written when this returns; a
+    page that cannot be written fails the run, raised here); with `--workers` / `--scheduler` the model notebooks
+    run as Dask tasks, each starting its own, while the comparison's kernel, started during the EDA, waits for
+    them."""
     failures: list[str] = []
+    pages, written = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pages"), []
 
     def attempt(stage: Stage, manager=None) -> None:
+        def write_pages(*call) -> None:
+            written.append(pages.submit(*call))
+
         try:
             progress.run(
                 stage.label,
-                lambda: execute_notebook(stage, work, kernel=kernel, timeout=args.timeout, manager=manager),
+                lambda: execute_notebook(
+                    stage, work, kernel=kernel, timeout=args.timeout, manager=manager, write_pages=write_pages
+                ),
             )
         except NotebookFailed as error:
             failures.append(str(error))
@@ -342,7 +351,7 @@ def _execute(args, stages: list[Stage], work: RunFolder, progress: Progress, ker
     comparison = stages[-1]
     fan_out = args.workers > 1 or args.scheduler
     in_order = [stages[0], comparison] if fan_out else stages
-    with closing(kernels_started_ahead(in_order, work, kernel=kernel)) as started:
+    with pages, closing(kernels_started_ahead(in_order, work, kernel=kernel)) as started:
         for stage, manager in started:
             if stage is comparison and fan_out and not failures:
                 failures += _fanned_out(args, stages[1:-1], work, progress, kernel)
@@ -352,6 +361,8 @@ def _execute(args, stages: list[Stage], work: RunFolder, progress: Progress, ker
                 print(f"skipping {', '.join(never_started)}: earlier notebooks failed", flush=True)
                 break
             attempt(stage, manager)
+    for page in written:  # every page written (the thread is done); one that could not be fails the run
+        page.result()
     return failures
 
 
