@@ -216,10 +216,24 @@ def test_precision_environment_override(monkeypatch):
     assert backbone_precision() == ("bfloat16" if cpu_supports_bfloat16() or gpu_available() else "float32")
 
 
-def test_a_deterministic_model_is_fitted_once_per_split(demo_small, tmp_path):
+def test_a_deterministic_model_is_fitted_once_per_split_with_one_blas_thread(demo_small, tmp_path, monkeypatch):
+    """The logistic head is fitted once per split (no seeds to repeat), its L-BFGS with one BLAS thread (OpenBLAS's
+    threads made its many small products 14 times slower)."""
+    import sklearn.linear_model
+    from threadpoolctl import threadpool_info
+
+    blas_threads = []
+    real_fit = sklearn.linear_model.LogisticRegressionCV.fit
+
+    def fit(self, *args, **kwargs):
+        blas_threads.extend(pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas")
+        return real_fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(sklearn.linear_model.LogisticRegressionCV, "fit", fit)
     parts = split(demo_small.labels)
     options = {"weights": None, "seed": 4, "cache_dir": tmp_path}
     once = train_repeats("vgg16_multiscale", demo_small, parts, repeats=3, **options)
+    assert blas_threads and set(blas_threads) == {1}
     assert [trained.seed for trained in once] == [4]  # three identical fits would say nothing about seeds
     other = split(demo_small.labels, random_state=7)
     per_split = train_repeats("vgg16_multiscale", demo_small, [parts, other], repeats=2, **options)
