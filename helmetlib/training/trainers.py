@@ -186,8 +186,8 @@ class Trainer:
     ) -> tuple[dict, int | None, Health | None]:
         """Keras' fit with the collapse monitor, progress lines and an optional `HealthCheck` (and, for the GAP
         head, early stopping) on endless `data` that comes shuffled (a head's `training_batches`, the CNN's
-        `ShuffledImageBatches`), `steps_per_epoch` batches an epoch. Returns the
-        history, the epoch the output went constant and the health that stopped the training (Nones when not)."""
+        `ShuffledImageBatches`), `steps_per_epoch` batches an epoch. Returns the history, the epoch the output
+        went constant and the health that stopped the training (Nones when not)."""
         monitor = CollapseMonitor(sample)
         callbacks = [monitor, ProgressLog(label, epochs), *([health_check] if health_check else [])]
         class_weight = None
