@@ -4,7 +4,8 @@ Prints the CPU (or GPU) and the backbone's images/second (float32 and the run's 
 process), one backbone pass over the data, the pipeline's wall time with a cold feature cache, and per stage: its
 seconds and passes, the seconds inside backbone passes and model inference, inside training epochs, and the rest
 (the overhead: kernels, imports, model builds, pages), each timed in the same run (`helmetlib.core.timings`); then
-peak memory (RSS summed over the runner, its kernels and Dask workers), the run folder's size and the decisions.
+peak memory (RSS summed over the runner, its kernels and Dask workers), each model's training seconds per epoch (the
+figure to compare across runs), the run folder's size and the decisions.
 Options it does not know go to helmet-reports (e.g. --workers 2). With --faithful and --epochs below 20 it also
 extrapolates the 20-epoch cost from the per-epoch backbone cost. With --profile every stage's kernel is profiled
 (cProfile, `HELMETLIB_PROFILE`; its seconds then run slower) and, per stage, the library functions with the most
@@ -86,11 +87,7 @@ def cpu_name() -> str:
 def print_stage_table(stage_seconds: dict[str, float], timings: Path, one_pass: float, wall: float) -> None:
     """Per stage: seconds and passes, then the seconds inside backbone passes / inference, inside training epochs,
     and outside both (the overhead), in seconds and passes; and the whole run's."""
-    inside: dict[tuple[str, str], float] = {}
-    for line in timings.read_text().splitlines() if timings.is_file() else []:
-        entry = json.loads(line)
-        key = (entry["stage"], "training" if entry["kind"] == "training" else "backbone")
-        inside[key] = inside.get(key, 0.0) + entry["seconds"]
+    inside = seconds_inside(timings)
     print("| stage | seconds | passes | backbone + inference s | training s | overhead s | overhead passes |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     totals = [0.0, 0.0, 0.0]
@@ -108,6 +105,28 @@ def print_stage_table(stage_seconds: dict[str, float], timings: Path, one_pass: 
         f"| **whole run** | **{wall:.1f}** | **{wall / one_pass:.2f}** | {totals[0]:.1f} | {totals[1]:.1f} | "
         f"{totals[2] + outside:.1f} | **{(totals[2] + outside) / one_pass:.2f}** |"
     )
+
+
+def seconds_inside(timings: Path) -> dict[tuple[str, str], float]:
+    """{(stage, "training" or "backbone"): seconds} summed from the run's timings file."""
+    inside: dict[tuple[str, str], float] = {}
+    for line in timings.read_text().splitlines() if timings.is_file() else []:
+        entry = json.loads(line)
+        key = (entry["stage"], "training" if entry["kind"] == "training" else "backbone")
+        inside[key] = inside.get(key, 0.0) + entry["seconds"]
+    return inside
+
+
+def print_epoch_seconds(record: RunRecord, timings: Path) -> None:
+    """Per model trained in epochs: the epochs its stage trained (abandoned attempts included) and its training
+    seconds per epoch, the figure to compare across runs (a whole run moves with the machine's state)."""
+    inside = seconds_inside(timings)
+    for name, result in record.models.items():
+        epochs = sum(repeat.epochs_run + sum(r.epoch for r in repeat.restarts) for repeat in result.repeats)
+        stage = next((label for label in record.stage_seconds if label.endswith(f"[{name}]")), None)
+        training = inside.get((stage, "training"), 0.0)
+        if epochs and training:
+            print(f"  {name:17s} {epochs} epochs trained in {training:.1f} s: {training / epochs:.2f} s per epoch")
 
 
 def print_profiles(folder: Path, *, top: int = 10) -> None:
@@ -193,6 +212,7 @@ def main() -> int:
     )
     print_stage_table(record.stage_seconds, timings, one_pass, wall)
     print(f"peak RSS (runner + kernels): {memory.peak / 2**30:.2f} GiB")
+    print_epoch_seconds(record, timings)
     if args.faithful and args.epochs < STUDY_EPOCHS:
         backbone_models = [name for name in args.models.split(",") if name != "cnn"]
         per_epoch = len(backbone_models) * (record.split.train + record.split.validation) / ips["float32"]
