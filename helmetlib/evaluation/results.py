@@ -48,7 +48,8 @@ class DataInfo(Record):
 
 @record
 class Restart(Record):
-    """A training attempt abandoned because the model collapsed; training restarted with another seed."""
+    """A training attempt abandoned (its model collapsed, or was unhealthy at its health check or its end) and
+    restarted with another seed; `epoch` is the last epoch it trained."""
 
     seed: int
     epoch: int
