@@ -56,8 +56,16 @@ class Health(Record):
 
     @property
     def problem(self) -> str | None:
-        """What is wrong, in words, when one identical output goes to `HALF_DEAD_SHARE` of the training inputs or
-        `ONE_CLASS_SHARE` of one class's; None for a healthy model."""
+        """What is wrong and why it matters, in words, when one identical output goes to `HALF_DEAD_SHARE` of the
+        training inputs or `ONE_CLASS_SHARE` of one class's (`symptom`); None for a healthy model."""
+        symptom = self.symptom
+        if symptom is None:
+            return None
+        return symptom + ": it cannot rank those images, and their probability says nothing about them"
+
+    @property
+    def symptom(self) -> str | None:
+        """What is wrong, in words (the identical output, to which images, the dead units); None when healthy."""
         stuck = [name for name, share in self.identical_share_by_class.items() if share >= ONE_CLASS_SHARE]
         if not stuck and self.identical_share < HALF_DEAD_SHARE:
             return None
@@ -68,10 +76,8 @@ class Health(Record):
             else f"{self.identical_share:.0%} of the training images"
         )
         dead = ", ".join(f"{layer.dead} of {layer.units} units of {layer.layer}" for layer in self.layers if layer.dead)
-        return (
-            f"gives one identical output (P(helmet) {self.most_common_output:.4f}) to {where}"
-            + (f" ({dead} never fire)" if dead else "")
-            + ": it cannot rank those images, and their probability says nothing about them"
+        return f"gives one identical output (P(helmet) {self.most_common_output:.4f}) to {where}" + (
+            f" ({dead} never fire)" if dead else ""
         )
 
 

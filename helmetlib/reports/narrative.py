@@ -84,7 +84,7 @@ def _repeat_warnings(result: ModelResult) -> list[str]:
             f"**{len(restarts)} {'restart' if len(restarts) == 1 else 'restarts'}:** "
             + "; ".join(
                 f"the repeat of seed {seed}: its training with seed {r.seed} was stopped after epoch {r.epoch} "
-                f"({r.reason.split(': it cannot')[0]}) and trained again with the next restart seed"
+                f"({r.reason}) and trained again with the next restart seed"
                 for seed, r in restarts
             )
             + "."

@@ -225,12 +225,10 @@ def execute_notebook(
         ) from None
     finally:
         stop_kernel(manager)
-        if output.exists():
-            (write_pages or _call)(notebook_pages, work, stage)
-
-
-def _call(function: Callable, *args) -> None:
-    function(*args)
+        if output.exists() and write_pages:
+            write_pages(notebook_pages, work, stage)
+        elif output.exists():
+            notebook_pages(work, stage)
 
 
 def notebook_pages(work: RunFolder, stage: Stage) -> None:

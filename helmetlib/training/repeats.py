@@ -230,4 +230,4 @@ def _train_with_restarts(trainer, seed, epochs, max_restarts, threshold, label, 
 
 def _unhealthy(health: Health) -> str:
     """The reason of a health restart."""
-    return f"{UNHEALTHY}: {health.problem.split(': it cannot')[0]}"
+    return f"{UNHEALTHY}: {health.symptom}"
